@@ -1,0 +1,507 @@
+//! [`Storage`]: write-once artifacts and streaming reads over `object_store`.
+//!
+//! Downloads never write into their final key directly. They land in a scratch file first, are
+//! validated by the caller, and only then are published with [`Storage::put_file_once`], which is
+//! atomic on every backend (a hard link on local disk, a conditional put or completed multipart upload
+//! on object stores). A crash therefore leaves at most an orphan scratch file, never a partial
+//! artifact under a served key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::key::StorageKey;
+
+/// Errors from the storage layer. They carry the key's path; never credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage {op} failed for {key}: {source}")]
+    Backend {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("scratch file {path}: {source}")]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Which backend a [`Storage`] uses; reported by `config show` and `/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Local(PathBuf),
+    Memory,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Local(p) => write!(f, "local directory {}", p.display()),
+            Backend::Memory => f.write_str("memory"),
+        }
+    }
+}
+
+/// Metadata of a stored object.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub last_modified: SystemTime,
+    pub e_tag: Option<String>,
+}
+
+/// A stored object opened for reading: metadata plus a body stream.
+pub struct Object {
+    pub info: ObjectInfo,
+    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+/// What a write-once put found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// Another writer stored the key first; its bytes are kept and ours dropped.
+    AlreadyExists,
+}
+
+/// The artifact store. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+    /// Local directory for in-progress downloads. For the local backend it lives inside the data
+    /// directory (same file system), so publishing a file is a hard link, not a copy.
+    scratch: PathBuf,
+    /// Keeps a memory backend's scratch directory alive.
+    _scratch_guard: Option<tempfile_guard::Guard>,
+    counter: AtomicU64,
+}
+
+/// Name of the proxy-private prefix; it cannot collide with a module path (no dot, underscore).
+const PRIVATE_PREFIX: &str = "_agora";
+
+impl Storage {
+    /// Opens (creating it and its parents if needed) a local data directory.
+    pub fn local(dir: &Path) -> Result<Self, StorageError> {
+        let data_dir_err = |source| StorageError::DataDir {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(data_dir_err)?;
+        let root = dir.canonicalize().map_err(data_dir_err)?;
+        let scratch = root.join(PRIVATE_PREFIX).join("tmp");
+        std::fs::create_dir_all(&scratch).map_err(data_dir_err)?;
+        let store = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| data_dir_err(std::io::Error::other(e.to_string())))?
+            .with_fsync(true);
+        Ok(Storage::from_parts(
+            Arc::new(store),
+            Backend::Local(root),
+            scratch,
+            None,
+        ))
+    }
+
+    /// An in-memory store (tests, ephemeral deployments). Scratch files go to a temporary directory.
+    pub fn memory() -> Result<Self, StorageError> {
+        let guard = tempfile_guard::Guard::new().map_err(|source| StorageError::Scratch {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let scratch = guard.path().to_owned();
+        Ok(Storage::from_parts(
+            Arc::new(InMemory::new()),
+            Backend::Memory,
+            scratch,
+            Some(guard),
+        ))
+    }
+
+    fn from_parts(
+        store: Arc<dyn ObjectStore>,
+        backend: Backend,
+        scratch: PathBuf,
+        guard: Option<tempfile_guard::Guard>,
+    ) -> Self {
+        Storage {
+            inner: Arc::new(Inner {
+                store,
+                backend,
+                scratch,
+                _scratch_guard: guard,
+                counter: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    fn object_path(key: &StorageKey) -> ObjectPath {
+        // Keys are built from validated module paths and versions, whose elements never start with
+        // a dot or contain separators, so this parse cannot produce a path outside the store.
+        ObjectPath::from(key.path())
+    }
+
+    /// Metadata of `key`, or `None` if it is not stored.
+    pub async fn head(&self, key: &StorageKey) -> Result<Option<ObjectInfo>, StorageError> {
+        match self.inner.store.head(&Self::object_path(key)).await {
+            Ok(meta) => Ok(Some(info_of(&meta))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(backend_err("head", key, source)),
+        }
+    }
+
+    /// Opens `key` for streaming, or `None` if it is not stored.
+    pub async fn get(&self, key: &StorageKey) -> Result<Option<Object>, StorageError> {
+        match self.inner.store.get(&Self::object_path(key)).await {
+            Ok(result) => {
+                let info = info_of(&result.meta);
+                let body = result
+                    .into_stream()
+                    .map(|r| r.map_err(std::io::Error::other))
+                    .boxed();
+                Ok(Some(Object { info, body }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(backend_err("get", key, source)),
+        }
+    }
+
+    /// Reads a small object fully (info, mod, list, tiles).
+    pub async fn get_bytes(
+        &self,
+        key: &StorageKey,
+    ) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+        match self.inner.store.get(&Self::object_path(key)).await {
+            Ok(result) => {
+                let info = info_of(&result.meta);
+                let bytes = result
+                    .bytes()
+                    .await
+                    .map_err(|source| backend_err("read", key, source))?;
+                Ok(Some((bytes, info)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(backend_err("get", key, source)),
+        }
+    }
+
+    /// Stores `bytes` under a write-once key unless something is already there.
+    pub async fn put_once(
+        &self,
+        key: &StorageKey,
+        bytes: Bytes,
+    ) -> Result<PutOutcome, StorageError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .store
+            .put_opts(&Self::object_path(key), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(source) => Err(backend_err("put", key, source)),
+        }
+    }
+
+    /// Replaces a mutable object (list, latest) atomically.
+    pub async fn put_overwrite(&self, key: &StorageKey, bytes: Bytes) -> Result<(), StorageError> {
+        debug_assert!(!key.is_write_once(), "overwrite of write-once key {key:?}");
+        self.inner
+            .store
+            .put(&Self::object_path(key), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| backend_err("put", key, source))
+    }
+
+    /// A fresh scratch file path for a download. The caller creates, fills and (on success) hands it
+    /// to [`Storage::put_file_once`]; [`ScratchFile`] removes it on drop in every case.
+    pub fn scratch_file(&self, hint: &str) -> ScratchFile {
+        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
+        let safe: String = hint
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect();
+        let name = format!("{}-{}-{n}-{safe}", std::process::id(), nanos());
+        ScratchFile {
+            path: self.inner.scratch.join(name),
+        }
+    }
+
+    /// Publishes a complete scratch file under a write-once key, atomically.
+    pub async fn put_file_once(
+        &self,
+        key: &StorageKey,
+        file: &ScratchFile,
+    ) -> Result<PutOutcome, StorageError> {
+        // Make the content durable before it becomes visible under its final name.
+        let path = file.path.clone();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&path)?.sync_all())
+            .await
+            .map_err(|e| StorageError::Scratch {
+                path: file.path.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| StorageError::Scratch {
+                path: file.path.clone(),
+                source,
+            })?;
+        match &self.inner.backend {
+            Backend::Local(root) => {
+                let rel = file.path.strip_prefix(root).expect("scratch inside root");
+                let from = ObjectPath::from(rel.to_string_lossy().as_ref());
+                match self
+                    .inner
+                    .store
+                    .copy_if_not_exists(&from, &Self::object_path(key))
+                    .await
+                {
+                    Ok(()) => Ok(PutOutcome::Created),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
+                    Err(source) => Err(backend_err("publish", key, source)),
+                }
+            }
+            Backend::Memory => {
+                let bytes = tokio::fs::read(&file.path)
+                    .await
+                    .map_err(|source| StorageError::Scratch {
+                        path: file.path.clone(),
+                        source,
+                    })?;
+                self.put_once(key, Bytes::from(bytes)).await
+            }
+        }
+    }
+
+    /// Readiness probe: the backend answers a metadata request.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        let probe = ObjectPath::from(format!("{PRIVATE_PREFIX}/readyz"));
+        match self.inner.store.head(&probe).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(StorageError::Backend {
+                    op: "head",
+                    key: probe.to_string(),
+                    source,
+                })
+            }
+        }
+        if let Backend::Local(_) = self.inner.backend {
+            // A read-only or vanished data directory must show as not ready.
+            let scratch = self.inner.scratch.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&scratch)?;
+                tempfile_guard::probe_writable(&scratch)
+            })
+            .await
+            .map_err(|e| StorageError::Scratch {
+                path: self.inner.scratch.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| StorageError::Scratch {
+                path: self.inner.scratch.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A download in progress. Removed from disk when dropped (published files are hard links or
+/// copies, so removing the scratch name is always right).
+pub struct ScratchFile {
+    path: PathBuf,
+}
+
+impl ScratchFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn info_of(meta: &object_store::ObjectMeta) -> ObjectInfo {
+    ObjectInfo {
+        size: meta.size,
+        last_modified: SystemTime::from(meta.last_modified),
+        e_tag: meta.e_tag.clone(),
+    }
+}
+
+fn backend_err(op: &'static str, key: &StorageKey, source: object_store::Error) -> StorageError {
+    StorageError::Backend {
+        op,
+        key: key.path(),
+        source,
+    }
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// A tiny owned temporary directory, so the storage crate needs no `tempfile` at run time.
+mod tempfile_guard {
+    use std::path::{Path, PathBuf};
+
+    pub struct Guard(PathBuf);
+
+    impl Guard {
+        pub fn new() -> std::io::Result<Self> {
+            let dir = std::env::temp_dir().join(format!(
+                "agora-scratch-{}-{}",
+                std::process::id(),
+                super::nanos()
+            ));
+            std::fs::create_dir_all(&dir)?;
+            Ok(Guard(dir))
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
+        let probe = dir.join(format!(".probe-{}", std::process::id()));
+        std::fs::write(&probe, b"ok")?;
+        std::fs::remove_file(&probe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::ArtifactKind;
+    use agora_gomod::module::ModulePath;
+    use tokio::io::AsyncWriteExt;
+
+    fn key(kind: ArtifactKind) -> StorageKey {
+        StorageKey::artifact(
+            &ModulePath::new("github.com/Example/mod").unwrap(),
+            "v1.0.0",
+            kind,
+        )
+    }
+
+    async fn roundtrip(storage: Storage) {
+        let k = key(ArtifactKind::Info);
+        assert!(storage.get_bytes(&k).await.unwrap().is_none());
+        assert_eq!(
+            storage.put_once(&k, Bytes::from_static(b"one")).await.unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            storage.put_once(&k, Bytes::from_static(b"two")).await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        let (bytes, info) = storage.get_bytes(&k).await.unwrap().unwrap();
+        assert_eq!(&bytes[..], b"one", "write-once keeps the first value");
+        assert_eq!(info.size, 3);
+
+        let zip = key(ArtifactKind::Zip);
+        let scratch = storage.scratch_file("zip");
+        let mut f = tokio::fs::File::create(scratch.path()).await.unwrap();
+        f.write_all(&vec![7u8; 100_000]).await.unwrap();
+        f.flush().await.unwrap();
+        drop(f);
+        assert_eq!(
+            storage.put_file_once(&zip, &scratch).await.unwrap(),
+            PutOutcome::Created
+        );
+        let scratch_path = scratch.path().to_owned();
+        drop(scratch);
+        assert!(!scratch_path.exists(), "scratch removed on drop");
+        let obj = storage.get(&zip).await.unwrap().unwrap();
+        assert_eq!(obj.info.size, 100_000);
+        let body: Vec<Bytes> = obj.body.map(|b| b.unwrap()).collect().await;
+        assert_eq!(body.iter().map(|b| b.len()).sum::<usize>(), 100_000);
+
+        let list = StorageKey::List(ModulePath::new("github.com/Example/mod").unwrap());
+        storage
+            .put_overwrite(&list, Bytes::from_static(b"v1.0.0\n"))
+            .await
+            .unwrap();
+        storage
+            .put_overwrite(&list, Bytes::from_static(b"v1.0.0\nv1.1.0\n"))
+            .await
+            .unwrap();
+        assert_eq!(
+            &storage.get_bytes(&list).await.unwrap().unwrap().0[..],
+            b"v1.0.0\nv1.1.0\n"
+        );
+        storage.check().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_backend() {
+        roundtrip(Storage::memory().unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn local_backend_uses_goproxy_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("nested/data");
+        roundtrip(Storage::local(&data).unwrap()).await;
+        assert!(data
+            .join("github.com/!example/mod/@v/v1.0.0.info")
+            .is_file());
+        assert!(data.join("github.com/!example/mod/@v/v1.0.0.zip").is_file());
+        assert!(data.join("github.com/!example/mod/@v/list").is_file());
+    }
+
+    #[test]
+    fn local_backend_reports_unusable_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Storage::local(&file.join("data")).err().unwrap();
+        assert!(err.to_string().contains("cannot use data directory"), "{err}");
+    }
+}
