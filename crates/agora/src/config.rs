@@ -1,0 +1,511 @@
+//! Configuration: embedded defaults < the go command's variables < TOML file < `AGORA_*` variables
+//! < command-line flags.
+//!
+//! Layers are merged as TOML values and deserialized once into [`Config`], which rejects unknown
+//! keys by name. `AGORA_*` variables are derived from the key paths (`upstream.proxy` is
+//! `AGORA_UPSTREAM_PROXY`), so every key can be set from the environment and an unknown variable is
+//! an error rather than silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use toml::Value;
+
+/// The effective configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`0.0.0.0:3000`).
+    pub listen: String,
+    /// Local data directory (created with its parents on start).
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub upstream: UpstreamConfig,
+    pub cache: CacheConfig,
+    pub routing: RoutingConfig,
+    pub sumdb: SumdbConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `agora=debug,info`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The upstream chain, in `GOPROXY` syntax (`https://goproxy.cn,direct`).
+    pub proxy: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Whole-request limit for small answers.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Longest silence while streaming a body.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Whole-request limit for zips.
+    #[serde(with = "humantime_serde")]
+    pub zip_timeout: Duration,
+    /// Extra attempts on 429/5xx and transport failures.
+    pub retries: u32,
+    /// PEM file with extra CA certificates to trust (added to the system store).
+    pub ca_file: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Lists and `@latest` younger than this are served from cache without asking upstream.
+    #[serde(with = "humantime_serde")]
+    pub list_fresh: Duration,
+    /// Further window in which a stale list is served at once while it is refreshed.
+    #[serde(with = "humantime_serde")]
+    pub list_stale: Duration,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Private module patterns (`GOPRIVATE` syntax): fetched directly, never sent upstream, never
+    /// looked up in a checksum database.
+    pub private: Vec<String>,
+    /// Extra patterns fetched directly (`GONOPROXY`).
+    pub noproxy: Vec<String>,
+    /// Extra patterns never looked up in a checksum database (`GONOSUMDB`).
+    pub nosumdb: Vec<String>,
+    /// Patterns that may be fetched over plain HTTP (`GOINSECURE`).
+    pub insecure: Vec<String>,
+}
+
+impl RoutingConfig {
+    pub fn direct_patterns(&self) -> Vec<String> {
+        union(&self.private, &self.noproxy)
+    }
+
+    pub fn nosum_patterns(&self) -> Vec<String> {
+        union(&self.private, &self.nosumdb)
+    }
+}
+
+fn union(a: &[String], b: &[String]) -> Vec<String> {
+    let mut out = a.to_vec();
+    for p in b {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SumdbConfig {
+    /// Checksum database proxied under `/sumdb/<name>/` (`off` to proxy none).
+    pub name: String,
+    /// Where agora reaches it (default `https://<name>`).
+    pub url: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0:3000".into(),
+            data_dir: PathBuf::from("agora-data"),
+            log: LogConfig {
+                format: LogFormat::Text,
+                level: "info".into(),
+            },
+            upstream: UpstreamConfig {
+                proxy: "https://proxy.golang.org".into(),
+                connect_timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(30),
+                zip_timeout: Duration::from_secs(600),
+                retries: 2,
+                ca_file: String::new(),
+            },
+            cache: CacheConfig {
+                list_fresh: Duration::from_secs(60),
+                list_stale: Duration::from_secs(3600),
+            },
+            routing: RoutingConfig::default(),
+            sumdb: SumdbConfig {
+                name: "sum.golang.org".into(),
+                url: String::new(),
+            },
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/agora`, else `~/.local/share/agora`, else `./agora-data` (the embedded default).
+fn default_data_dir(env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    if let Some(x) = env.get("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("agora"));
+    }
+    env.get("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/share/agora"))
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub upstream: Option<String>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+/// Loads the configuration from every layer. `env` is the process environment (a parameter so
+/// tests need not mutate the real one).
+pub fn load(
+    file: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    flags: &Overrides,
+) -> Result<Config> {
+    let mut defaults = Config::default();
+    if let Some(dir) = default_data_dir(env) {
+        defaults.data_dir = dir;
+    }
+    apply_go_env(&mut defaults, env)?;
+    let mut merged = Value::try_from(&defaults).context("serializing defaults")?;
+    let leaves = leaf_paths(&merged);
+
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let parsed: Value = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        merge(&mut merged, parsed);
+    }
+
+    for (name, raw) in env.iter().filter(|(k, _)| k.starts_with("AGORA_")) {
+        let Some((path, kind)) = leaves.iter().find(|(p, _)| env_name(p) == *name) else {
+            bail!(
+                "unknown environment variable {name} (known: {})",
+                leaves
+                    .iter()
+                    .map(|(p, _)| env_name(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let value = parse_env_value(raw, kind)
+            .with_context(|| format!("invalid value for environment variable {name}"))?;
+        set_path(&mut merged, path, value);
+    }
+
+    let flag_values = [
+        ("listen", flags.listen.clone()),
+        (
+            "data_dir",
+            flags.data_dir.as_ref().map(|p| p.display().to_string()),
+        ),
+        ("upstream.proxy", flags.upstream.clone()),
+        ("log.format", flags.log_format.clone()),
+        ("log.level", flags.log_level.clone()),
+    ];
+    for (path, value) in flag_values {
+        if let Some(v) = value {
+            set_path(&mut merged, path, Value::String(v));
+        }
+    }
+
+    let config: Config = merged
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// The go command's own variables are defaults for agora's upstream and routing settings.
+fn apply_go_env(config: &mut Config, env: &BTreeMap<String, String>) -> Result<()> {
+    let list = |name: &str| -> Vec<String> {
+        env.get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if let Some(v) = env.get("GOPROXY").filter(|v| !v.trim().is_empty()) {
+        config.upstream.proxy = v.clone();
+    }
+    config.routing.private = list("GOPRIVATE");
+    config.routing.noproxy = list("GONOPROXY");
+    config.routing.nosumdb = list("GONOSUMDB");
+    config.routing.insecure = list("GOINSECURE");
+    if let Some(v) = env.get("GOSUMDB").filter(|v| !v.trim().is_empty()) {
+        // GOSUMDB is "off", "name", "name+key" or "name+key url".
+        let mut fields = v.split_whitespace();
+        let name = fields.next().unwrap_or_default();
+        let name = name.split('+').next().unwrap_or_default();
+        config.sumdb.name = name.to_owned();
+        config.sumdb.url = fields.next().unwrap_or_default().to_owned();
+    }
+    Ok(())
+}
+
+impl Config {
+    fn validate(&self) -> Result<()> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("invalid listen address {:?}", self.listen))?;
+        agora_upstream::parse_goproxy(&self.upstream.proxy).context("invalid upstream.proxy")?;
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data_dir must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The checksum database endpoint, if one is proxied.
+    pub fn sumdb_endpoint(&self) -> Option<agora_core::SumdbEndpoint> {
+        let name = self.sumdb.name.trim();
+        if name.is_empty() || name == "off" {
+            return None;
+        }
+        let url = if self.sumdb.url.is_empty() {
+            format!("https://{name}")
+        } else if self.sumdb.url.contains("://") {
+            self.sumdb.url.trim_end_matches('/').to_owned()
+        } else {
+            format!("https://{}", self.sumdb.url.trim_end_matches('/'))
+        };
+        Some(agora_core::SumdbEndpoint {
+            name: name.to_owned(),
+            url,
+        })
+    }
+
+    /// The configuration as TOML with secrets (credentials in URLs) redacted.
+    pub fn to_redacted_toml(&self) -> Result<String> {
+        let mut shown = self.clone();
+        shown.upstream.proxy = shown
+            .upstream
+            .proxy
+            .split_inclusive([',', '|'])
+            .map(agora_upstream::client::redact)
+            .collect();
+        shown.sumdb.url = agora_upstream::client::redact(&shown.sumdb.url);
+        Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeafKind {
+    Text,
+    Integer,
+    Bool,
+    List,
+}
+
+fn leaf_paths(v: &Value) -> Vec<(String, LeafKind)> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, LeafKind)>) {
+        match v {
+            Value::Table(t) => {
+                for (k, child) in t {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, child, out);
+                }
+            }
+            Value::Integer(_) => out.push((prefix.to_owned(), LeafKind::Integer)),
+            Value::Boolean(_) => out.push((prefix.to_owned(), LeafKind::Bool)),
+            Value::Array(_) => out.push((prefix.to_owned(), LeafKind::List)),
+            _ => out.push((prefix.to_owned(), LeafKind::Text)),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
+}
+
+fn env_name(path: &str) -> String {
+    format!("AGORA_{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
+fn parse_env_value(raw: &str, kind: &LeafKind) -> Result<Value> {
+    Ok(match kind {
+        LeafKind::Text => Value::String(raw.to_owned()),
+        LeafKind::Integer => Value::Integer(raw.trim().parse().context("expected an integer")?),
+        LeafKind::Bool => Value::Boolean(
+            raw.trim()
+                .parse()
+                .context("expected \"true\" or \"false\"")?,
+        ),
+        LeafKind::List => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
+    })
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Table(b), Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn set_path(root: &mut Value, path: &str, value: Value) {
+    let mut cur = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Value::Table(t) = cur else { return };
+        if parts.peek().is_none() {
+            t.insert(part.to_owned(), value);
+            return;
+        }
+        cur = t
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Table(Default::default()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn embedded_defaults_need_nothing() {
+        let c = load(None, &env(&[("HOME", "/home/u")]), &Overrides::default()).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:3000");
+        assert_eq!(c.upstream.proxy, "https://proxy.golang.org");
+        assert_eq!(c.data_dir, PathBuf::from("/home/u/.local/share/agora"));
+        assert_eq!(c.sumdb_endpoint().unwrap().url, "https://sum.golang.org");
+    }
+
+    #[test]
+    fn precedence_is_go_env_then_file_then_agora_env_then_flags() {
+        let file = write(
+            "listen = \"127.0.0.1:4000\"\n[upstream]\nproxy = \"https://goproxy.cn\"\nretries = 5\n[routing]\nprivate = [\"gitlab.corp.example\"]\n",
+        );
+        let e = env(&[
+            ("GOPROXY", "https://from-go-env.example"),
+            ("GONOSUMDB", "secret.example"),
+            (
+                "GOSUMDB",
+                "sum.golang.google.cn+abc https://sum.golang.google.cn",
+            ),
+            ("AGORA_UPSTREAM_RETRIES", "7"),
+            ("AGORA_LISTEN", "127.0.0.1:5000"),
+            ("AGORA_CACHE_LIST_FRESH", "5m"),
+        ]);
+        let flags = Overrides {
+            listen: Some("127.0.0.1:6000".into()),
+            ..Overrides::default()
+        };
+        let c = load(Some(file.path()), &e, &flags).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6000", "flag beats env and file");
+        assert_eq!(c.upstream.proxy, "https://goproxy.cn", "file beats GOPROXY");
+        assert_eq!(c.upstream.retries, 7, "AGORA_* beats file");
+        assert_eq!(c.cache.list_fresh, Duration::from_secs(300));
+        assert_eq!(c.routing.direct_patterns(), vec!["gitlab.corp.example"]);
+        assert_eq!(
+            c.routing.nosum_patterns(),
+            vec!["gitlab.corp.example", "secret.example"]
+        );
+        let s = c.sumdb_endpoint().unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.url.as_str()),
+            ("sum.golang.google.cn", "https://sum.golang.google.cn")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_variables_are_named() {
+        let file = write("[upstream]\nproxxy = \"x\"\n");
+        let err = load(Some(file.path()), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("proxxy"), "{err:#}");
+        let err = load(
+            None,
+            &env(&[("AGORA_LISTEN_ADDR", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("AGORA_LISTEN_ADDR"), "{err:#}");
+        let err = load(
+            None,
+            &env(&[("AGORA_UPSTREAM_RETRIES", "many")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("AGORA_UPSTREAM_RETRIES"),
+            "{err:#}"
+        );
+        let err = load(
+            None,
+            &env(&[("GOPROXY", "nonsense")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("upstream.proxy"), "{err:#}");
+    }
+
+    #[test]
+    fn show_redacts_credentials() {
+        let c = load(
+            None,
+            &env(&[(
+                "GOPROXY",
+                "https://alice:s3cret@proxy.corp.example,https://goproxy.cn|direct",
+            )]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let shown = c.to_redacted_toml().unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("https://***@proxy.corp.example,https://goproxy.cn|direct"),
+            "{shown}"
+        );
+    }
+}

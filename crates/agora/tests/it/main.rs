@@ -1,0 +1,12 @@
+//! agora's integration tests: the real binary, the real go client, a local "public" proxy built
+//! from fixture git repositories, all on loopback.
+//!
+//! One test binary (faster to build and link than one per file); modules mirror features.
+
+mod support;
+
+mod bad_input;
+mod cli;
+mod serving;
+mod sumdb;
+mod upstream_chain;

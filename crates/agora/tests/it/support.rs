@@ -1,0 +1,146 @@
+//! Shared world for the integration tests: fixture repositories, their "public proxy" tree and the
+//! go command's own answers (the baseline), built once per test binary.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use agora_testkit::{
+    public_modules, Agora, AgoraBuilder, GitHost, GoClient, ModDownload, PublicFixtures,
+    UpstreamProxy,
+};
+
+pub struct World {
+    pub host: GitHost,
+    pub fixtures: PublicFixtures,
+    /// The GOPROXY tree the go command produced with `GOPROXY=direct`.
+    pub upstream_root: PathBuf,
+    /// `module@version` → what `GOPROXY=direct go mod download` reported.
+    pub baseline: BTreeMap<String, ModDownload>,
+    _upstream: UpstreamProxy,
+    _go: GoClient,
+}
+
+pub fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let host = GitHost::new();
+        let fixtures = public_modules(&host);
+        let go = GoClient::find().gitconfig(host.gitconfig_path());
+        let queries = fixtures.queries();
+        let upstream = UpstreamProxy::from_fixtures(&go, &host, &queries);
+        let mut baseline = BTreeMap::new();
+        for q in &queries {
+            let d = go
+                .mod_download("direct", q)
+                .unwrap_or_else(|e| panic!("baseline download {q}: {e}"));
+            baseline.insert(q.to_string(), d);
+        }
+        World {
+            upstream_root: upstream.root().to_owned(),
+            host,
+            fixtures,
+            baseline,
+            _upstream: upstream,
+            _go: go,
+        }
+    })
+}
+
+/// A fresh upstream proxy (own counters and faults) over the shared fixture tree.
+pub fn upstream() -> UpstreamProxy {
+    UpstreamProxy::serve_dir(&world().upstream_root)
+}
+
+pub fn agora_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_agora")
+}
+
+/// An agora builder with a private data directory and a clean environment: no GO* variables from
+/// the developer's machine leak in.
+pub fn builder(data: &Path, upstream: &str) -> AgoraBuilder {
+    let mut b = AgoraBuilder::new(agora_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(["--upstream", upstream]);
+    for var in [
+        "GOPROXY",
+        "GOPRIVATE",
+        "GONOPROXY",
+        "GONOSUMDB",
+        "GOSUMDB",
+        "GOINSECURE",
+        "RUST_LOG",
+    ] {
+        b = b.env_remove(var);
+    }
+    b.env("AGORA_LOG_LEVEL", "agora=debug,info")
+}
+
+pub fn start(data: &Path, upstream: &str) -> Agora {
+    builder(data, upstream).start()
+}
+
+/// A fresh go client (empty module cache) that can also reach the fixture repositories.
+pub fn go_client() -> GoClient {
+    GoClient::find().gitconfig(world().host.gitconfig_path())
+}
+
+/// Sends a request byte-for-byte (no client-side path normalization, unlike an HTTP library), and
+/// returns the status code and body.
+pub fn raw_request(base_url: &str, method: &str, path: &str) -> (u16, String) {
+    let addr = base_url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect to agora");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read response");
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Escaped request path of a module artifact.
+pub fn artifact_path(module: &str, version: &str, ext: &str) -> String {
+    format!(
+        "/{}/@v/{}.{ext}",
+        agora_gomod::module::escape_path(module).unwrap(),
+        agora_gomod::module::escape_version(version).unwrap()
+    )
+}

@@ -1,0 +1,105 @@
+//! GOPROXY chain semantics: `,` falls through only on 404/410, `|` on any error.
+
+use agora_testkit::fixtures::GREET;
+use agora_testkit::{http, Fault, UpstreamProxy};
+
+use crate::support::*;
+
+fn info_status(agora_url: &str) -> (u16, String) {
+    let (s, _, body) = http::get(&format!(
+        "{agora_url}{}",
+        artifact_path(GREET, "v1.1.0", "info")
+    ));
+    (s, http::text(&body))
+}
+
+#[test]
+fn comma_falls_through_on_not_found_only() {
+    let empty_dir = tempfile::tempdir().unwrap();
+    let empty = UpstreamProxy::serve_dir(empty_dir.path());
+    let good = upstream();
+    let data = tempfile::tempdir().unwrap();
+    let agora = start(data.path(), &format!("{},{}", empty.url(), good.url()));
+    assert_eq!(info_status(agora.url()).0, 200);
+    assert_eq!(empty.requests().len(), 1);
+    assert_eq!(good.requests().len(), 1);
+
+    // A 410 also means "not here".
+    let gone = upstream();
+    gone.set_fault(Fault::Status(410));
+    let good2 = upstream();
+    let data2 = tempfile::tempdir().unwrap();
+    let agora2 = start(data2.path(), &format!("{},{}", gone.url(), good2.url()));
+    assert_eq!(info_status(agora2.url()).0, 200);
+}
+
+#[test]
+fn comma_stops_on_a_server_error() {
+    let broken = upstream();
+    broken.set_fault(Fault::Status(500));
+    let good = upstream();
+    let data = tempfile::tempdir().unwrap();
+    let agora = builder(data.path(), &format!("{},{}", broken.url(), good.url()))
+        .env("AGORA_UPSTREAM_RETRIES", "0")
+        .start();
+    let (status, body) = info_status(agora.url());
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("500"), "{body}");
+    assert!(good.requests().is_empty(), "{:?}", good.requests());
+    assert!(files_under(data.path())
+        .iter()
+        .all(|f| f.starts_with("_agora/")));
+}
+
+#[test]
+fn pipe_falls_through_on_any_error() {
+    let broken = upstream();
+    broken.set_fault(Fault::Status(500));
+    let good = upstream();
+    let data = tempfile::tempdir().unwrap();
+    let agora = builder(data.path(), &format!("{}|{}", broken.url(), good.url()))
+        .env("AGORA_UPSTREAM_RETRIES", "0")
+        .start();
+    assert_eq!(info_status(agora.url()).0, 200);
+
+    // A connection failure also moves on after `|`.
+    let mut dead = upstream();
+    let dead_url = dead.url();
+    dead.stop();
+    let data2 = tempfile::tempdir().unwrap();
+    let agora2 = builder(data2.path(), &format!("{dead_url}|{}", good.url()))
+        .env("AGORA_UPSTREAM_RETRIES", "0")
+        .start();
+    assert_eq!(info_status(agora2.url()).0, 200);
+}
+
+#[test]
+fn transient_upstream_errors_are_retried() {
+    let flaky = upstream();
+    let path = artifact_path(GREET, "v1.1.0", "info");
+    flaky.set_path_fault(&path, Fault::Status(503));
+    let data = tempfile::tempdir().unwrap();
+    let agora = builder(data.path(), &flaky.url())
+        .env("AGORA_UPSTREAM_RETRIES", "2")
+        .start();
+    let (status, _) = info_status(agora.url());
+    assert_eq!(status, 502);
+    assert_eq!(flaky.count(&path), 3, "one attempt plus two retries");
+}
+
+#[test]
+fn direct_and_off_entries_are_understood() {
+    let data = tempfile::tempdir().unwrap();
+    let agora = start(data.path(), "off");
+    let (status, body) = info_status(agora.url());
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("GOPROXY=off"), "{body}");
+
+    let empty_dir = tempfile::tempdir().unwrap();
+    let empty = UpstreamProxy::serve_dir(empty_dir.path());
+    let data2 = tempfile::tempdir().unwrap();
+    let agora2 = start(data2.path(), &format!("{},direct", empty.url()));
+    let (status, body) = info_status(agora2.url());
+    assert_eq!(status, 501, "{body}");
+    assert!(body.contains("not supported yet"), "{body}");
+}

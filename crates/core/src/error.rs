@@ -1,0 +1,68 @@
+//! [`CoreError`]: why the proxy could not answer. Each variant has one meaning for the client;
+//! the mapping to HTTP statuses lives in `agora-server`.
+
+use agora_storage::StorageError;
+use agora_upstream::FetchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The module or version does not exist (upstream said 404/410, or the request cannot name
+    /// anything that exists, such as a non-canonical version for `.zip`).
+    #[error("{0}")]
+    NotFound(String),
+    /// `Disable-Module-Fetch: true` and the answer is not cached.
+    #[error("{0}: not cached and fetching is disabled by Disable-Module-Fetch")]
+    NotCached(String),
+    /// Fetching is refused by configuration (GOPROXY=off).
+    #[error("{0}: module lookup disabled by GOPROXY=off")]
+    Disabled(String),
+    /// The route exists but agora cannot serve it yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// An upstream failed in a way that is not "not found".
+    #[error("{what}: {source}")]
+    Upstream {
+        what: String,
+        #[source]
+        source: FetchError,
+    },
+    /// The upstream answered, but the answer is not acceptable (and was not cached).
+    #[error("{what}: invalid upstream answer: {reason}")]
+    InvalidUpstream { what: String, reason: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    /// An upstream did not answer in time (the server answers 504 rather than 502).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            CoreError::Upstream {
+                source: FetchError::Timeout { .. },
+                ..
+            }
+        )
+    }
+
+    /// Wraps an upstream failure for `what` (`module@version`), keeping "not found" distinct.
+    pub fn from_fetch(what: &str, err: FetchError) -> Self {
+        match err {
+            FetchError::NotFound { message, .. } => {
+                CoreError::NotFound(format!("{what}: {message}"))
+            }
+            FetchError::Disabled => CoreError::Disabled(what.to_owned()),
+            FetchError::Unsupported(msg) => CoreError::Unsupported(format!("{what}: {msg}")),
+            FetchError::Invalid { reason, .. } => CoreError::InvalidUpstream {
+                what: what.to_owned(),
+                reason,
+            },
+            source => CoreError::Upstream {
+                what: what.to_owned(),
+                source,
+            },
+        }
+    }
+}

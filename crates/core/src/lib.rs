@@ -1,0 +1,29 @@
+//! The proxy's brain, independent of HTTP.
+//!
+//! # Layout
+//! - [`proxy`]: [`Proxy`], answering the GOPROXY protocol's questions (list, latest, info, mod, zip)
+//!   from storage or, on a miss, from a [`Source`] chosen by the routing policy; caches the answers
+//!   (write-once for versions, freshness windows for lists) and validates what it fetched.
+//! - [`source`]: [`Source`], anything that can answer for a module: an upstream proxy now, version
+//!   control (direct) next.
+//! - [`policy`]: which modules go direct (GOPRIVATE/GONOPROXY-style patterns), which may be looked up
+//!   in a checksum database (GONOSUMDB).
+//! - [`singleflight`]: one fetch per key in this process, however many requests wait for it; the
+//!   fetch runs as its own task, so it completes even if every client disconnects.
+//! - [`sumdb`]: checksum-database proxying with tile caching and private-path refusal.
+//! - [`validate`]: checks on fetched artifacts before they are stored.
+//! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
+
+pub mod error;
+pub mod policy;
+pub mod proxy;
+pub mod singleflight;
+pub mod source;
+pub mod sumdb;
+pub mod validate;
+
+pub use error::CoreError;
+pub use policy::{Policy, Route};
+pub use proxy::{FetchMode, Freshness, Proxy, ProxyOptions, Served};
+pub use source::{DirectSource, ProxySource, Source};
+pub use sumdb::{SumdbAnswer, SumdbEndpoint, SumdbProxy};

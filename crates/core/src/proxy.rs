@@ -1,0 +1,525 @@
+//! [`Proxy`]: the GOPROXY protocol's answers, from cache or from a source.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use agora_gomod::module::{check_path_major, ModulePath};
+use agora_storage::{ArtifactKind, Object, PutOutcome, Storage, StorageKey};
+use agora_upstream::{walk, ChainEntry, FetchError, Target, UpstreamClient};
+use bytes::Bytes;
+
+use crate::error::CoreError;
+use crate::policy::{Policy, Route};
+use crate::singleflight::SingleFlight;
+use crate::source::{DirectSource, ProxySource, Source};
+use crate::validate;
+
+/// Tuning of the proxy's caching.
+#[derive(Clone, Debug)]
+pub struct ProxyOptions {
+    /// A cached list or `@latest` younger than this is served without asking upstream.
+    pub list_fresh: Duration,
+    /// Past `list_fresh` and within this further window, the stale answer is served at once and
+    /// refreshed in the background. Older answers are refreshed first and served stale only when
+    /// every source fails.
+    pub list_stale: Duration,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            list_fresh: Duration::from_secs(60),
+            list_stale: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `Disable-Module-Fetch: true` asks for cache-only answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchMode {
+    Fetch,
+    CacheOnly,
+}
+
+/// How an answer was obtained (reported to clients as `X-Agora-Cache`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// From cache, within its freshness window (or immutable).
+    Hit,
+    /// Fetched from a source just now.
+    Miss,
+    /// From cache, past its freshness window (being refreshed, or every source failed).
+    Stale,
+}
+
+impl Freshness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Freshness::Hit => "hit",
+            Freshness::Miss => "miss",
+            Freshness::Stale => "stale",
+        }
+    }
+}
+
+/// A small answer with its provenance.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub body: Bytes,
+    pub freshness: Freshness,
+    pub last_modified: Option<SystemTime>,
+}
+
+type Outcome = Result<Bytes, Arc<CoreError>>;
+
+/// One hop of a chain: the GOPROXY entry and the source that answers for it.
+struct Hop {
+    entry: ChainEntry,
+    source: Option<Arc<dyn Source>>,
+}
+
+impl AsRef<ChainEntry> for Hop {
+    fn as_ref(&self) -> &ChainEntry {
+        &self.entry
+    }
+}
+
+/// The proxy. Cheap to clone; all clones share caches and in-flight fetches.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Storage,
+    policy: Policy,
+    /// Public modules: the configured GOPROXY chain.
+    chain: Vec<Hop>,
+    /// Private modules: version control only.
+    direct: Vec<Hop>,
+    opts: ProxyOptions,
+    flights: SingleFlight<String, Outcome>,
+}
+
+impl Proxy {
+    /// Builds a proxy over `storage` with the upstream `chain`, using `client` for every proxy hop
+    /// and `direct` for `direct` hops and private modules.
+    pub fn new(
+        storage: Storage,
+        policy: Policy,
+        chain: &[ChainEntry],
+        client: UpstreamClient,
+        direct: Arc<dyn Source>,
+        opts: ProxyOptions,
+    ) -> Self {
+        let hop = |entry: &ChainEntry| Hop {
+            entry: entry.clone(),
+            source: match &entry.target {
+                Target::Proxy(base) => {
+                    Some(Arc::new(ProxySource::new(base.clone(), client.clone())) as Arc<dyn Source>)
+                }
+                Target::Direct => Some(direct.clone()),
+                Target::Off => None,
+            },
+        };
+        let direct_entry = ChainEntry {
+            target: Target::Direct,
+            fallback_on_error: false,
+        };
+        Proxy {
+            inner: Arc::new(Inner {
+                storage,
+                policy,
+                chain: chain.iter().map(hop).collect(),
+                direct: vec![hop(&direct_entry)],
+                opts,
+                flights: SingleFlight::default(),
+            }),
+        }
+    }
+
+    /// A proxy whose direct source is not available yet (see [`DirectSource`]).
+    pub fn without_direct(
+        storage: Storage,
+        policy: Policy,
+        chain: &[ChainEntry],
+        client: UpstreamClient,
+        opts: ProxyOptions,
+    ) -> Self {
+        Proxy::new(storage, policy, chain, client, Arc::new(DirectSource), opts)
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Keys currently being fetched (for metrics and tests).
+    pub fn fetches_in_flight(&self) -> usize {
+        self.inner.flights.len()
+    }
+
+    fn hops(&self, module: &ModulePath) -> &[Hop] {
+        match self.inner.policy.route(module) {
+            Route::Direct => &self.inner.direct,
+            Route::Upstream => &self.inner.chain,
+        }
+    }
+
+    /// `/@v/list`.
+    pub async fn list(
+        &self,
+        module: &ModulePath,
+        mode: FetchMode,
+    ) -> Result<Served, Arc<CoreError>> {
+        self.mutable(StorageKey::List(module.clone()), module, mode)
+            .await
+    }
+
+    /// `/@latest`.
+    pub async fn latest(
+        &self,
+        module: &ModulePath,
+        mode: FetchMode,
+    ) -> Result<Served, Arc<CoreError>> {
+        self.mutable(StorageKey::Latest(module.clone()), module, mode)
+            .await
+    }
+
+    /// Cached-with-freshness answers (list, latest): see [`ProxyOptions`].
+    async fn mutable(
+        &self,
+        key: StorageKey,
+        module: &ModulePath,
+        mode: FetchMode,
+    ) -> Result<Served, Arc<CoreError>> {
+        let what = describe_key(&key, module);
+        let cached = self.inner.storage.get_bytes(&key).await.map_err(to_arc)?;
+        let Some((body, info)) = cached else {
+            if mode == FetchMode::CacheOnly {
+                return Err(Arc::new(CoreError::NotCached(what)));
+            }
+            let body = self.refresh(key, module.clone()).await?;
+            return Ok(Served {
+                body,
+                freshness: Freshness::Miss,
+                last_modified: Some(SystemTime::now()),
+            });
+        };
+        let age = SystemTime::now()
+            .duration_since(info.last_modified)
+            .unwrap_or_default();
+        let stale = Served {
+            body: body.clone(),
+            freshness: Freshness::Stale,
+            last_modified: Some(info.last_modified),
+        };
+        if mode == FetchMode::CacheOnly || age < self.inner.opts.list_fresh {
+            return Ok(Served {
+                freshness: Freshness::Hit,
+                ..stale
+            });
+        }
+        if age < self.inner.opts.list_fresh + self.inner.opts.list_stale {
+            // Stale-while-revalidate: the refresh runs as its own task.
+            let this = self.clone();
+            let module = module.clone();
+            tokio::spawn(async move {
+                if let Err(err) = this.refresh(key, module).await {
+                    tracing::warn!(error = %err, "background refresh failed; keeping cached answer");
+                }
+            });
+            return Ok(stale);
+        }
+        match self.refresh(key, module.clone()).await {
+            Ok(body) => Ok(Served {
+                body,
+                freshness: Freshness::Miss,
+                last_modified: Some(SystemTime::now()),
+            }),
+            Err(err) if matches!(*err, CoreError::NotFound(_)) => Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, "every source failed; serving stale cached answer");
+                Ok(stale)
+            }
+        }
+    }
+
+    /// Fetches a list or `@latest` answer, validates it and replaces the cached copy.
+    async fn refresh(&self, key: StorageKey, module: ModulePath) -> Outcome {
+        let flight_key = key.path();
+        let this = self.clone();
+        let work = async move {
+            let what = describe_key(&key, &module);
+            let is_list = matches!(key, StorageKey::List(_));
+            let body = walk(this.hops(&module), |hop| {
+                let module = &module;
+                async move {
+                    let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
+                    let body = if is_list {
+                        source.list(module).await?
+                    } else {
+                        source.latest(module).await?
+                    };
+                    let checked = if is_list {
+                        validate::list(&body)
+                    } else {
+                        validate::info(module, None, &body).map(|_| body)
+                    };
+                    checked.map_err(|reason| FetchError::Invalid {
+                        url: source.describe(),
+                        reason,
+                    })
+                }
+            })
+            .await
+            .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            this.inner
+                .storage
+                .put_overwrite(&key, body.clone())
+                .await
+                .map_err(to_arc)?;
+            Ok(body)
+        };
+        self.fly(flight_key, work).await
+    }
+
+    /// `/@v/<query>.info`. Canonical versions are cached forever; other queries (branches, commit
+    /// prefixes) are always resolved afresh, and the version they resolve to is cached.
+    pub async fn info(
+        &self,
+        module: &ModulePath,
+        query: &str,
+        mode: FetchMode,
+    ) -> Result<Served, Arc<CoreError>> {
+        let (_, major) = module.split_version();
+        let cacheable = validate::is_canonical(query) && check_path_major(query, major).is_ok();
+        if cacheable {
+            let key = StorageKey::artifact(module, query, ArtifactKind::Info);
+            if let Some(hit) = self.cached(&key).await? {
+                return Ok(hit);
+            }
+        }
+        if mode == FetchMode::CacheOnly {
+            return Err(Arc::new(CoreError::NotCached(format!("{module}@{query}"))));
+        }
+        let this = self.clone();
+        let (m, q) = (module.clone(), query.to_owned());
+        let work = async move {
+            let what = format!("{m}@{q}");
+            let (body, version) = walk(this.hops(&m), |hop| {
+                let (m, q) = (&m, &q);
+                async move {
+                    let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
+                    let body = source.info(m, q).await?;
+                    let version = validate::info(m, Some(q), &body).map_err(|reason| {
+                        FetchError::Invalid {
+                            url: source.describe(),
+                            reason,
+                        }
+                    })?;
+                    Ok((body, version))
+                }
+            })
+            .await
+            .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            let key = StorageKey::artifact(&m, &version, ArtifactKind::Info);
+            this.store_once(&key, body).await
+        };
+        let body = self
+            .fly(format!("info:{}@{}", module.escaped(), query), work)
+            .await?;
+        Ok(Served {
+            body,
+            freshness: Freshness::Miss,
+            last_modified: Some(SystemTime::now()),
+        })
+    }
+
+    /// `/@v/<version>.mod`.
+    pub async fn go_mod(
+        &self,
+        module: &ModulePath,
+        version: &str,
+        mode: FetchMode,
+    ) -> Result<Served, Arc<CoreError>> {
+        check_version(module, version)?;
+        let key = StorageKey::artifact(module, version, ArtifactKind::Mod);
+        if let Some(hit) = self.cached(&key).await? {
+            return Ok(hit);
+        }
+        if mode == FetchMode::CacheOnly {
+            return Err(Arc::new(CoreError::NotCached(format!(
+                "{module}@{version}"
+            ))));
+        }
+        let this = self.clone();
+        let (m, v) = (module.clone(), version.to_owned());
+        let work = async move {
+            let what = format!("{m}@{v}");
+            let body = walk(this.hops(&m), |hop| {
+                let (m, v) = (&m, &v);
+                async move {
+                    let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
+                    let body = source.go_mod(m, v).await?;
+                    validate::go_mod(m, &body).map_err(|reason| FetchError::Invalid {
+                        url: source.describe(),
+                        reason,
+                    })?;
+                    Ok(body)
+                }
+            })
+            .await
+            .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            this.store_once(&key, body).await
+        };
+        let body = self
+            .fly(format!("mod:{}@{}", module.escaped(), version), work)
+            .await?;
+        Ok(Served {
+            body,
+            freshness: Freshness::Miss,
+            last_modified: Some(SystemTime::now()),
+        })
+    }
+
+    /// `/@v/<version>.zip`, streamed from storage. A miss downloads to a scratch file, checks the
+    /// zip, publishes it atomically, then streams the stored copy.
+    pub async fn zip(
+        &self,
+        module: &ModulePath,
+        version: &str,
+        mode: FetchMode,
+    ) -> Result<(Object, Freshness), Arc<CoreError>> {
+        check_version(module, version)?;
+        let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
+        if let Some(obj) = self.inner.storage.get(&key).await.map_err(to_arc)? {
+            return Ok((obj, Freshness::Hit));
+        }
+        if mode == FetchMode::CacheOnly {
+            return Err(Arc::new(CoreError::NotCached(format!(
+                "{module}@{version}"
+            ))));
+        }
+        let this = self.clone();
+        let (m, v, k) = (module.clone(), version.to_owned(), key.clone());
+        let work = async move {
+            let what = format!("{m}@{v}");
+            let scratch = this.inner.storage.scratch_file(&what);
+            walk(this.hops(&m), |hop| {
+                let (m, v, dest) = (&m, &v, scratch.path());
+                async move {
+                    let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
+                    source.zip(m, v, dest).await?;
+                    let (mc, vc, dc) = (m.clone(), v.clone(), dest.to_owned());
+                    let checked = tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("zip check crashed: {e}")));
+                    checked.map_err(|reason| FetchError::Invalid {
+                        url: source.describe(),
+                        reason,
+                    })
+                }
+            })
+            .await
+            .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            let outcome = this
+                .inner
+                .storage
+                .put_file_once(&k, &scratch)
+                .await
+                .map_err(to_arc)?;
+            if outcome == PutOutcome::AlreadyExists {
+                tracing::debug!(module.path = %m, module.version = %v, "zip stored concurrently by another writer");
+            }
+            Ok(Bytes::new())
+        };
+        self.fly(format!("zip:{}@{}", module.escaped(), version), work)
+            .await?;
+        let obj = self
+            .inner
+            .storage
+            .get(&key)
+            .await
+            .map_err(to_arc)?
+            .ok_or_else(|| {
+                Arc::new(CoreError::Internal(format!(
+                    "{module}@{version}: zip vanished right after it was stored"
+                )))
+            })?;
+        Ok((obj, Freshness::Miss))
+    }
+
+    async fn cached(&self, key: &StorageKey) -> Result<Option<Served>, Arc<CoreError>> {
+        Ok(self
+            .inner
+            .storage
+            .get_bytes(key)
+            .await
+            .map_err(to_arc)?
+            .map(|(body, info)| Served {
+                body,
+                freshness: Freshness::Hit,
+                last_modified: Some(info.last_modified),
+            }))
+    }
+
+    /// Stores a write-once artifact; when another writer won the race, answers with its bytes so
+    /// that every client sees the same content.
+    async fn store_once(&self, key: &StorageKey, body: Bytes) -> Outcome {
+        match self
+            .inner
+            .storage
+            .put_once(key, body.clone())
+            .await
+            .map_err(to_arc)?
+        {
+            PutOutcome::Created => Ok(body),
+            PutOutcome::AlreadyExists => Ok(self
+                .inner
+                .storage
+                .get_bytes(key)
+                .await
+                .map_err(to_arc)?
+                .map(|(b, _)| b)
+                .unwrap_or(body)),
+        }
+    }
+
+    async fn fly<F>(&self, key: String, work: F) -> Outcome
+    where
+        F: std::future::Future<Output = Outcome> + Send + 'static,
+    {
+        let (result, _role) = self.inner.flights.run(key, work).await;
+        result.map_err(|panic| Arc::new(CoreError::Internal(panic.to_string())))?
+    }
+}
+
+/// `.mod` and `.zip` exist only for canonical versions valid for the module path.
+fn check_version(module: &ModulePath, version: &str) -> Result<(), Arc<CoreError>> {
+    if !validate::is_canonical(version) {
+        return Err(Arc::new(CoreError::NotFound(format!(
+            "{module}@{version}: invalid version: not a canonical version"
+        ))));
+    }
+    let (_, major) = module.split_version();
+    check_path_major(version, major).map_err(|e| {
+        Arc::new(CoreError::NotFound(format!(
+            "{module}@{version}: invalid version: {e}"
+        )))
+    })
+}
+
+fn describe_key(key: &StorageKey, module: &ModulePath) -> String {
+    match key {
+        StorageKey::Latest(_) => format!("{module}@latest"),
+        _ => module.to_string(),
+    }
+}
+
+fn to_arc(e: impl Into<CoreError>) -> Arc<CoreError> {
+    Arc::new(e.into())
+}

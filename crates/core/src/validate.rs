@@ -1,0 +1,153 @@
+//! Checks on fetched artifacts. Nothing an upstream sends is cached before it passes here, so a
+//! broken or hostile upstream cannot poison the cache.
+
+use std::path::Path;
+
+use agora_gomod::module::{check_path_major, ModulePath};
+use agora_gomod::{pseudo, semver};
+use bytes::Bytes;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct InfoJson {
+    #[serde(rename = "Version")]
+    version: String,
+    #[serde(rename = "Time")]
+    time: Option<String>,
+}
+
+/// Whether `v` is exactly a canonical semantic version (what `.mod`/`.zip` requests must name).
+pub fn is_canonical(v: &str) -> bool {
+    semver::canonical(v).as_deref() == Some(v)
+}
+
+/// Checks an `.info` or `@latest` body for `module`, answering the query `requested` (`None` for
+/// `@latest`). Returns the canonical version it names.
+pub fn info(module: &ModulePath, requested: Option<&str>, body: &[u8]) -> Result<String, String> {
+    let info: InfoJson =
+        serde_json::from_slice(body).map_err(|e| format!("malformed info JSON: {e}"))?;
+    let v = info.version;
+    if !is_canonical(&v) {
+        return Err(format!("version {v:?} is not a canonical semantic version"));
+    }
+    let (_, major) = module.split_version();
+    check_path_major(&v, major).map_err(|e| e.to_string())?;
+    if let Some(req) = requested {
+        // A canonical request valid for the path must be answered with itself; `v2.0.0` on a
+        // path without `/v2` may come back as `v2.0.0+incompatible`.
+        if is_canonical(req) && check_path_major(req, major).is_ok() && v != req {
+            return Err(format!("asked for {req}, got {v}"));
+        }
+    }
+    if let Some(t) = info.time.as_deref() {
+        if !looks_like_rfc3339(t) {
+            return Err(format!("malformed Time {t:?}"));
+        }
+    }
+    Ok(v)
+}
+
+/// Structural RFC 3339 check (`2006-01-02T15:04:05Z` or with fraction / offset).
+fn looks_like_rfc3339(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() >= 20
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && (t.ends_with('Z') || t[19..].contains(['+', '-']))
+}
+
+/// Cleans a version list: keeps lines whose first field is a valid, non-pseudo semantic version,
+/// as the go command does when reading one. Invalid UTF-8 is refused outright.
+pub fn list(body: &[u8]) -> Result<Bytes, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "version list is not UTF-8".to_owned())?;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        if let Some(v) = fields.next() {
+            if semver::is_valid(v) && !pseudo::is_pseudo_version(v) {
+                out.push_str(line.trim());
+                out.push('\n');
+            }
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Checks a go.mod: it must parse, and its module directive (if any) must name `module`.
+pub fn go_mod(module: &ModulePath, body: &[u8]) -> Result<(), String> {
+    let parsed = interim_module_line(body)?;
+    match parsed.as_deref() {
+        Some(path) if path != module.as_str() => Err(format!(
+            "go.mod declares module {path:?}, not {:?}",
+            module.as_str()
+        )),
+        _ => Ok(()),
+    }
+}
+
+// INTERIM: replaced by agora_gomod::gomodfile once it lands.
+fn interim_module_line(body: &[u8]) -> Result<Option<String>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "go.mod is not UTF-8".to_owned())?;
+    Ok(text.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("module")?;
+        let path = rest.split("//").next()?.trim().trim_matches('"');
+        (!path.is_empty()).then(|| path.to_owned())
+    }))
+}
+
+/// Checks a downloaded module zip: entry names, sizes and file paths as the go command checks them.
+pub fn zip(_module: &ModulePath, _version: &str, path: &Path) -> Result<(), String> {
+    // INTERIM: replaced by agora_gomod::zip::check_zip once it lands.
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|e| format!("cannot reopen download: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> ModulePath {
+        ModulePath::new(s).unwrap()
+    }
+
+    #[test]
+    fn info_checks() {
+        let ok = br#"{"Version":"v1.2.3","Time":"2020-01-02T03:04:05Z"}"#;
+        assert_eq!(
+            info(&m("example.com/a"), Some("v1.2.3"), ok).unwrap(),
+            "v1.2.3"
+        );
+        assert_eq!(
+            info(&m("example.com/a"), Some("main"), ok).unwrap(),
+            "v1.2.3"
+        );
+        assert!(info(&m("example.com/a"), Some("v1.2.4"), ok).is_err());
+        assert!(info(&m("example.com/a/v2"), Some("v1.2.3"), ok).is_err());
+        assert!(info(&m("example.com/a"), None, b"{").is_err());
+        assert!(info(&m("example.com/a"), None, br#"{"Version":"v1.2"}"#).is_err());
+        assert!(info(
+            &m("example.com/a"),
+            None,
+            br#"{"Version":"v1.0.0","Time":"yesterday"}"#
+        )
+        .is_err());
+        let inc = br#"{"Version":"v2.0.0+incompatible","Time":"2020-01-02T03:04:05Z"}"#;
+        assert!(info(&m("example.com/a"), Some("v2.0.0"), inc).is_ok());
+    }
+
+    #[test]
+    fn list_keeps_valid_versions() {
+        let body =
+            b"v1.0.0\nv1.1.0 2020-01-01T00:00:00Z\ngarbage\nv0.0.0-20200101000000-abcdefabcdef\n\n";
+        assert_eq!(
+            &list(body).unwrap()[..],
+            b"v1.0.0\nv1.1.0 2020-01-01T00:00:00Z\n"
+        );
+        assert!(list(b"\xff\n").is_err());
+    }
+}

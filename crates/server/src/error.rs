@@ -1,0 +1,98 @@
+//! [`AppError`]: every failure's status code is decided here, once.
+//!
+//! For the go command, 404 and 410 mean "not found here, try the next proxy in GOPROXY"; any other
+//! status stops it. So "does not exist", "invalid version" and "not cached" are 404, and 5xx is kept
+//! for real failures. Bodies are `text/plain` (the go command prints them); 5xx bodies never carry
+//! internal detail, which is logged once here instead.
+
+use std::sync::Arc;
+
+use agora_core::CoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// An error on its way to becoming an HTTP response.
+#[derive(Debug)]
+pub enum AppError {
+    /// Garbage in the request (encoded slashes, traversal, bad percent-encoding).
+    BadRequest(String),
+    /// Nothing here: unknown route, invalid module path or version, or missing upstream.
+    NotFound(String),
+    UriTooLong,
+    MethodNotAllowed,
+    Core(Arc<CoreError>),
+}
+
+impl From<Arc<CoreError>> for AppError {
+    fn from(e: Arc<CoreError>) -> Self {
+        AppError::Core(e)
+    }
+}
+
+impl AppError {
+    /// The status and the client-visible message.
+    pub fn status_and_message(&self) -> (StatusCode, String) {
+        match self {
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, format!("bad request: {m}")),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, format!("not found: {m}")),
+            AppError::UriTooLong => (StatusCode::URI_TOO_LONG, "request path too long".into()),
+            AppError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are supported".into(),
+            ),
+            AppError::Core(e) => match &**e {
+                CoreError::NotFound(m) => (StatusCode::NOT_FOUND, format!("not found: {m}")),
+                e @ (CoreError::NotCached(_) | CoreError::Disabled(_)) => {
+                    (StatusCode::NOT_FOUND, format!("not found: {e}"))
+                }
+                e @ CoreError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, e.to_string()),
+                e @ CoreError::Upstream { .. } => {
+                    let status = if e.is_timeout() {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    // Upstream URLs are redacted by the upstream crate; the message is safe.
+                    (status, e.to_string())
+                }
+                e @ CoreError::InvalidUpstream { .. } => (StatusCode::BAD_GATEWAY, e.to_string()),
+                CoreError::Storage(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage unavailable; try again later".into(),
+                ),
+                CoreError::Internal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+                }
+            },
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, message) = self.status_and_message();
+        if status.is_server_error() {
+            // The full error (with storage paths etc.) goes to the log, once; the client gets the
+            // message above.
+            let detail = match &self {
+                AppError::Core(e) => e.to_string(),
+                _ => message.clone(),
+            };
+            tracing::warn!(http.status = status.as_u16(), error = %detail, "request failed");
+        } else {
+            tracing::debug!(http.status = status.as_u16(), error = %message, "request refused");
+        }
+        let mut resp = (status, format!("{message}\n")).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, AppError::MethodNotAllowed) {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,111 @@
+//! Small HTTP helpers for assertions: one request, the whole answer, no surprises.
+//!
+//! Each call uses a fresh client (no connection reuse between calls, so a restarted server on a reused
+//! port never sees a stale pooled connection), never follows redirects (tests assert on them), ignores
+//! proxy environment variables, and times out after 60 s. The blocking functions must not be called
+//! from inside an async runtime (reqwest's blocking client refuses); use the `_async` forms there.
+
+use std::time::Duration;
+
+pub use reqwest::header::HeaderMap;
+use reqwest::Method;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `(status, headers, body)`.
+pub type Answer = (u16, HeaderMap, Vec<u8>);
+
+/// GET `url`.
+///
+/// # Panics
+/// On a transport error (connection refused, reset, time-out); use [`try_request`] to assert on those.
+pub fn get(url: &str) -> Answer {
+    request("GET", url, &[], None)
+}
+
+/// GET `url` with extra request headers.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Answer {
+    request("GET", url, headers, None)
+}
+
+/// Any method, with headers and an optional body. Panics on transport errors.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Answer {
+    try_request(method, url, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {url} failed: {e} ({e:?})"))
+}
+
+/// Like [`request`], returning transport errors.
+pub fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<Answer, reqwest::Error> {
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .build()?;
+    let method = Method::from_bytes(method.as_bytes()).expect("valid HTTP method");
+    let mut req = client.request(method, url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(body) = body {
+        req = req.body(body);
+    }
+    let resp = req.send()?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes()?.to_vec();
+    Ok((status, headers, body))
+}
+
+/// Async GET `url`. Panics on transport errors.
+pub async fn get_async(url: &str) -> Answer {
+    request_async("GET", url, &[], None).await
+}
+
+/// Async form of [`request`]. Panics on transport errors.
+pub async fn request_async(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Answer {
+    try_request_async(method, url, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url} failed: {e} ({e:?})"))
+}
+
+/// Async form of [`try_request`].
+pub async fn try_request_async(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<Answer, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .build()?;
+    let method = Method::from_bytes(method.as_bytes()).expect("valid HTTP method");
+    let mut req = client.request(method, url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(body) = body {
+        req = req.body(body);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await?.to_vec();
+    Ok((status, headers, body))
+}
+
+/// The body as UTF-8 text (lossy), for assertions and messages.
+pub fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}

@@ -1,0 +1,33 @@
+//! Test support for agora's integration tests.
+//!
+//! There is no internet on the machines that run agora's tests, so this crate builds a small world on
+//! loopback and drives it with the real `go` command, which is the oracle for every answer agora gives:
+//!
+//! - [`go`]: [`GoClient`], the `go` binary in a private sandbox (HOME, GOPATH, module and build caches)
+//!   with an environment that nothing from the developer's machine leaks into.
+//! - [`git`]: [`Repo`], deterministic fixture repositories made with the system `git` (fixed author,
+//!   fixed and increasing commit times, so hashes and pseudo-versions are stable), and [`GitHost`], a
+//!   directory of repositories laid out as `<host>/<path>` plus a gitconfig that makes
+//!   `https://github.com/...` resolve to them.
+//! - [`fixtures`]: a handful of small public modules under `github.com/agora-fixtures/...` and a Go
+//!   program that uses them.
+//! - [`proxy`]: [`UpstreamProxy`], a static GOPROXY ("the public proxy") served over HTTP on
+//!   `127.0.0.1`, with request recording and fault injection.
+//! - [`agora`]: [`Agora`], a handle on a running agora process.
+//! - [`http`]: tiny HTTP helpers for assertions.
+//!
+//! Everything here panics with a descriptive message when the world cannot be built (a missing tool, a
+//! failing git command): this is test code, and a clear panic is the most useful failure.
+
+pub mod agora;
+pub mod fixtures;
+pub mod git;
+pub mod go;
+pub mod http;
+pub mod proxy;
+
+pub use agora::{Agora, AgoraBuilder};
+pub use fixtures::{public_modules, PublicFixtures};
+pub use git::{GitHost, Repo};
+pub use go::{GoClient, GoError, ListM, ModDownload};
+pub use proxy::{Fault, UpstreamProxy};
