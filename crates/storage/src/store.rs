@@ -294,12 +294,13 @@ impl Storage {
                 }
             }
             Backend::Memory => {
-                let bytes = tokio::fs::read(&file.path)
-                    .await
-                    .map_err(|source| StorageError::Scratch {
-                        path: file.path.clone(),
-                        source,
-                    })?;
+                let bytes =
+                    tokio::fs::read(&file.path)
+                        .await
+                        .map_err(|source| StorageError::Scratch {
+                            path: file.path.clone(),
+                            source,
+                        })?;
                 self.put_once(key, Bytes::from(bytes)).await
             }
         }
@@ -434,11 +435,17 @@ mod tests {
         let k = key(ArtifactKind::Info);
         assert!(storage.get_bytes(&k).await.unwrap().is_none());
         assert_eq!(
-            storage.put_once(&k, Bytes::from_static(b"one")).await.unwrap(),
+            storage
+                .put_once(&k, Bytes::from_static(b"one"))
+                .await
+                .unwrap(),
             PutOutcome::Created
         );
         assert_eq!(
-            storage.put_once(&k, Bytes::from_static(b"two")).await.unwrap(),
+            storage
+                .put_once(&k, Bytes::from_static(b"two"))
+                .await
+                .unwrap(),
             PutOutcome::AlreadyExists
         );
         let (bytes, info) = storage.get_bytes(&k).await.unwrap().unwrap();
@@ -502,6 +509,9 @@ mod tests {
         let file = dir.path().join("file");
         std::fs::write(&file, b"x").unwrap();
         let err = Storage::local(&file.join("data")).err().unwrap();
-        assert!(err.to_string().contains("cannot use data directory"), "{err}");
+        assert!(
+            err.to_string().contains("cannot use data directory"),
+            "{err}"
+        );
     }
 }

@@ -106,7 +106,9 @@ fn normalize_proxy_url(raw: &str) -> Result<String, ChainError> {
         format!("https://{raw}")
     } else {
         // Single words are reserved for built-in behaviours, as in the go command.
-        return Err(invalid("unknown keyword (expected a URL, \"direct\" or \"off\")"));
+        return Err(invalid(
+            "unknown keyword (expected a URL, \"direct\" or \"off\")",
+        ));
     };
     let scheme_end = url.find("://").ok_or_else(|| invalid("missing scheme"))?;
     match &url[..scheme_end] {
@@ -196,7 +198,10 @@ mod tests {
         assert!(parse_goproxy("ftp://x.example").is_err());
     }
 
-    fn run(entries: &[ChainEntry], results: Vec<Result<u32, FetchError>>) -> (Result<u32, FetchError>, usize) {
+    fn run(
+        entries: &[ChainEntry],
+        results: Vec<Result<u32, FetchError>>,
+    ) -> (Result<u32, FetchError>, usize) {
         let results = std::sync::Mutex::new(results.into_iter());
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let out = futures::executor::block_on(walk(entries, |_| {

@@ -136,7 +136,10 @@ impl UpstreamClient {
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| transport(&url, e))?;
                 if (body.len() + chunk.len()) as u64 > limit {
-                    return Err(FetchError::TooLarge { url: url.clone(), limit });
+                    return Err(FetchError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                    });
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -160,7 +163,9 @@ impl UpstreamClient {
             source,
         };
         if let Some(path) = url.strip_prefix("file://") {
-            let meta = tokio::fs::metadata(path).await.map_err(|e| file_err(&url, e))?;
+            let meta = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| file_err(&url, e))?;
             if meta.len() > limit {
                 return Err(FetchError::TooLarge { url, limit });
             }
@@ -169,7 +174,10 @@ impl UpstreamClient {
         self.with_retries(&url, || async {
             let resp = self.send(&url, self.opts.zip_timeout).await?;
             if resp.content_length().is_some_and(|n| n > limit) {
-                return Err(FetchError::TooLarge { url: url.clone(), limit });
+                return Err(FetchError::TooLarge {
+                    url: url.clone(),
+                    limit,
+                });
             }
             let mut file = tokio::fs::File::create(dest).await.map_err(scratch)?;
             let mut written = 0u64;
@@ -178,7 +186,10 @@ impl UpstreamClient {
                 let chunk = chunk.map_err(|e| transport(&url, e))?;
                 written += chunk.len() as u64;
                 if written > limit {
-                    return Err(FetchError::TooLarge { url: url.clone(), limit });
+                    return Err(FetchError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                    });
                 }
                 file.write_all(&chunk).await.map_err(scratch)?;
             }
@@ -234,7 +245,11 @@ impl UpstreamClient {
 }
 
 fn join(base: &str, rel: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), rel.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        rel.trim_start_matches('/')
+    )
 }
 
 /// Removes user info from a URL before it is logged or shown.
@@ -304,7 +319,9 @@ fn clean_message(text: &str) -> String {
 }
 
 async fn read_file(url: &str, path: &Path, limit: u64) -> Result<Bytes, FetchError> {
-    let meta = tokio::fs::metadata(path).await.map_err(|e| file_err(url, e))?;
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| file_err(url, e))?;
     if meta.len() > limit {
         return Err(FetchError::TooLarge {
             url: url.to_owned(),
@@ -389,7 +406,10 @@ mod tests {
     async fn maps_statuses_and_limits() {
         let base = serve(
             axum::Router::new()
-                .route("/gone", get(|| async { (S::GONE, "not found: gone\u{7}\nline2") }))
+                .route(
+                    "/gone",
+                    get(|| async { (S::GONE, "not found: gone\u{7}\nline2") }),
+                )
                 .route("/forbidden", get(|| async { (S::FORBIDDEN, "no") }))
                 .route("/big", get(|| async { vec![b'x'; 4096] }))
                 .route(
@@ -433,6 +453,9 @@ mod tests {
             redact("https://user:secret@proxy.example/x"),
             "https://***@proxy.example/x"
         );
-        assert_eq!(redact("https://proxy.example/a@b"), "https://proxy.example/a@b");
+        assert_eq!(
+            redact("https://proxy.example/a@b"),
+            "https://proxy.example/a@b"
+        );
     }
 }
