@@ -384,9 +384,14 @@ mod tests {
         let h = hits.clone();
         let base = serve(axum::Router::new().route(
             "/m/@v/list",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let n = h.fetch_add(1, Ordering::SeqCst);
+                let ua = headers[axum::http::header::USER_AGENT]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
                 async move {
+                    assert!(ua.starts_with("agora/"), "{ua}");
                     if n < 2 {
                         (S::SERVICE_UNAVAILABLE, "busy")
                     } else {

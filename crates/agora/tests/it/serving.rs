@@ -224,3 +224,61 @@ fn headers_head_requests_and_operational_endpoints() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["name"], "agora");
 }
+
+#[test]
+fn stale_lists_are_served_at_once_and_refreshed_in_the_background() {
+    let up = upstream();
+    let data = tempfile::tempdir().unwrap();
+    let agora = builder(data.path(), &up.url())
+        .env("AGORA_CACHE_LIST_FRESH", "0s")
+        .env("AGORA_CACHE_LIST_STALE", "1h")
+        .start();
+    let path = "/github.com/agora-fixtures/greet/@v/list";
+    let list = format!("{}{path}", agora.url());
+    assert_eq!(http::get(&list).1["x-agora-cache"], "miss");
+    assert_eq!(up.count(path), 1);
+    let (s, h, _) = http::get(&list);
+    assert_eq!((s, h["x-agora-cache"].to_str().unwrap()), (200, "stale"));
+    assert_eq!(h["cache-control"], "no-cache");
+    // The refresh runs after the answer; wait (bounded) for it to reach the upstream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while up.count(path) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(up.count(path), 2, "background refresh: {:?}", up.requests());
+}
+
+#[test]
+fn invalid_upstream_answers_are_refused_and_not_cached() {
+    let up = upstream();
+    let bad_mod = "/github.com/agora-fixtures/greet/@v/v1.9.9.mod";
+    up.add_file(bad_mod, "module github.com/someone/else\n", "text/plain");
+    let bad_info = "/github.com/agora-fixtures/greet/@v/v1.9.8.info";
+    up.add_file(bad_info, "{\"Version\":\"v1.9.7\"}", "application/json");
+    let data = tempfile::tempdir().unwrap();
+    let agora = start(data.path(), &up.url());
+    for path in [bad_mod, bad_info] {
+        let (s, _, body) = http::get(&format!("{}{path}", agora.url()));
+        assert_eq!(s, 502, "{path}: {}", http::text(&body));
+        assert!(http::text(&body).contains("invalid upstream answer"));
+    }
+    let stored: Vec<String> = files_under(data.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("_agora/"))
+        .collect();
+    assert!(stored.is_empty(), "{stored:?}");
+}
+
+#[test]
+fn sigterm_stops_agora_gracefully() {
+    let up = upstream();
+    let data = tempfile::tempdir().unwrap();
+    let mut agora = start(data.path(), &up.url());
+    assert_eq!(http::get(&format!("{}/healthz", agora.url())).0, 200);
+    agora.terminate();
+    let status = agora
+        .wait_timeout(Duration::from_secs(10))
+        .expect("agora exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(agora.stderr_log().contains("shutdown requested"));
+}
