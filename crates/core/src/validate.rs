@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use agora_gomod::gomodfile::{self, GoMod};
 use agora_gomod::module::{check_path_major, ModulePath};
 use agora_gomod::{pseudo, semver};
 use bytes::Bytes;
@@ -77,10 +78,11 @@ pub fn list(body: &[u8]) -> Result<Bytes, String> {
     Ok(Bytes::from(out))
 }
 
-/// Checks a go.mod: it must parse, and its module directive (if any) must name `module`.
+/// Checks a go.mod: it must parse (as leniently as the go command reads a dependency's go.mod),
+/// and the module path it declares, if any, must be `module`.
 pub fn go_mod(module: &ModulePath, body: &[u8]) -> Result<(), String> {
-    let parsed = interim_module_line(body)?;
-    match parsed.as_deref() {
+    GoMod::parse(body).map_err(|e| e.to_string())?;
+    match gomodfile::module_path(body) {
         Some(path) if path != module.as_str() => Err(format!(
             "go.mod declares module {path:?}, not {:?}",
             module.as_str()
@@ -89,22 +91,19 @@ pub fn go_mod(module: &ModulePath, body: &[u8]) -> Result<(), String> {
     }
 }
 
-// INTERIM: replaced by agora_gomod::gomodfile once it lands.
-fn interim_module_line(body: &[u8]) -> Result<Option<String>, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "go.mod is not UTF-8".to_owned())?;
-    Ok(text.lines().find_map(|l| {
-        let rest = l.trim().strip_prefix("module")?;
-        let path = rest.split("//").next()?.trim().trim_matches('"');
-        (!path.is_empty()).then(|| path.to_owned())
-    }))
-}
-
-/// Checks a downloaded module zip: entry names, sizes and file paths as the go command checks them.
-pub fn zip(_module: &ModulePath, _version: &str, path: &Path) -> Result<(), String> {
-    // INTERIM: replaced by agora_gomod::zip::check_zip once it lands.
-    std::fs::metadata(path)
-        .map(|_| ())
-        .map_err(|e| format!("cannot reopen download: {e}"))
+/// Checks a downloaded module zip as the go command does before using one: every entry under
+/// `module@version/`, valid file paths, no duplicates or case collisions, size limits, and entries
+/// that decompress to their declared sizes.
+pub fn zip(module: &ModulePath, version: &str, path: &Path) -> Result<(), String> {
+    let open = || {
+        std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .map_err(|e| format!("cannot reopen download: {e}"))
+    };
+    agora_gomod::zip::check_zip(open()?, module.as_str(), version).map_err(|e| e.to_string())?;
+    // Reading every entry once proves the content decompresses and matches its CRC and size.
+    agora_gomod::dirhash::hash_zip(open()?).map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! single file named `go.mod`. Agora's zips need not be byte-identical to Go's, but these hashes
 //! must be, since the client checks them against the checksum database.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Seek};
 
@@ -85,20 +86,25 @@ pub fn hash_go_mod(content: &[u8]) -> String {
     hash1([("go.mod", FileDigest::of(content))]).unwrap_or_default()
 }
 
-/// The `h1:` hash of a module zip: every entry (directories included, as Go's `HashZip` does)
-/// under its full name, with its decompressed content.
+/// The `h1:` hash of a module zip, as Go's `dirhash.HashZip` computes it: every entry in the
+/// central directory (directories and repeated names included) under its full name, each with the
+/// decompressed content of the last entry of that name.
 ///
-/// Each entry's content is read at most to its declared size plus one byte; more than declared is
-/// an error (a lying header), so the work is bounded by the sizes [`crate::zip::check_zip`]
-/// accepts. If two entries share a name, both are hashed with the last one's content, as in Go.
-pub fn hash_zip<R: Read + Seek>(reader: R) -> Result<String, Error> {
+/// Each content is read at most to its declared size plus one byte; more than declared is an
+/// error (a lying header). Run [`crate::zip::check_zip`] first on zips from elsewhere: it bounds
+/// the declared sizes.
+pub fn hash_zip<R: Read + Seek>(mut reader: R) -> Result<String, Error> {
+    let directory =
+        crate::zipdir::read_central_directory(&mut reader).map_err(|source| Error::Io {
+            context: "reading the module zip's central directory".into(),
+            source,
+        })?;
     let mut archive = zip::ZipArchive::new(reader).map_err(|source| Error::ZipFormat {
         context: "reading module zip".into(),
         source,
     })?;
-    // Go hashes by name, opening the last entry with each name.
-    let mut by_name: std::collections::HashMap<Vec<u8>, FileDigest> = Default::default();
-    let mut names = Vec::with_capacity(archive.len());
+    // The zip crate keeps one entry per name, the last one: the content Go hashes for that name.
+    let mut digests: HashMap<Vec<u8>, FileDigest> = HashMap::with_capacity(archive.len());
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|source| Error::ZipFormat {
             context: format!("reading module zip entry {i}"),
@@ -106,9 +112,12 @@ pub fn hash_zip<R: Read + Seek>(reader: R) -> Result<String, Error> {
         })?;
         let name = entry.name_raw().to_vec();
         let declared = entry.size();
-        let mut limited = (&mut entry).take(declared.saturating_add(1));
         let mut hasher = Sha256::new();
-        let n = io::copy(&mut limited, &mut hasher).map_err(|source| Error::Io {
+        let n = io::copy(
+            &mut (&mut entry).take(declared.saturating_add(1)),
+            &mut hasher,
+        )
+        .map_err(|source| Error::Io {
             context: format!("reading {}", String::from_utf8_lossy(&name)),
             source,
         })?;
@@ -120,13 +129,21 @@ pub fn hash_zip<R: Read + Seek>(reader: R) -> Result<String, Error> {
                 ),
             });
         }
-        by_name.insert(name.clone(), FileDigest(hasher.finalize().into()));
-        names.push(name);
+        digests.insert(name, FileDigest(hasher.finalize().into()));
     }
-    hash1(names.into_iter().map(|n| {
-        let d = by_name[&n];
-        (n, d)
-    }))
+    let mut files = Vec::with_capacity(directory.len());
+    for entry in directory {
+        let Some(&digest) = digests.get(&entry.name) else {
+            return Err(Error::Hash {
+                reason: format!(
+                    "zip entry {} cannot be read back by name",
+                    String::from_utf8_lossy(&entry.name)
+                ),
+            });
+        };
+        files.push((entry.name, digest));
+    }
+    hash1(files)
 }
 
 #[cfg(test)]
@@ -159,5 +176,18 @@ mod tests {
         let b = hash1([("a", FileDigest::of(b"2")), ("b", FileDigest::of(b"1"))]).unwrap();
         assert_eq!(a, b);
         assert!(hash1([("a\nb", FileDigest::of(b""))]).is_err());
+    }
+
+    #[test]
+    fn repeated_names_hash_like_go() {
+        use crate::zipdir::tests::{rename, zip_with};
+        let mut data = zip_with(&["m@v1/dup1", "m@v1/dup2"]);
+        rename(&mut data, b"dup2", b"dup1");
+        // Both names hashed, both with the (last) content.
+        let x = FileDigest::of(b"x");
+        assert_eq!(
+            hash_zip(std::io::Cursor::new(&data)).unwrap(),
+            hash1([("m@v1/dup1", x), ("m@v1/dup1", x)]).unwrap()
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! reproduces exactly that accept/reject decision, because it changes checksums and `@latest`.
 //!
 //! Separately, the "does this go.mod declare module M" test in `go mod download` uses the much
-//! simpler line scanner `modfile.ModulePath`; that is [`module_path`]. The two can disagree (a
+//! simpler line scanner `modfile.ModulePath`; that is [`module_path()`]. The two can disagree (a
 //! `module (` block is understood by the parser, not by the scanner), and each is used where Go
 //! uses it.
 

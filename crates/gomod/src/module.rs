@@ -141,6 +141,17 @@ fn check_elem(elem: &str, kind: PathKind) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that `version` is a valid semantic version that `path` may have (Go's `module.Check`):
+/// the path is valid and its major-version suffix allows the version's major version.
+pub fn check(path: &str, version: &str) -> Result<(), Error> {
+    check_path(path)?;
+    if !semver::is_valid(version) {
+        return Err(Error::version(version, "not a semantic version"));
+    }
+    let (_, path_major) = split_path_version(path).unwrap_or((path, ""));
+    check_path_major(version, path_major)
+}
+
 /// Splits a module path into its prefix and its major-version suffix (Go's `SplitPathVersion`):
 /// `("example.com/m", "/v2")` for `example.com/m/v2`, `("gopkg.in/yaml", ".v2")` for
 /// `gopkg.in/yaml.v2`, `(path, "")` when there is no suffix. `None` if the suffix is malformed

@@ -139,6 +139,7 @@ pub(crate) fn fold_str(s: &str) -> String {
 }
 
 /// Go's `strings.EqualFold`.
+#[cfg(test)]
 pub(crate) fn equal_fold(a: &str, b: &str) -> bool {
     a.chars().map(fold_char).eq(b.chars().map(fold_char))
 }

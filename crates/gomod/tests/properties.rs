@@ -49,6 +49,8 @@ fn semver_version() -> impl Strategy<Value = String> {
             }
             v
         })
+        // Numeric pre-release identifiers with leading zeros are not semver.
+        .prop_filter("valid semver", |v| semver::is_valid(v))
 }
 
 fn pseudo_time() -> impl Strategy<Value = PseudoTime> {
@@ -119,5 +121,98 @@ proptest! {
         let _ = pseudo_version_base(&v);
         let _ = pseudo_version_time(&v);
         prop_assert_eq!(semver::compare(&v, &w), semver::compare(&w, &v).reverse());
+    }
+}
+
+/// Go-ish go.mod fragments, so that random files get past the tokenizer often enough to reach the
+/// directive rules.
+fn go_mod_text() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(&b"module "[..]),
+        Just(&b"go "[..]),
+        Just(&b"require "[..]),
+        Just(&b"retract "[..]),
+        Just(&b"example.com/m"[..]),
+        Just(&b"v1.2.3"[..]),
+        Just(&b"1.24"[..]),
+        Just(&b"\""[..]),
+        Just(&b"`"[..]),
+        Just(&b"\\"[..]),
+        Just(&b"("[..]),
+        Just(&b")"[..]),
+        Just(&b"["[..]),
+        Just(&b"]"[..]),
+        Just(&b","[..]),
+        Just(&b"\n"[..]),
+        Just(&b"//"[..]),
+        Just(&b"/*"[..]),
+        Just(&b" "[..]),
+        Just(&b"\xff"[..]),
+        Just("é".as_bytes()),
+    ];
+    prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #[test]
+    fn go_mod_parsing_never_panics(data in go_mod_text(), noise in prop::collection::vec(any::<u8>(), 0..64)) {
+        let _ = agora_gomod::GoMod::parse(&data);
+        let _ = agora_gomod::gomodfile::module_path(&data);
+        let _ = agora_gomod::GoMod::parse(&noise);
+        let _ = agora_gomod::gomodfile::module_path(&noise);
+    }
+
+    #[test]
+    fn synthesized_go_mod_reads_back(path in "\\PC{1,20}") {
+        let line = agora_gomod::format_module_line(&path);
+        let parsed = agora_gomod::GoMod::parse(line.as_bytes());
+        // Quoting makes any path a single token, except those a go.mod cannot hold unquoted
+        // that also parse as something else (a lone punctuation character).
+        if let Ok(g) = parsed {
+            if path.chars().count() > 1 {
+                prop_assert_eq!(g.module.as_deref(), Some(path.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_patterns_never_panic(globs in "[a-z*?\\[\\]\\\\^,/.-]{0,16}", target in "\\PC{0,16}") {
+        let _ = agora_gomod::match_prefix_patterns(&globs, &target);
+    }
+
+    #[test]
+    fn zip_checks_never_panic(data in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = agora_gomod::check_zip(std::io::Cursor::new(&data), "example.com/m", "v1.0.0");
+        let _ = agora_gomod::hash_zip(std::io::Cursor::new(&data));
+    }
+
+    #[test]
+    fn truncated_and_flipped_zips_never_panic(cut in 0usize..400, flip in 0usize..400, bit in 0u8..8) {
+        let files = vec![
+            agora_gomod::MemFile::regular("go.mod", "module example.com/m\n"),
+            agora_gomod::MemFile::regular("a.go", "package a\n"),
+        ];
+        let mut out = std::io::Cursor::new(Vec::new());
+        agora_gomod::create_zip(&mut out, "example.com/m", "v1.0.0", &files, &Default::default()).unwrap();
+        let mut data = out.into_inner();
+        if flip < data.len() {
+            data[flip] ^= 1 << bit;
+        }
+        data.truncate(cut.max(1).min(data.len()));
+        let _ = agora_gomod::check_zip(std::io::Cursor::new(&data), "example.com/m", "v1.0.0");
+        let _ = agora_gomod::hash_zip(std::io::Cursor::new(&data));
+    }
+
+    #[test]
+    fn file_classification_never_panics(paths in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 0..8)) {
+        let files: Vec<_> = paths
+            .into_iter()
+            .map(|p| agora_gomod::MemFile::regular(p, "x"))
+            .collect();
+        let checked = agora_gomod::check_files(&files, &Default::default());
+        prop_assert_eq!(
+            checked.valid.len() + checked.omitted.len() + checked.invalid.len() <= files.len(),
+            true
+        );
     }
 }

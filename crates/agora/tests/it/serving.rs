@@ -282,3 +282,35 @@ fn sigterm_stops_agora_gracefully() {
     assert!(status.success(), "{status:?}");
     assert!(agora.stderr_log().contains("shutdown requested"));
 }
+
+#[test]
+fn a_zip_for_another_module_or_a_truncated_zip_is_refused() {
+    let w = world();
+    let up = upstream();
+    let other = std::fs::read(
+        w.baseline[&format!("{MIXED_CASE}@v1.0.0")]
+            .zip
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    let wrong = "/github.com/agora-fixtures/greet/@v/v1.9.9.zip";
+    up.add_file(wrong, other.clone(), "application/zip");
+    let truncated = "/github.com/agora-fixtures/greet/@v/v1.9.8.zip";
+    up.add_file(
+        truncated,
+        other[..other.len() / 2].to_vec(),
+        "application/zip",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let agora = start(data.path(), &up.url());
+    for path in [wrong, truncated] {
+        let (s, _, body) = http::get(&format!("{}{path}", agora.url()));
+        assert_eq!(s, 502, "{path}: {}", http::text(&body));
+    }
+    let stored: Vec<String> = files_under(data.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("_agora/"))
+        .collect();
+    assert!(stored.is_empty(), "refused zips were stored: {stored:?}");
+}
