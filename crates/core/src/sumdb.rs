@@ -95,27 +95,18 @@ impl SumdbProxy {
             )))
         })?;
         let text = "text/plain; charset=UTF-8";
-        match parsed {
-            SumdbPath::Lookup { module } => {
-                if !self.policy.sum_lookup_allowed(&module) {
-                    return Err(Arc::new(CoreError::NotFound(format!(
-                        "{module}: private module (matches a no-checksum pattern); not looked up"
-                    ))));
+        match &parsed {
+            SumdbPath::Lookup { .. } | SumdbPath::Latest => {
+                if let SumdbPath::Lookup { module } = &parsed {
+                    if !self.policy.sum_lookup_allowed(module) {
+                        return Err(Arc::new(CoreError::NotFound(format!(
+                            "{module}: private module (matches a no-checksum pattern); not looked up"
+                        ))));
+                    }
                 }
+                // Lookups and the signed tree head change over time: always asked afresh.
                 if mode == FetchMode::CacheOnly {
-                    return Err(Arc::new(CoreError::NotCached(format!("lookup {module}"))));
-                }
-                let body = self.fetch(endpoint, rest).await?;
-                Ok(SumdbAnswer {
-                    body,
-                    content_type: text,
-                    immutable: false,
-                    freshness: Freshness::Miss,
-                })
-            }
-            SumdbPath::Latest => {
-                if mode == FetchMode::CacheOnly {
-                    return Err(Arc::new(CoreError::NotCached(format!("{name} latest"))));
+                    return Err(Arc::new(CoreError::NotCached(format!("{name} {rest}"))));
                 }
                 let body = self.fetch(endpoint, rest).await?;
                 Ok(SumdbAnswer {
@@ -126,7 +117,7 @@ impl SumdbProxy {
                 })
             }
             SumdbPath::Tile { data } => {
-                let content_type = if data {
+                let content_type = if *data {
                     text
                 } else {
                     "application/octet-stream"
