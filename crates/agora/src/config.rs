@@ -27,6 +27,80 @@ pub struct Config {
     pub cache: CacheConfig,
     pub routing: RoutingConfig,
     pub sumdb: SumdbConfig,
+    /// PEM file with extra CA certificates to trust, added to the system store, for upstream
+    /// proxies, go-get lookups and git over HTTPS (an internal GitLab with a private CA).
+    pub ca_file: String,
+    pub git: GitConfig,
+}
+
+/// Fetching private modules straight from git.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// Where bare repository mirrors live (default `<data_dir>/_agora/mirrors`). They are a cache:
+    /// deleting them costs one clone per repository.
+    pub mirror_dir: String,
+    /// A mirror fetched less than this long ago is not fetched again for a new request.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Time limit for a `?go-get=1` lookup.
+    #[serde(with = "humantime_serde")]
+    pub meta_timeout: Duration,
+    /// Module path → repository rules, tried before go-get lookups (GitLab answers those wrongly
+    /// for subgroups). File-only.
+    pub rules: Vec<RuleConfig>,
+    /// Per-host credentials handed to git (never logged, redacted in `config show`). File-only.
+    pub credentials: Vec<CredentialConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Path elements; each `*` matches one element: `gitlab.corp.example/*/*`.
+    pub pattern: String,
+    /// Repository URL template: `{root}` is the matched prefix, `{path}` the same without its host,
+    /// e.g. `ssh://git@gitlab.corp.example/{path}.git`.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialConfig {
+    pub host: String,
+    /// HTTPS user name (GitLab tokens: any non-empty name, e.g. `oauth2`).
+    pub username: String,
+    /// HTTPS password or token. Prefer `password_file` or `password_env`.
+    pub password: String,
+    /// File holding the password or token (trailing newline ignored).
+    pub password_file: String,
+    /// Environment variable holding the password or token.
+    pub password_env: String,
+    /// SSH private key used for this host.
+    pub ssh_key: String,
+}
+
+impl CredentialConfig {
+    /// The secret, from whichever source is configured.
+    pub fn secret(&self) -> Result<Option<String>> {
+        if !self.password.is_empty() {
+            return Ok(Some(self.password.clone()));
+        }
+        if !self.password_file.is_empty() {
+            let text = std::fs::read_to_string(&self.password_file)
+                .with_context(|| format!("reading password_file for host {}", self.host))?;
+            return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+        }
+        if !self.password_env.is_empty() {
+            let v = std::env::var(&self.password_env).with_context(|| {
+                format!(
+                    "environment variable {} (password_env for host {}) is not set",
+                    self.password_env, self.host
+                )
+            })?;
+            return Ok(Some(v));
+        }
+        Ok(None)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,8 +137,6 @@ pub struct UpstreamConfig {
     pub zip_timeout: Duration,
     /// Extra attempts on 429/5xx and transport failures.
     pub retries: u32,
-    /// PEM file with extra CA certificates to trust (added to the system store).
-    pub ca_file: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -137,7 +209,6 @@ impl Default for Config {
                 idle_timeout: Duration::from_secs(30),
                 zip_timeout: Duration::from_secs(600),
                 retries: 2,
-                ca_file: String::new(),
             },
             cache: CacheConfig {
                 list_fresh: Duration::from_secs(60),
@@ -147,6 +218,14 @@ impl Default for Config {
             sumdb: SumdbConfig {
                 name: "sum.golang.org".into(),
                 url: String::new(),
+            },
+            ca_file: String::new(),
+            git: GitConfig {
+                mirror_dir: String::new(),
+                refresh_interval: Duration::from_secs(10),
+                meta_timeout: Duration::from_secs(15),
+                rules: Vec::new(),
+                credentials: Vec::new(),
             },
         }
     }
@@ -274,6 +353,26 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir must not be empty");
         }
+        for (i, c) in self.git.credentials.iter().enumerate() {
+            if c.host.is_empty() {
+                bail!("git.credentials[{i}]: host must be set");
+            }
+            let sources = [&c.password, &c.password_file, &c.password_env]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .count();
+            if sources > 1 {
+                bail!(
+                    "git.credentials[{i}] ({}): set only one of password, password_file, password_env",
+                    c.host
+                );
+            }
+        }
+        for (i, r) in self.git.rules.iter().enumerate() {
+            if r.pattern.is_empty() || r.url.is_empty() {
+                bail!("git.rules[{i}]: pattern and url must both be set");
+            }
+        }
         Ok(())
     }
 
@@ -296,6 +395,15 @@ impl Config {
         })
     }
 
+    /// Where repository mirrors live.
+    pub fn mirror_dir(&self) -> PathBuf {
+        if self.git.mirror_dir.is_empty() {
+            self.data_dir.join("_agora").join("mirrors")
+        } else {
+            PathBuf::from(&self.git.mirror_dir)
+        }
+    }
+
     /// The configuration as TOML with secrets (credentials in URLs) redacted.
     pub fn to_redacted_toml(&self) -> Result<String> {
         let mut shown = self.clone();
@@ -306,6 +414,14 @@ impl Config {
             .map(agora_upstream::client::redact)
             .collect();
         shown.sumdb.url = agora_upstream::client::redact(&shown.sumdb.url);
+        for rule in &mut shown.git.rules {
+            rule.url = agora_upstream::client::redact(&rule.url);
+        }
+        for c in &mut shown.git.credentials {
+            if !c.password.is_empty() {
+                c.password = "***".into();
+            }
+        }
         Ok(toml::to_string_pretty(&shown)?)
     }
 }
@@ -501,8 +617,16 @@ mod tests {
             &Overrides::default(),
         )
         .unwrap();
+        let mut c = c;
+        c.git.credentials.push(CredentialConfig {
+            host: "gitlab.corp.example".into(),
+            username: "oauth2".into(),
+            password: "glpat-topsecret".into(),
+            ..CredentialConfig::default()
+        });
         let shown = c.to_redacted_toml().unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("topsecret"), "{shown}");
         assert!(
             shown.contains("https://***@proxy.corp.example,https://goproxy.cn|direct"),
             "{shown}"

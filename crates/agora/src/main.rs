@@ -1,7 +1,9 @@
 //! The `agora` binary: command line, configuration, logging, signals. Everything else lives in the
 //! library crates (`agora-server` → `agora-core` → `agora-upstream`/`agora-storage` → `agora-gomod`).
 
+mod app;
 mod config;
+mod doctor;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,10 +13,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use agora_core::{Policy, Proxy, ProxyOptions, SumdbProxy};
 use agora_server::AppState;
 use agora_storage::Storage;
-use agora_upstream::{ClientOptions, UpstreamClient};
 use config::{Config, LogFormat, Overrides};
 
 #[derive(Parser)]
@@ -28,6 +28,13 @@ struct Cli {
 enum Command {
     /// Run the proxy.
     Serve(ConfigArgs),
+    /// Explain, step by step, how agora would fetch MODULE[@VERSION], trying each step for real.
+    Doctor {
+        /// A module path, optionally with @VERSION (a version, branch, commit or "latest").
+        target: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -81,6 +88,13 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => args.load().and_then(serve),
+        Command::Doctor { target, config } => config.load().and_then(|c| {
+            let ok = doctor::run(&c, &target)?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }),
         Command::Config {
             command: ConfigCommand::Show(args),
         } => args.load().and_then(|c| {
@@ -110,57 +124,22 @@ fn init_tracing(config: &Config) {
 
 fn serve(config: Config) -> Result<()> {
     init_tracing(&config);
+    let storage = Storage::local(&config.data_dir)?;
+    // Built before the runtime starts: wiring may set process environment for git.
+    let app = app::build(&config, storage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, app))
 }
 
-async fn run(config: Config) -> Result<()> {
-    let storage = Storage::local(&config.data_dir)?;
-    let chain = agora_upstream::parse_goproxy(&config.upstream.proxy)?;
-    let mut extra_ca_pem = Vec::new();
-    if !config.upstream.ca_file.is_empty() {
-        extra_ca_pem
-            .push(std::fs::read(&config.upstream.ca_file).with_context(|| {
-                format!("reading upstream.ca_file {}", config.upstream.ca_file)
-            })?);
-    }
-    let client = UpstreamClient::new(ClientOptions {
-        connect_timeout: config.upstream.connect_timeout,
-        timeout: config.upstream.timeout,
-        idle_timeout: config.upstream.idle_timeout,
-        zip_timeout: config.upstream.zip_timeout,
-        retries: config.upstream.retries,
-        extra_ca_pem,
-        ..ClientOptions::default()
-    })?;
-    let policy = Policy::new(
-        &config.routing.direct_patterns(),
-        &config.routing.nosum_patterns(),
-    );
-    let proxy = Proxy::without_direct(
-        storage.clone(),
-        policy.clone(),
-        &chain,
-        client.clone(),
-        ProxyOptions {
-            list_fresh: config.cache.list_fresh,
-            list_stale: config.cache.list_stale,
-        },
-    );
-    let sumdb = SumdbProxy::new(
-        config.sumdb_endpoint().into_iter().collect(),
-        client,
-        storage.clone(),
-        policy,
-    );
-    let app = agora_server::router(AppState {
-        proxy,
-        sumdb: Arc::new(sumdb),
+async fn run(config: Config, app: app::App) -> Result<()> {
+    let storage = app.storage.clone();
+    let router = agora_server::router(AppState {
+        proxy: app.proxy,
+        sumdb: Arc::new(app.sumdb),
     });
-
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -175,7 +154,7 @@ async fn run(config: Config) -> Result<()> {
     println!("agora: listening on http://{addr}");
     std::io::stdout().flush().ok();
 
-    agora_server::serve(listener, app, shutdown_signal())
+    agora_server::serve(listener, router, shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("agora stopped");

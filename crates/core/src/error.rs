@@ -13,6 +13,10 @@ pub enum CoreError {
     /// `Disable-Module-Fetch: true` and the answer is not cached.
     #[error("{0}: not cached and fetching is disabled by Disable-Module-Fetch")]
     NotCached(String),
+    /// The origin refused agora (credentials rejected, untrusted certificate): a configuration
+    /// problem on agora's side that the client cannot fix by retrying.
+    #[error("{0}")]
+    Forbidden(String),
     /// Fetching is refused by configuration (GOPROXY=off).
     #[error("{0}: module lookup disabled by GOPROXY=off")]
     Disabled(String),
@@ -54,6 +58,7 @@ impl CoreError {
                 CoreError::NotFound(format!("{what}: {message}"))
             }
             FetchError::Disabled => CoreError::Disabled(what.to_owned()),
+            FetchError::Refused { message } => CoreError::Forbidden(format!("{what}: {message}")),
             FetchError::Unsupported(msg) => CoreError::Unsupported(format!("{what}: {msg}")),
             FetchError::Invalid { reason, .. } => CoreError::InvalidUpstream {
                 what: what.to_owned(),

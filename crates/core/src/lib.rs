@@ -4,8 +4,10 @@
 //! - [`proxy`]: [`Proxy`], answering the GOPROXY protocol's questions (list, latest, info, mod, zip)
 //!   from storage or, on a miss, from a [`Source`] chosen by the routing policy; caches the answers
 //!   (write-once for versions, freshness windows for lists) and validates what it fetched.
-//! - [`source`]: [`Source`], anything that can answer for a module: an upstream proxy now, version
-//!   control (direct) next.
+//! - [`source`]: [`Source`], anything that can answer for a module: an upstream proxy or version
+//!   control.
+//! - [`direct`]: [`VcsSource`], the [`Source`] for version control: modules computed from their git
+//!   repository by `agora-vcs`.
 //! - [`policy`]: which modules go direct (GOPRIVATE/GONOPROXY-style patterns), which may be looked up
 //!   in a checksum database (GONOSUMDB).
 //! - [`singleflight`]: one fetch per key in this process, however many requests wait for it; the
@@ -14,6 +16,7 @@
 //! - [`validate`]: checks on fetched artifacts before they are stored.
 //! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
 
+pub mod direct;
 pub mod error;
 pub mod policy;
 pub mod proxy;
@@ -22,8 +25,9 @@ pub mod source;
 pub mod sumdb;
 pub mod validate;
 
+pub use direct::VcsSource;
 pub use error::CoreError;
 pub use policy::{Policy, Route};
 pub use proxy::{FetchMode, Freshness, Proxy, ProxyOptions, Served};
-pub use source::{DirectSource, ProxySource, Source};
+pub use source::{ProxySource, Source};
 pub use sumdb::{SumdbAnswer, SumdbEndpoint, SumdbProxy};

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::error::CoreError;
 use crate::policy::{Policy, Route};
 use crate::singleflight::SingleFlight;
-use crate::source::{DirectSource, ProxySource, Source};
+use crate::source::{ProxySource, Source};
 use crate::validate;
 
 /// Tuning of the proxy's caching.
@@ -136,17 +136,6 @@ impl Proxy {
                 flights: SingleFlight::default(),
             }),
         }
-    }
-
-    /// A proxy whose direct source is not available yet (see [`DirectSource`]).
-    pub fn without_direct(
-        storage: Storage,
-        policy: Policy,
-        chain: &[ChainEntry],
-        client: UpstreamClient,
-        opts: ProxyOptions,
-    ) -> Self {
-        Proxy::new(storage, policy, chain, client, Arc::new(DirectSource), opts)
     }
 
     pub fn storage(&self) -> &Storage {

@@ -9,8 +9,8 @@ use bytes::Bytes;
 
 /// Largest `.info`/`@latest` answer accepted (they are a few hundred bytes in practice).
 pub const MAX_INFO: u64 = 1 << 20;
-/// Largest go.mod, as the go command enforces.
-pub const MAX_MOD: u64 = 16 << 20;
+/// Largest go.mod accepted (the go command reads a go.mod without a limit; this bounds memory).
+pub const MAX_MOD: u64 = 64 << 20;
 /// Largest version list accepted.
 pub const MAX_LIST: u64 = 16 << 20;
 /// Largest module zip, as the go command enforces (500 MiB).
@@ -87,41 +87,5 @@ impl Source for ProxySource {
         self.client
             .get_to_file(&self.base, &rel, dest, MAX_ZIP)
             .await
-    }
-}
-
-/// Fetching straight from version control. Not available yet: every call answers
-/// [`FetchError::Unsupported`], which the server reports as 501.
-pub struct DirectSource;
-
-impl DirectSource {
-    fn unsupported() -> FetchError {
-        FetchError::Unsupported(
-            "fetching directly from version control (GOPROXY \"direct\" or a private-module \
-             pattern) is not supported yet"
-                .into(),
-        )
-    }
-}
-
-#[async_trait]
-impl Source for DirectSource {
-    fn describe(&self) -> String {
-        "direct".into()
-    }
-    async fn list(&self, _: &ModulePath) -> Result<Bytes, FetchError> {
-        Err(Self::unsupported())
-    }
-    async fn latest(&self, _: &ModulePath) -> Result<Bytes, FetchError> {
-        Err(Self::unsupported())
-    }
-    async fn info(&self, _: &ModulePath, _: &str) -> Result<Bytes, FetchError> {
-        Err(Self::unsupported())
-    }
-    async fn go_mod(&self, _: &ModulePath, _: &str) -> Result<Bytes, FetchError> {
-        Err(Self::unsupported())
-    }
-    async fn zip(&self, _: &ModulePath, _: &str, _: &Path) -> Result<u64, FetchError> {
-        Err(Self::unsupported())
     }
 }

@@ -45,6 +45,7 @@ impl AppError {
                 e @ (CoreError::NotCached(_) | CoreError::Disabled(_)) => {
                     (StatusCode::NOT_FOUND, format!("not found: {e}"))
                 }
+                CoreError::Forbidden(m) => (StatusCode::FORBIDDEN, format!("forbidden: {m}")),
                 e @ CoreError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, e.to_string()),
                 e @ CoreError::Upstream { .. } => {
                     let status = if e.is_timeout() {

@@ -220,3 +220,6 @@ pub fn deterministic_bytes(seed: u64, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+mod private;
+pub use private::*;

@@ -23,13 +23,16 @@
 //! anyway (git's default for non-submodule use, but explicit is safer against future defaults).
 //!
 //! For hosts other than github.com (registered with [`GitHost::host`]) the go command first asks
-//! `https://<path>?go-get=1` for a go-import meta tag, which has no server here; the rewrite still
-//! serves agora (which maps paths to repository URLs by configuration) and module paths carrying a
-//! `.git` suffix (`corp.example/team/lib.git`), for which go skips the lookup.
+//! `https://<path>?go-get=1` for a go-import meta tag: serve that host's directory with an
+//! [`HttpsGitServer`](crate::HttpsGitServer), which answers it (and serves git itself over HTTPS).
+//! Without a server, the rewrite still serves agora (which maps paths to repository URLs by
+//! configuration) and module paths carrying a `.git` suffix (`corp.example/team/lib.git`), for which
+//! go skips the lookup.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use tempfile::TempDir;
 
@@ -303,13 +306,49 @@ pub fn parse_utc(s: &str) -> i64 {
     days * 86_400 + h * 3600 + mi * 60 + se
 }
 
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (what `.info` files carry as `Time`).
+pub fn format_utc(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Formats Unix seconds as `YYYYMMDDHHMMSS`, the timestamp inside a pseudo-version.
+pub fn pseudo_timestamp(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}")
+}
+
+/// Unix seconds to (year, month, day, hour, minute, second), UTC (Howard Hinnant's civil_from_days).
+fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    (y, mo, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// A directory of repositories laid out as `<root>/<host>/<path>`, plus a gitconfig that makes
 /// `https://<host>/...` resolve to them. See the module docs for how the go command uses it.
+///
+/// The host list and extra configuration sit behind mutexes so that fixture builders taking
+/// `&GitHost` (e.g. [`private_matrix`](crate::fixtures::private_matrix)) can register their host.
 #[derive(Debug)]
 pub struct GitHost {
     tmp: TempDir,
-    hosts: Vec<String>,
-    extra_config: String,
+    hosts: Mutex<Vec<String>>,
+    extra_config: Mutex<String>,
+}
+
+/// Poisoning only means another test thread panicked while holding the lock; the data is still fine.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Default for GitHost {
@@ -328,36 +367,45 @@ impl GitHost {
         std::fs::create_dir_all(tmp.path().join("repos")).expect("create git host root");
         let host = GitHost {
             tmp,
-            hosts: vec!["github.com".to_string()],
-            extra_config: String::new(),
+            hosts: Mutex::new(vec!["github.com".to_string()]),
+            extra_config: Mutex::new(String::new()),
         };
-        host.write_config();
+        host.write_config(&lock(&host.hosts));
         host
     }
 
     /// Also rewrites `https://<name>/` to this host's repositories.
-    pub fn host(mut self, name: &str) -> Self {
+    pub fn host(self, name: &str) -> Self {
         self.add_host(name);
         self
     }
 
-    /// [`host`](Self::host) by reference.
-    pub fn add_host(&mut self, name: &str) {
-        if !self.hosts.iter().any(|h| h == name) {
-            self.hosts.push(name.to_string());
+    /// [`host`](Self::host) by reference. Idempotent.
+    pub fn add_host(&self, name: &str) {
+        let mut hosts = lock(&self.hosts);
+        if !hosts.iter().any(|h| h == name) {
+            hosts.push(name.to_string());
             std::fs::create_dir_all(self.root().join(name))
                 .unwrap_or_else(|e| panic!("create host dir {name}: {e}"));
-            self.write_config();
+            self.write_config(&hosts);
         }
     }
 
+    /// Whether `name` was registered with [`host`](Self::host) (github.com always is).
+    pub fn has_host(&self, name: &str) -> bool {
+        lock(&self.hosts).iter().any(|h| h == name)
+    }
+
     /// Appends raw text to the generated gitconfig (e.g. an `[http]` section).
-    pub fn append_config(&mut self, text: &str) {
-        self.extra_config.push_str(text);
-        if !text.ends_with('\n') {
-            self.extra_config.push('\n');
+    pub fn append_config(&self, text: &str) {
+        {
+            let mut extra = lock(&self.extra_config);
+            extra.push_str(text);
+            if !text.ends_with('\n') {
+                extra.push('\n');
+            }
         }
-        self.write_config();
+        self.write_config(&lock(&self.hosts));
     }
 
     /// `<root>`: repositories live at `<root>/<host>/<path>`.
@@ -384,7 +432,7 @@ impl GitHost {
     pub fn repo(&self, repo_path: &str) -> Repo {
         let host = repo_path.split('/').next().unwrap_or_default();
         assert!(
-            self.hosts.iter().any(|h| h == host),
+            self.has_host(host),
             "repository {repo_path:?} is on host {host:?}, which is not registered (GitHost::host)"
         );
         let dir = self.repo_dir(repo_path);
@@ -395,12 +443,12 @@ impl GitHost {
         Repo::init(dir)
     }
 
-    fn write_config(&self) {
+    fn write_config(&self, hosts: &[String]) {
         let root = self.root();
         let mut cfg = String::from(
             "# Generated by agora-testkit: serve https://<host>/... from local repositories.\n",
         );
-        for h in &self.hosts {
+        for h in hosts {
             cfg.push_str(&format!(
                 "[url \"file://{}/{h}/\"]\n\tinsteadOf = https://{h}/\n",
                 root.display()
@@ -409,7 +457,7 @@ impl GitHost {
         cfg.push_str("[protocol \"file\"]\n\tallow = always\n");
         // The repositories may belong to another user than the process reading them.
         cfg.push_str("[safe]\n\tdirectory = *\n");
-        cfg.push_str(&self.extra_config);
+        cfg.push_str(&lock(&self.extra_config));
         let path = self.gitconfig_path();
         // Write-then-rename: a go command running concurrently never sees a half-written file.
         let tmp = path.with_extension("tmp");
@@ -427,6 +475,19 @@ mod tests {
         assert_eq!(parse_utc("1970-01-01T00:00:00Z"), 0);
         assert_eq!(parse_utc("2024-01-02T03:04:05Z"), DEFAULT_START);
         assert_eq!(parse_utc("2000-03-01T00:00:00Z"), 951_868_800);
+    }
+
+    #[test]
+    fn format_utc_round_trips() {
+        for t in [
+            "1970-01-01T00:00:00Z",
+            "2024-01-02T03:04:05Z",
+            "2000-02-29T23:59:59Z",
+            "2100-12-31T12:00:00Z",
+        ] {
+            assert_eq!(format_utc(parse_utc(t)), t);
+        }
+        assert_eq!(pseudo_timestamp(DEFAULT_START), "20240102030405");
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! a toolchain), `GOSUMDB=off`, `GIT_TERMINAL_PROMPT=0`, `GIT_CONFIG_NOSYSTEM=1` and
 //! `GIT_CONFIG_GLOBAL=<gitconfig>` are always set. Tests add or override variables with
 //! [`GoClient::env`] / [`GoClient::env_remove`]; those are applied last and win.
+//!
+//! For private servers: [`GoClient::trust_ca`] makes go and git trust exactly one CA (the machine
+//! sets `SSL_CERT_FILE`, `GIT_SSL_CAINFO`, ... to the system bundle, and environment variables beat
+//! `.gitconfig`), and [`GoClient::netrc`] writes the sandbox's `$HOME/.netrc`, which both the go
+//! command (`?go-get=1`, GOPROXY requests) and git (libcurl) read.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
@@ -56,6 +61,30 @@ const REMOVED_FROM_PARENT: &[&str] = &[
     "GIT_SSH_COMMAND",
     "GIT_ASKPASS",
     "SSH_ASKPASS",
+    // Credentials and TLS trust: a test decides (see `netrc` and `trust_ca`); an inherited
+    // GIT_SSL_NO_VERIFY would make a wrong-CA test pass for the wrong reason.
+    "NETRC",
+    "GIT_SSL_NO_VERIFY",
+    "GIT_SSL_CAPATH",
+    // Everything here is on loopback, under made-up host names a corporate proxy would not know.
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// Variables that name the CA bundle, set on these machines to the system bundle (TESTING.md, "Traps").
+/// [`GoClient::trust_ca`] points them all at one file, since environment variables beat `.gitconfig`.
+pub const CA_FILE_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "GIT_SSL_CAINFO",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "NIX_SSL_CERT_FILE",
 ];
 
 /// Default limit for one go command; a hung proxy must fail the test, not stall CI for 90 minutes.
@@ -94,6 +123,7 @@ impl GoClient {
             "work",
             "home/.config",
             "home/.cache",
+            "empty-certs",
         ] {
             std::fs::create_dir_all(sandbox.path().join(sub))
                 .unwrap_or_else(|e| panic!("create {sub} in go sandbox: {e}"));
@@ -124,6 +154,41 @@ impl GoClient {
     /// [`GitHost::gitconfig_path`](crate::GitHost::gitconfig_path).
     pub fn gitconfig(mut self, path: impl Into<PathBuf>) -> Self {
         self.gitconfig = path.into();
+        self
+    }
+
+    /// Trusts exactly `ca_file` (PEM) for HTTPS, in the go command and the git it runs.
+    ///
+    /// Sets every variable of [`CA_FILE_VARS`] to the file and `SSL_CERT_DIR` to an empty directory:
+    /// Go loads `SSL_CERT_DIR` *in addition to* `SSL_CERT_FILE` and falls back to `/etc/ssl/certs`
+    /// when it is unset, and the machine's environment sets all of them to the system bundle.
+    pub fn trust_ca(mut self, ca_file: impl AsRef<Path>) -> Self {
+        let ca = ca_file.as_ref().as_os_str().to_owned();
+        for var in CA_FILE_VARS {
+            self.env.push((OsString::from(var), Some(ca.clone())));
+        }
+        let empty = self.sandbox.path().join("empty-certs").into_os_string();
+        self.env.push((OsString::from("SSL_CERT_DIR"), Some(empty)));
+        self
+    }
+
+    /// Writes `contents` as `$HOME/.netrc` (mode 0600) of this client, replacing any previous one.
+    ///
+    /// Both readers of credentials use it: the go command's own HTTPS requests (`?go-get=1`, GOPROXY)
+    /// and the git it runs (libcurl's netrc support). Lines look like
+    /// `machine gitlab.corp.example login USER password TOKEN`.
+    pub fn netrc(self, contents: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.home().join(".netrc");
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        self
+    }
+
+    /// Removes `$HOME/.netrc` if there is one.
+    pub fn remove_netrc(self) -> Self {
+        let _ = std::fs::remove_file(self.home().join(".netrc"));
         self
     }
 
@@ -238,6 +303,61 @@ impl GoClient {
         }
     }
 
+    /// `go mod download -json q1 q2 ...` in one go command: one result per query, in order.
+    ///
+    /// Much faster than one command per query (go resolves them in parallel and shares its git
+    /// fetches). Each element is the printed JSON object; a failed query has `error` set instead of
+    /// making the whole call fail. `Err` only when go could not run, timed out, or printed something
+    /// other than one object per query (e.g. a usage error).
+    pub fn mod_download_many(
+        &self,
+        goproxy: &str,
+        queries: &[&str],
+    ) -> Result<Vec<ModDownload>, GoError> {
+        let mut cmd = self.command(["mod", "download", "-json"]);
+        cmd.args(queries).env("GOPROXY", goproxy);
+        self.json_stream(cmd, queries.len())
+    }
+
+    /// `go list -m -e -json <args...>` for several modules or queries in one command: one object per
+    /// module argument, in order; each may carry its own `error`.
+    pub fn list_m_many(&self, goproxy: &str, args: &[&str]) -> Result<Vec<ListM>, GoError> {
+        let expected = args.iter().filter(|a| !a.starts_with('-')).count();
+        let mut cmd = self.command(["list", "-m", "-e", "-json"]);
+        cmd.args(args).env("GOPROXY", goproxy);
+        self.json_stream(cmd, expected)
+    }
+
+    fn json_stream<T: for<'de> Deserialize<'de>>(
+        &self,
+        cmd: Command,
+        expected: usize,
+    ) -> Result<Vec<T>, GoError> {
+        let desc = describe(&cmd);
+        let out = self.run(cmd)?;
+        let items: Result<Vec<T>, _> = serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter::<T>()
+            .collect();
+        match items {
+            Ok(items) if items.len() == expected => Ok(items),
+            Ok(items) => Err(GoError::Failed {
+                cmd: format!(
+                    "{desc} (printed {} JSON objects for {expected} arguments)",
+                    items.len()
+                ),
+                status: out.status,
+                stdout: lossy(&out.stdout),
+                stderr: lossy(&out.stderr),
+            }),
+            Err(error) => Err(GoError::Parse {
+                cmd: desc,
+                error,
+                stdout: lossy(&out.stdout),
+                stderr: lossy(&out.stderr),
+            }),
+        }
+    }
+
     /// `go list -m -e -versions -json <module>` with the given `GOPROXY`, run outside any module
     /// (Go 1.23 accepts `-m` queries there). `-e` makes go print the `Error` inside the JSON instead of
     /// only on stderr; a set `Error` is returned inside [`GoError::List`].
@@ -332,6 +452,8 @@ pub struct ModDownload {
     pub sum: Option<String>,
     /// `h1:` hash of the go.mod.
     pub go_mod_sum: Option<String>,
+    /// The query, when it was not the canonical version itself (`latest`, a branch, a commit).
+    pub query: Option<String>,
     pub error: Option<String>,
     /// Where go got it from (only for `GOPROXY=direct`, or when a proxy returned one in `.info`).
     pub origin: Option<serde_json::Value>,
@@ -346,6 +468,23 @@ impl ModDownload {
         read_cached(&self.zip, "Zip")
     }
 
+    /// The zip's entries as `(path inside the module, contents)`, in archive order: the
+    /// `module@version/` prefix is removed (an entry without it keeps its full name).
+    pub fn zip_entries(&self) -> Vec<(String, Vec<u8>)> {
+        let prefix = format!(
+            "{}@{}/",
+            self.path,
+            self.version.as_deref().unwrap_or_default()
+        );
+        zip_entries(&self.zip_bytes())
+            .into_iter()
+            .map(|(name, data)| match name.strip_prefix(&prefix) {
+                Some(rest) => (rest.to_string(), data),
+                None => (name, data),
+            })
+            .collect()
+    }
+
     /// The bytes of the downloaded `.mod` file.
     pub fn mod_bytes(&self) -> Vec<u8> {
         read_cached(&self.go_mod, "GoMod")
@@ -355,6 +494,26 @@ impl ModDownload {
     pub fn info_bytes(&self) -> Vec<u8> {
         read_cached(&self.info, "Info")
     }
+}
+
+/// The entries of a zip archive (e.g. a module zip from agora or the go command) as
+/// `(full name, contents)`, in archive order; directory entries are skipped.
+///
+/// # Panics
+/// When the bytes are not a readable zip.
+pub fn zip_entries(zip: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("read zip archive");
+    let mut out = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).expect("read zip entry");
+        if f.is_dir() {
+            continue;
+        }
+        let mut data = Vec::with_capacity(f.size() as usize);
+        f.read_to_end(&mut data).expect("inflate zip entry");
+        out.push((f.name().to_string(), data));
+    }
+    out
 }
 
 fn read_cached(path: &Option<String>, field: &str) -> Vec<u8> {

@@ -5,6 +5,7 @@
 //! proxy environment variables, and times out after 60 s. The blocking functions must not be called
 //! from inside an async runtime (reqwest's blocking client refuses); use the `_async` forms there.
 
+use std::path::Path;
 use std::time::Duration;
 
 pub use reqwest::header::HeaderMap;
@@ -46,6 +47,42 @@ pub fn try_request(
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TIMEOUT)
         .build()?;
+    send_blocking(client, method, url, headers, body)
+}
+
+/// GET an `https://` URL trusting only the CA in `ca_file` (PEM), e.g.
+/// [`HttpsGitServer::ca_cert`](crate::HttpsGitServer::ca_cert). Panics on transport errors.
+pub fn get_with_ca(url: &str, ca_file: &Path, headers: &[(&str, &str)]) -> Answer {
+    try_request_with_ca("GET", url, ca_file, headers, None)
+        .unwrap_or_else(|e| panic!("GET {url} failed: {e} ({e:?})"))
+}
+
+/// Any request to an `https://` URL trusting only the CA in `ca_file`, returning transport errors
+/// (e.g. a certificate the CA did not sign).
+pub fn try_request_with_ca(
+    method: &str,
+    url: &str,
+    ca_file: &Path,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<Answer, reqwest::Error> {
+    let pem = std::fs::read(ca_file).unwrap_or_else(|e| panic!("read {}: {e}", ca_file.display()));
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem)?])
+        .build()?;
+    send_blocking(client, method, url, headers, body)
+}
+
+fn send_blocking(
+    client: reqwest::blocking::Client,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<Answer, reqwest::Error> {
     let method = Method::from_bytes(method.as_bytes()).expect("valid HTTP method");
     let mut req = client.request(method, url);
     for (k, v) in headers {

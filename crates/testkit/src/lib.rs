@@ -10,11 +10,18 @@
 //!   directory of repositories laid out as `<host>/<path>` plus a gitconfig that makes
 //!   `https://github.com/...` resolve to them.
 //! - [`fixtures`]: a handful of small public modules under `github.com/agora-fixtures/...` and a Go
-//!   program that uses them.
+//!   program that uses them; and [`private_matrix`], private modules under `gitlab.corp.example`
+//!   covering every edge case of turning git into module versions, with the go command's answers.
+//! - [`gitserver`]: [`HttpsGitServer`] (git over HTTPS with a private CA, basic auth and
+//!   `?go-get=1` answers, like an internal GitLab) and [`SshGitServer`] (git over SSH with a key).
 //! - [`proxy`]: [`UpstreamProxy`], a static GOPROXY ("the public proxy") served over HTTP on
 //!   `127.0.0.1`, with request recording and fault injection.
 //! - [`agora`]: [`Agora`], a handle on a running agora process.
 //! - [`http`]: tiny HTTP helpers for assertions.
+//!
+//! [`HttpsGitServer`] needs root (it binds port 443 on a loopback address and adds its host name to
+//! `/etc/hosts`); tests run as root on CI and in the dev container. Tools come from `scripts/setup`:
+//! git, openssl, openssh-server/-client and Go 1.23.
 //!
 //! Everything here panics with a descriptive message when the world cannot be built (a missing tool, a
 //! failing git command): this is test code, and a clear panic is the most useful failure.
@@ -22,12 +29,14 @@
 pub mod agora;
 pub mod fixtures;
 pub mod git;
+pub mod gitserver;
 pub mod go;
 pub mod http;
 pub mod proxy;
 
 pub use agora::{Agora, AgoraBuilder};
-pub use fixtures::{public_modules, PublicFixtures};
+pub use fixtures::{private_matrix, public_modules, PrivateFixtures, PublicFixtures};
 pub use git::{GitHost, Repo};
+pub use gitserver::{HttpsGitServer, SshGitServer};
 pub use go::{GoClient, GoError, ListM, ModDownload};
 pub use proxy::{Fault, UpstreamProxy};

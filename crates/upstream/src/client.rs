@@ -58,6 +58,10 @@ pub enum FetchError {
     TooLarge { url: String, limit: u64 },
     #[error("upstream {url} sent an invalid answer: {reason}")]
     Invalid { url: String, reason: String },
+    /// The origin refused agora's credentials or could not be trusted (wrong token or key, unknown
+    /// CA). The message names the cause, never the secret.
+    #[error("{message}")]
+    Refused { message: String },
     #[error("module fetching is disabled (GOPROXY=off)")]
     Disabled,
     #[error("{0}")]

@@ -7,6 +7,7 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod private;
 mod serving;
 mod sumdb;
 mod upstream_chain;

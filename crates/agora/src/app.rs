@@ -1,0 +1,138 @@
+//! Wiring: builds the proxy's parts from a [`Config`]. Shared by `serve` and `doctor`, so both
+//! see modules exactly the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use agora_core::{Policy, Proxy, ProxyOptions, SumdbProxy, VcsSource};
+use agora_storage::Storage;
+use agora_upstream::{ClientOptions, UpstreamClient};
+use agora_vcs::{HostCredential, ResolverOptions, RewriteRule, Vcs, VcsOptions};
+
+use crate::config::Config;
+
+pub struct App {
+    pub storage: Storage,
+    pub proxy: Proxy,
+    pub sumdb: SumdbProxy,
+    pub vcs: Arc<Vcs>,
+    pub policy: Policy,
+}
+
+/// Reads the configured extra CA bundle, if any.
+fn extra_ca(config: &Config) -> Result<Vec<Vec<u8>>> {
+    if config.ca_file.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pem = std::fs::read(&config.ca_file)
+        .with_context(|| format!("reading ca_file {}", config.ca_file))?;
+    Ok(vec![pem])
+}
+
+/// git verifies TLS with its own bundle (`GIT_SSL_CAINFO`, `http.sslCAInfo`), not with ours. When
+/// a CA file is configured, git gets a bundle of the system roots plus that file, written under the
+/// data directory, so an internal GitLab with a private CA works without touching the system store.
+fn git_ca_bundle(config: &Config, extra: &[Vec<u8>]) -> Result<Option<PathBuf>> {
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    let system = std::env::var_os("GIT_SSL_CAINFO")
+        .or_else(|| std::env::var_os("SSL_CERT_FILE"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    let mut bundle = std::fs::read(&system).unwrap_or_default();
+    for pem in extra {
+        bundle.push(b'\n');
+        bundle.extend_from_slice(pem);
+    }
+    let dir = config.data_dir.join("_agora");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("git-ca-bundle.pem");
+    std::fs::write(&path, bundle).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
+}
+
+fn credentials(config: &Config) -> Result<Vec<HostCredential>> {
+    config
+        .git
+        .credentials
+        .iter()
+        .map(|c| {
+            Ok(HostCredential {
+                host: c.host.clone(),
+                username: (!c.username.is_empty()).then(|| c.username.clone()),
+                password: c.secret()?,
+                ssh_key: (!c.ssh_key.is_empty()).then(|| PathBuf::from(&c.ssh_key)),
+            })
+        })
+        .collect()
+}
+
+/// Builds every part. `storage` is the artifact store to use (the data directory for `serve`; a
+/// throw-away memory store for `doctor`, which must not write artifacts).
+pub fn build(config: &Config, storage: Storage) -> Result<App> {
+    let extra_ca_pem = extra_ca(config)?;
+    if let Some(bundle) = git_ca_bundle(config, &extra_ca_pem)? {
+        // Set once at start-up, before any thread or git process exists.
+        std::env::set_var("GIT_SSL_CAINFO", bundle);
+    }
+    let chain = agora_upstream::parse_goproxy(&config.upstream.proxy)?;
+    let client = UpstreamClient::new(ClientOptions {
+        connect_timeout: config.upstream.connect_timeout,
+        timeout: config.upstream.timeout,
+        idle_timeout: config.upstream.idle_timeout,
+        zip_timeout: config.upstream.zip_timeout,
+        retries: config.upstream.retries,
+        extra_ca_pem: extra_ca_pem.clone(),
+        ..ClientOptions::default()
+    })?;
+    let policy = Policy::new(
+        &config.routing.direct_patterns(),
+        &config.routing.nosum_patterns(),
+    );
+    let vcs = Arc::new(Vcs::new(VcsOptions {
+        mirror_dir: config.mirror_dir(),
+        refresh_interval: config.git.refresh_interval,
+        resolver: ResolverOptions {
+            rules: config
+                .git
+                .rules
+                .iter()
+                .map(|r| RewriteRule {
+                    pattern: r.pattern.clone(),
+                    url: r.url.clone(),
+                })
+                .collect(),
+            insecure: config.routing.insecure.clone(),
+            extra_ca_pem,
+            timeout: config.git.meta_timeout,
+            credentials: credentials(config)?,
+        },
+    })?);
+    let proxy = Proxy::new(
+        storage.clone(),
+        policy.clone(),
+        &chain,
+        client.clone(),
+        Arc::new(VcsSource::new(vcs.clone())),
+        ProxyOptions {
+            list_fresh: config.cache.list_fresh,
+            list_stale: config.cache.list_stale,
+        },
+    );
+    let sumdb = SumdbProxy::new(
+        config.sumdb_endpoint().into_iter().collect(),
+        client,
+        storage.clone(),
+        policy.clone(),
+    );
+    Ok(App {
+        storage,
+        proxy,
+        sumdb,
+        vcs,
+        policy,
+    })
+}

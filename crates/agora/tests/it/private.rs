@@ -1,0 +1,412 @@
+//! Private modules straight from git: an "internal GitLab" over HTTPS (private CA, basic auth) and
+//! over SSH (key auth), judged against the go command's own answers.
+
+use std::path::Path;
+
+use agora_testkit::fixtures::{Expect, PRIVATE_HOST};
+use agora_testkit::gitserver::GoGetMode;
+use agora_testkit::go::zip_entries;
+use agora_testkit::{http, private_matrix, Agora, GitHost, GoClient, HttpsGitServer, SshGitServer};
+
+use crate::support::*;
+
+/// Writes an agora config for a private GitLab host and returns its path.
+fn gitlab_config(
+    dir: &Path,
+    srv: &HttpsGitServer,
+    private: &[&str],
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("agora.toml");
+    let private: Vec<String> = private.iter().map(|p| format!("{p:?}")).collect();
+    std::fs::write(
+        &path,
+        format!(
+            "ca_file = {ca:?}\n[routing]\nprivate = [{private}]\n\n[[git.credentials]]\nhost = {host:?}\nusername = {user:?}\npassword = {token:?}\n{extra}",
+            ca = srv.ca_cert().display().to_string(),
+            private = private.join(", "),
+            host = srv.host(),
+            user = srv.user(),
+            token = srv.token(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// agora with a config file, no upstream unless given, and git isolated from the machine's
+/// global configuration.
+fn private_agora(
+    data: &Path,
+    config: &Path,
+    upstream: &str,
+    env: &[(&str, std::ffi::OsString)],
+) -> Agora {
+    let empty_gitconfig = data.join("empty.gitconfig");
+    std::fs::write(&empty_gitconfig, "").unwrap();
+    let mut b = builder(&data.join("data"), upstream)
+        .arg("--config")
+        .arg(config)
+        .env("GIT_CONFIG_GLOBAL", &empty_gitconfig);
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    b.start()
+}
+
+fn go_via(agora: &Agora) -> GoClient {
+    GoClient::find()
+        .env("GONOSUMDB", "*.corp.example")
+        .env("GOSUMDB", "off")
+        .env("GOPROXY", agora.url())
+}
+
+#[test]
+fn private_matrix_through_agora_matches_the_go_command() {
+    let host = GitHost::new();
+    let fx = private_matrix(&host);
+    let srv = HttpsGitServer::serve(&host, PRIVATE_HOST);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = gitlab_config(tmp.path(), &srv, &[PRIVATE_HOST], "");
+    let agora = private_agora(tmp.path(), &config, "off", &[]);
+
+    // The client has neither git credentials nor the CA: everything comes from agora.
+    let mut answers = fx.record(&go_via(&agora), agora.url());
+    let mut golden = fx.golden();
+
+    // Modules that ask for Go 1.24: Go 1.23 refuses to build their zip itself (direct) but
+    // downloads a proxy's; so check agora's zip against the file list the zip rules give.
+    for m in fx.modules() {
+        for case in &m.cases {
+            let Expect::TooNewForGo(version) = &case.expect else {
+                continue;
+            };
+            let key = format!("{}@{}", m.path, case.query);
+            let (status, _, zip) = http::get(&format!(
+                "{}{}",
+                agora.url(),
+                artifact_path(&m.path, version, "zip")
+            ));
+            assert_eq!(status, 200, "{key}: {}", http::text(&zip));
+            let prefix = format!("{}@{version}/", m.path);
+            let mut files: Vec<String> = zip_entries(&zip)
+                .into_iter()
+                .map(|(name, _)| name.strip_prefix(&prefix).unwrap_or(&name).to_owned())
+                .collect();
+            files.sort();
+            assert_eq!(Some(&files), case.files.as_ref(), "{key}: zip file list");
+            for a in [&mut answers, &mut golden] {
+                if let Some(q) = a.queries.get_mut(&key) {
+                    (q.sum, q.files) = (None, Vec::new());
+                }
+            }
+        }
+    }
+    let mut diff = golden.diff(&answers);
+    diff.extend(answers.diff(&golden));
+    assert!(
+        diff.is_empty(),
+        "agora's answers differ from the go command's (GOPROXY=direct):\n{}",
+        diff.join("\n")
+    );
+    let log = agora.stderr_log();
+    assert!(
+        !log.contains(srv.token()),
+        "the token leaked into agora's log"
+    );
+}
+
+#[test]
+fn go_builds_a_program_with_private_modules_over_ssh_and_https_and_a_public_one() {
+    const HTTPS: &str = "gitlab-build.corp.example";
+    const SSH: &str = "gitlab-ssh.corp.example";
+    let host = GitHost::new().host(HTTPS).host(SSH);
+    let lib = |repo: &str, module: &str, pkg: &str, value: &str| {
+        let mut r = host.repo(repo);
+        r.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
+            .write(
+                &format!("{pkg}.go"),
+                format!("package {pkg}\n\n// Value is exported.\nconst Value = {value:?}\n"),
+            );
+        r.commit(pkg);
+        r.tag("v1.0.0");
+    };
+    lib(
+        &format!("{HTTPS}/team/httpslib"),
+        &format!("{HTTPS}/team/httpslib"),
+        "httpslib",
+        "https",
+    );
+    // A GitLab subgroup: the server's go-get answer is wrong for it, so agora needs a rule.
+    lib(
+        &format!("{HTTPS}/group/sub/deep"),
+        &format!("{HTTPS}/group/sub/deep"),
+        "deep",
+        "subgroup",
+    );
+    lib(
+        &format!("{SSH}/team/sshlib"),
+        &format!("{SSH}/team/sshlib"),
+        "sshlib",
+        "ssh",
+    );
+
+    let https = HttpsGitServer::serve(&host, HTTPS);
+    https.set_go_get(GoGetMode::FirstTwoElements);
+    let ssh = SshGitServer::serve(&host, SSH);
+    let up = upstream();
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = format!(
+        "\n[[git.rules]]\npattern = \"{HTTPS}/group/sub/*\"\nurl = \"https://{HTTPS}/{{path}}.git\"\n\n[[git.rules]]\npattern = \"{SSH}/*/*\"\nurl = \"ssh://{SSH}/{{path}}.git\"\n"
+    );
+    let config = gitlab_config(tmp.path(), &https, &[HTTPS, SSH], &rules);
+    let agora = private_agora(tmp.path(), &config, &up.url(), &ssh.ssh_env());
+
+    let program = tmp.path().join("program");
+    std::fs::create_dir_all(&program).unwrap();
+    std::fs::write(
+        program.join("go.mod"),
+        format!(
+            "module example.com/app\n\ngo 1.21\n\nrequire (\n\t{HTTPS}/team/httpslib v1.0.0\n\t{HTTPS}/group/sub/deep v1.0.0\n\t{SSH}/team/sshlib v1.0.0\n\tgithub.com/agora-fixtures/greet v1.1.0\n)\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        program.join("main.go"),
+        format!(
+            "package main\n\nimport (\n\t\"fmt\"\n\n\t\"{HTTPS}/group/sub/deep\"\n\t\"{HTTPS}/team/httpslib\"\n\t\"{SSH}/team/sshlib\"\n\t\"github.com/agora-fixtures/greet\"\n)\n\nfunc main() {{ fmt.Println(httpslib.Value, deep.Value, sshlib.Value, greet.Hello(\"x\")) }}\n"
+        ),
+    )
+    .unwrap();
+    let go = go_via(&agora);
+    go.build(agora.url(), &program).unwrap_or_else(|e| {
+        panic!(
+            "go build through agora failed: {e}\nagora log:\n{}",
+            agora.stderr_log()
+        )
+    });
+    assert!(
+        up.requests().iter().all(|p| !p.contains("corp.example")),
+        "private paths went upstream: {:?}",
+        up.requests()
+    );
+    assert!(!ssh.requests().is_empty(), "the SSH module came over SSH");
+    assert!(https.fetches("team/httpslib") >= 1);
+    assert!(https.fetches("group/sub/deep") >= 1);
+}
+
+#[test]
+fn a_new_tag_of_a_mirrored_repository_costs_a_fetch_not_a_clone() {
+    const H: &str = "gitlab-mirror.corp.example";
+    let host = GitHost::new().host(H);
+    let mut repo = host.repo(&format!("{H}/team/lib"));
+    repo.write("go.mod", format!("module {H}/team/lib\n\ngo 1.21\n"))
+        .write("lib.go", "package lib\n");
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    let srv = HttpsGitServer::serve(&host, H);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = gitlab_config(tmp.path(), &srv, &[H], "[git]\nrefresh_interval = \"0s\"\n");
+    let trace = tmp.path().join("git-trace.log");
+    let agora = private_agora(
+        tmp.path(),
+        &config,
+        "off",
+        &[("GIT_TRACE", trace.clone().into_os_string())],
+    );
+    let info = |v: &str| {
+        http::get(&format!(
+            "{}{}",
+            agora.url(),
+            artifact_path(&format!("{H}/team/lib"), v, "info")
+        ))
+    };
+    assert_eq!(info("v1.0.0").0, 200);
+    let first = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(
+        count_git(&first, "init") + count_git(&first, "clone"),
+        1,
+        "{first}"
+    );
+
+    repo.write("more.go", "package lib\n");
+    repo.commit("two");
+    repo.tag("v1.1.0");
+    let (s, _, body) = info("v1.1.0");
+    assert_eq!(s, 200, "{}", http::text(&body));
+    let all = std::fs::read_to_string(&trace).unwrap();
+    let second = &all[first.len()..];
+    assert_eq!(
+        count_git(second, "init") + count_git(second, "clone"),
+        0,
+        "{second}"
+    );
+    assert!(count_git(second, "fetch") >= 1, "{second}");
+}
+
+/// Number of `git <cmd>` invocations in a GIT_TRACE log.
+fn count_git(trace: &str, cmd: &str) -> usize {
+    trace
+        .lines()
+        .filter(|l| l.contains(&format!("built-in: git {cmd}")))
+        .count()
+}
+
+#[test]
+fn misconfigurations_get_the_right_status_a_clear_message_and_no_secret() {
+    const H: &str = "gitlab-errors.corp.example";
+    const SSH: &str = "gitlab-ssh-errors.corp.example";
+    let host = GitHost::new().host(H).host(SSH);
+    for repo in [format!("{H}/team/lib"), format!("{SSH}/team/lib")] {
+        let mut r = host.repo(&repo);
+        r.write("go.mod", format!("module {repo}\n\ngo 1.21\n"));
+        r.commit("one");
+        r.tag("v1.0.0");
+    }
+    let srv = HttpsGitServer::serve(&host, H);
+    let ssh = SshGitServer::serve(&host, SSH);
+    let ssh_rule =
+        format!("\n[[git.rules]]\npattern = \"{SSH}/*/*\"\nurl = \"ssh://{SSH}/{{path}}.git\"\n");
+
+    struct Case {
+        name: &'static str,
+        module: String,
+        version: &'static str,
+        status: u16,
+        message: &'static str,
+        doctor: &'static str,
+    }
+    let lib = format!("{H}/team/lib");
+    let cases = [
+        Case {
+            name: "ok",
+            module: lib.clone(),
+            version: "v1.0.0",
+            status: 200,
+            message: "",
+            doctor: "verdict: OK",
+        },
+        Case {
+            name: "missing tag",
+            module: lib.clone(),
+            version: "v1.9.0",
+            status: 404,
+            message: "v1.9.0",
+            doctor: "no such version",
+        },
+        Case {
+            name: "missing repo",
+            module: format!("{H}/team/nothing"),
+            version: "v1.0.0",
+            status: 404,
+            message: "not found",
+            doctor: "FAILED",
+        },
+        Case {
+            name: "wrong token",
+            module: lib.clone(),
+            version: "v1.0.0",
+            status: 403,
+            message: "credentials",
+            doctor: "authentication refused",
+        },
+        Case {
+            name: "unknown CA",
+            module: lib.clone(),
+            version: "v1.0.0",
+            status: 403,
+            message: "not trusted",
+            doctor: "ca_file",
+        },
+        Case {
+            name: "wrong SSH key",
+            module: format!("{SSH}/team/lib"),
+            version: "v1.0.0",
+            status: 403,
+            message: "credentials",
+            doctor: "authentication refused",
+        },
+    ];
+    for case in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config_text =
+            std::fs::read_to_string(gitlab_config(tmp.path(), &srv, &[H, SSH], &ssh_rule)).unwrap();
+        let mut env: Vec<(&str, std::ffi::OsString)> = ssh.ssh_env();
+        match case.name {
+            "wrong token" => {
+                config_text = config_text.replace(srv.token(), "glpat-wrong-secret-123")
+            }
+            "unknown CA" => {
+                config_text = config_text.replace(
+                    &format!("ca_file = {:?}\n", srv.ca_cert().display().to_string()),
+                    "",
+                );
+            }
+            "wrong SSH key" => {
+                env = vec![(
+                    "GIT_SSH_COMMAND",
+                    format!("ssh -F {}", ssh.wrong_key_ssh_config().display()).into(),
+                )];
+            }
+            _ => {}
+        }
+        let config = tmp.path().join("case.toml");
+        std::fs::write(&config, &config_text).unwrap();
+        let agora = private_agora(tmp.path(), &config, "off", &env);
+        let (status, _, body) = http::get(&format!(
+            "{}{}",
+            agora.url(),
+            artifact_path(&case.module, case.version, "info")
+        ));
+        let body = http::text(&body);
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        assert!(body.contains(case.message), "{}: {body}", case.name);
+
+        let mut doctor = std::process::Command::new(agora_bin());
+        doctor
+            .args([
+                "doctor",
+                &format!("{}@{}", case.module, case.version),
+                "--config",
+            ])
+            .arg(&config)
+            .args(["--data"])
+            .arg(tmp.path().join("doctor-data"))
+            .env("GIT_CONFIG_GLOBAL", tmp.path().join("empty.gitconfig"))
+            .env_remove("GOPRIVATE")
+            .env_remove("GOPROXY");
+        for (k, v) in &env {
+            doctor.env(k, v);
+        }
+        let out = doctor.output().unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            report.contains(case.doctor),
+            "{}: doctor said:\n{report}",
+            case.name
+        );
+        assert_eq!(
+            out.status.success(),
+            case.status == 200,
+            "{}: {report}",
+            case.name
+        );
+        for secret in [srv.token(), "glpat-wrong-secret-123"] {
+            assert!(!body.contains(secret), "{}: secret in response", case.name);
+            assert!(
+                !report.contains(secret),
+                "{}: secret in doctor output",
+                case.name
+            );
+            assert!(
+                !agora.stderr_log().contains(secret),
+                "{}: secret in log",
+                case.name
+            );
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! [`VcsSource`]: answering for a module straight from its git repository (agora-vcs), with no Go
+//! toolchain. Used for private-module patterns and for `direct` entries of the upstream chain.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use agora_gomod::module::ModulePath;
+use agora_upstream::FetchError;
+use agora_vcs::{GitFailure, RevInfo, Vcs};
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::source::Source;
+
+pub struct VcsSource {
+    vcs: Arc<Vcs>,
+}
+
+impl VcsSource {
+    pub fn new(vcs: Arc<Vcs>) -> Self {
+        VcsSource { vcs }
+    }
+
+    async fn repo(&self, module: &ModulePath) -> Result<agora_vcs::CodeRepo, FetchError> {
+        self.vcs.code_repo(module.as_str()).await.map_err(map_err)
+    }
+}
+
+/// The `.info` JSON the go command expects: `{"Version":…,"Time":…}`.
+pub fn info_json(rev: &RevInfo) -> Bytes {
+    let body = serde_json::json!({
+        "Version": rev.version,
+        "Time": rev.time_rfc3339(),
+    });
+    Bytes::from(body.to_string())
+}
+
+/// Maps a vcs failure to the proxy's vocabulary: "does not exist" is not-found (404, the client
+/// may try elsewhere), rejected credentials or an untrusted certificate are refusals (403),
+/// everything else is a transport failure (502).
+pub fn map_err(err: agora_vcs::Error) -> FetchError {
+    let message = err.to_string();
+    if err.is_not_found() {
+        return FetchError::NotFound {
+            status: 404,
+            message,
+        };
+    }
+    match err.git_failure() {
+        Some(GitFailure::AuthFailed) => FetchError::Refused {
+            message: format!("the git server refused agora's credentials: {message}"),
+        },
+        Some(GitFailure::UnknownCa) => FetchError::Refused {
+            message: format!(
+                "the git server's TLS certificate is not trusted (configure ca_file): {message}"
+            ),
+        },
+        _ => FetchError::Transport {
+            url: "git".into(),
+            message,
+        },
+    }
+}
+
+#[async_trait]
+impl Source for VcsSource {
+    fn describe(&self) -> String {
+        "direct".into()
+    }
+
+    async fn list(&self, module: &ModulePath) -> Result<Bytes, FetchError> {
+        let repo = self.repo(module).await?;
+        let versions = repo.versions().await.map_err(map_err)?;
+        let mut out = String::new();
+        for v in versions {
+            out.push_str(&v);
+            out.push('\n');
+        }
+        Ok(Bytes::from(out))
+    }
+
+    async fn latest(&self, module: &ModulePath) -> Result<Bytes, FetchError> {
+        let repo = self.repo(module).await?;
+        Ok(info_json(&repo.latest().await.map_err(map_err)?))
+    }
+
+    async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, FetchError> {
+        let repo = self.repo(module).await?;
+        Ok(info_json(&repo.stat(query).await.map_err(map_err)?))
+    }
+
+    async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, FetchError> {
+        let repo = self.repo(module).await?;
+        let rev = repo.stat(version).await.map_err(map_err)?;
+        let body = repo.go_mod_at(&rev.hash, version).await.map_err(map_err)?;
+        Ok(Bytes::from(body))
+    }
+
+    async fn zip(
+        &self,
+        module: &ModulePath,
+        version: &str,
+        dest: &Path,
+    ) -> Result<u64, FetchError> {
+        let repo = self.repo(module).await?;
+        let info = repo.zip(version, dest).await.map_err(map_err)?;
+        Ok(info.size)
+    }
+}

@@ -1,0 +1,367 @@
+//! Per-host credentials from agora's configuration, handed to `git` and to the `?go-get=1`
+//! request without ever putting a secret on a command line, in a URL or in a message.
+//!
+//! - HTTPS: a password or token becomes an `Authorization: Basic …` header scoped to the host
+//!   (`http.https://HOST/.extraHeader`), passed as environment configuration
+//!   (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n`). The environment of a process
+//!   is readable only by its user, unlike its arguments, which `ps` shows to everyone.
+//! - SSH: a key file becomes `GIT_SSH_COMMAND=ssh -i KEY -o IdentitiesOnly=yes -o BatchMode=yes`.
+//!   The environment variable rather than `core.sshCommand`, because git prefers the variable
+//!   and the private `git` module always sets it (batch mode).
+//!
+//! Both apply only to URLs of the credential's host: a mirror has one URL, so its environment is
+//! computed once from that URL (see [`crate::Mirrors::with_credentials`]).
+//!
+//! Without a configured credential, git falls back to the machine's own setup (credential
+//! helpers, `~/.netrc` read by libcurl, `~/.ssh/config`, ssh-agent), and the `?go-get=1` request
+//! uses `.netrc` (`$NETRC`, else `$HOME/.netrc`) as the `go` command does.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+/// Credentials for one host, from agora's configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HostCredential {
+    /// The host name as it appears in URLs (`gitlab.corp.example`, or `host:port`).
+    pub host: String,
+    /// The user for HTTPS basic authentication. Defaults to `oauth2` when only a token is given,
+    /// which GitLab accepts for every token kind and GitHub and Gitea ignore.
+    pub username: Option<String>,
+    /// A password or access token for HTTPS.
+    pub password: Option<String>,
+    /// A private key file for SSH URLs of this host.
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// Shows everything but the secret, so that credentials can sit in logged structures.
+impl fmt::Debug for HostCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostCredential")
+            .field("host", &self.host)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ssh_key", &self.ssh_key)
+            .finish()
+    }
+}
+
+/// The user name sent with a token that was configured without one.
+const DEFAULT_TOKEN_USER: &str = "oauth2";
+
+impl HostCredential {
+    /// What this credential consists of, for `agora doctor` and logs: never the secret itself.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        match (&self.username, &self.password) {
+            (Some(_), Some(_)) => parts.push("username+password".to_owned()),
+            (None, Some(_)) => parts.push("token".to_owned()),
+            (Some(u), None) => parts.push(format!("username {u} without password")),
+            (None, None) => {}
+        }
+        if let Some(key) = &self.ssh_key {
+            parts.push(format!("SSH key {}", key.display()));
+        }
+        if parts.is_empty() {
+            parts.push("nothing".to_owned());
+        }
+        format!("agora config: {} for {}", parts.join(", "), self.host)
+    }
+
+    /// The basic-auth pair for HTTPS, if a password or token is configured.
+    pub(crate) fn basic(&self) -> Option<(String, String)> {
+        let password = self.password.clone()?;
+        let user = self
+            .username
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TOKEN_USER.to_owned());
+        Some((user, password))
+    }
+}
+
+/// The scheme class and host (with port, if any) of a repository URL, `None` for local paths
+/// and anything unparsable. scp-like `user@host:path` counts as SSH.
+pub(crate) fn url_host(url: &str) -> Option<(Transport, String)> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let transport = match scheme {
+            "https" | "http" => Transport::Http,
+            "ssh" | "git+ssh" => Transport::Ssh,
+            "git" => Transport::Git,
+            _ => return None,
+        };
+        let authority = rest.split('/').next().unwrap_or("");
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        return (!host.is_empty()).then(|| (transport, host.to_owned()));
+    }
+    // scp-like syntax: a colon before any slash.
+    let colon = url.find(':')?;
+    if url[..colon].contains('/') {
+        return None;
+    }
+    let authority = &url[..colon];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then(|| (Transport::Ssh, host.to_owned()))
+}
+
+/// How git talks to a remote, as far as credentials care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Http,
+    Ssh,
+    Git,
+}
+
+/// Whether a credential's `host` names the URL host `url_host` (which may carry a port).
+fn host_matches(cred_host: &str, url_host: &str) -> bool {
+    let cred = cred_host.to_ascii_lowercase();
+    let url = url_host.to_ascii_lowercase();
+    cred == url || url.rsplit_once(':').is_some_and(|(h, _)| h == cred)
+}
+
+/// The configured credential for `host`, first match wins.
+pub(crate) fn find<'a>(creds: &'a [HostCredential], host: &str) -> Option<&'a HostCredential> {
+    creds.iter().find(|c| host_matches(&c.host, host))
+}
+
+/// The environment that hands the configured credentials for `url`'s host to git. Empty when
+/// none applies.
+pub(crate) fn git_env(creds: &[HostCredential], url: &str) -> Vec<(String, String)> {
+    let Some((transport, host)) = url_host(url) else {
+        return Vec::new();
+    };
+    let Some(cred) = find(creds, &host) else {
+        return Vec::new();
+    };
+    let mut env = Vec::new();
+    match transport {
+        Transport::Http => {
+            if let Some((user, password)) = cred.basic() {
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let scheme = url.split_once("://").map_or("https", |(s, _)| s);
+                // Entries the operator set this way stay in place; ours come after them.
+                let base: usize = std::env::var("GIT_CONFIG_COUNT")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                env.push(("GIT_CONFIG_COUNT".to_owned(), (base + 1).to_string()));
+                env.push((
+                    format!("GIT_CONFIG_KEY_{base}"),
+                    format!("http.{scheme}://{host}/.extraHeader"),
+                ));
+                env.push((
+                    format!("GIT_CONFIG_VALUE_{base}"),
+                    format!("Authorization: Basic {token}"),
+                ));
+            }
+        }
+        Transport::Ssh => {
+            if let Some(key) = &cred.ssh_key {
+                env.push((
+                    "GIT_SSH_COMMAND".to_owned(),
+                    format!(
+                        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o ControlMaster=no",
+                        shell_quote(&key.to_string_lossy())
+                    ),
+                ));
+            }
+        }
+        Transport::Git => {}
+    }
+    env
+}
+
+/// Quotes `s` for the shell that git runs `GIT_SSH_COMMAND` with.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Which credentials git (and the meta request) would use for `url`, in words, never the secret.
+pub(crate) fn source(creds: &[HostCredential], url: &str) -> String {
+    let Some((transport, host)) = url_host(url) else {
+        return "none (local repository)".to_owned();
+    };
+    if let Some(cred) = find(creds, &host) {
+        let applies = match transport {
+            Transport::Http => cred.password.is_some(),
+            Transport::Ssh => cred.ssh_key.is_some(),
+            Transport::Git => false,
+        };
+        if applies {
+            return cred.describe();
+        }
+    }
+    match transport {
+        Transport::Http => match netrc_lookup(&host) {
+            Some((_, _, path)) => format!(".netrc entry for {host} ({})", path.display()),
+            None => "none (system git configuration / credential helpers only)".to_owned(),
+        },
+        Transport::Ssh => format!("system ssh for {host} (~/.ssh/config, ssh-agent, default keys)"),
+        Transport::Git => "none (git:// protocol is unauthenticated)".to_owned(),
+    }
+}
+
+/// The `.netrc` file the `go` command would read: `$NETRC`, else `$HOME/.netrc`.
+pub(crate) fn netrc_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NETRC") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("HOME").map(|home| Path::new(&home).join(".netrc"))
+}
+
+/// The `.netrc` login and password for `host`, and the file they came from.
+pub(crate) fn netrc_lookup(host: &str) -> Option<(String, String, PathBuf)> {
+    let path = netrc_path()?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    parse_netrc(&text)
+        .into_iter()
+        .find(|(machine, _, _)| machine == host)
+        .map(|(_, login, password)| (login, password, path))
+}
+
+/// `(machine, login, password)` entries of a `.netrc`, parsed the way cmd/go's `auth/netrc.go`
+/// does: line by line in token pairs, `macdef` bodies skipped up to an empty line, and
+/// everything from `default` on ignored. Entries lacking a login or password are dropped.
+pub(crate) fn parse_netrc(text: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let (mut machine, mut login, mut password) = (String::new(), String::new(), String::new());
+    let mut in_macro = false;
+    'lines: for line in text.split('\n') {
+        if in_macro {
+            if line.is_empty() {
+                in_macro = false;
+            }
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let mut i = 0;
+        while i + 1 < f.len() {
+            match f[i] {
+                "machine" => {
+                    machine = f[i + 1].to_owned();
+                    login.clear();
+                    password.clear();
+                }
+                "default" => break 'lines,
+                "login" => login = f[i + 1].to_owned(),
+                "password" => password = f[i + 1].to_owned(),
+                "macdef" => in_macro = true,
+                _ => {}
+            }
+            if !machine.is_empty() && !login.is_empty() && !password.is_empty() {
+                out.push((
+                    std::mem::take(&mut machine),
+                    std::mem::take(&mut login),
+                    std::mem::take(&mut password),
+                ));
+            }
+            i += 2;
+        }
+        if f.get(i) == Some(&"default") {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred() -> HostCredential {
+        HostCredential {
+            host: "gitlab.corp.example".into(),
+            username: Some("bot".into()),
+            password: Some("s3cr3t-token".into()),
+            ssh_key: Some("/keys/id's".into()),
+        }
+    }
+
+    #[test]
+    fn describe_and_debug_hide_the_secret() {
+        let c = cred();
+        let d = c.describe();
+        assert_eq!(
+            d,
+            "agora config: username+password, SSH key /keys/id's for gitlab.corp.example"
+        );
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let token_only = HostCredential {
+            username: None,
+            ssh_key: None,
+            ..c
+        };
+        assert_eq!(
+            token_only.describe(),
+            "agora config: token for gitlab.corp.example"
+        );
+        assert_eq!(
+            token_only.basic(),
+            Some(("oauth2".into(), "s3cr3t-token".into()))
+        );
+    }
+
+    #[test]
+    fn hosts_of_urls() {
+        let h = |u: &str| url_host(u);
+        assert_eq!(
+            h("https://u:p@gitlab.corp.example:8443/g/p.git"),
+            Some((Transport::Http, "gitlab.corp.example:8443".into()))
+        );
+        assert_eq!(
+            h("ssh://git@h.example/g/p.git"),
+            Some((Transport::Ssh, "h.example".into()))
+        );
+        assert_eq!(
+            h("git@h.example:g/p.git"),
+            Some((Transport::Ssh, "h.example".into()))
+        );
+        assert_eq!(h("file:///tmp/x"), None);
+        assert_eq!(h("/tmp/a:b"), None);
+        assert!(host_matches("h.example", "H.example:443"));
+        assert!(!host_matches("h.example", "xh.example"));
+    }
+
+    #[test]
+    fn git_env_only_for_the_host() {
+        let creds = [cred()];
+        assert!(git_env(&creds, "https://github.com/o/r").is_empty());
+        let env = git_env(&creds, "https://gitlab.corp.example/g/p.git");
+        let get = |k: &str| env.iter().find(|(n, _)| n.starts_with(k)).map(|(_, v)| v);
+        assert_eq!(
+            get("GIT_CONFIG_KEY_").map(String::as_str),
+            Some("http.https://gitlab.corp.example/.extraHeader")
+        );
+        let value = get("GIT_CONFIG_VALUE_").unwrap();
+        let b64 = value.strip_prefix("Authorization: Basic ").unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(raw, b"bot:s3cr3t-token");
+        let ssh = git_env(&creds, "ssh://git@gitlab.corp.example/g/p.git");
+        assert_eq!(
+            ssh,
+            [(
+                "GIT_SSH_COMMAND".to_owned(),
+                r"ssh -i '/keys/id'\''s' -o IdentitiesOnly=yes -o BatchMode=yes -o ControlMaster=no"
+                    .to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn netrc_like_go() {
+        let text = "machine a.example login u1 password p1\n\
+                    machine b.example\n login u2\n password p2\n\
+                    macdef init\nmachine evil login x password y\n\n\
+                    machine c.example login u3\n\
+                    machine d.example login u4 password p4\n\
+                    default login anon password anon\n\
+                    machine e.example login u5 password p5\n";
+        let got = parse_netrc(text);
+        let machines: Vec<&str> = got.iter().map(|(m, _, _)| m.as_str()).collect();
+        assert_eq!(machines, ["a.example", "b.example", "d.example"]);
+        assert_eq!(got[1], ("b.example".into(), "u2".into(), "p2".into()));
+    }
+}

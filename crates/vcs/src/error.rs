@@ -1,0 +1,178 @@
+//! The crate's single error type.
+//!
+//! Failures of `git` itself are classified ([`GitFailure`]) from git's stderr so that the server
+//! can answer 404/403/502 and `agora doctor` can print a hint; everything about a module or a
+//! version that does not exist is [`Error::InvalidVersion`] or [`Error::Module`], which the server
+//! answers with 404/410 ("not here, try the next proxy").
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why a `git` command failed, as far as its stderr tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GitFailure {
+    /// The repository does not exist (or the host pretends so to hide a private repository).
+    NotFound,
+    /// Credentials are missing or rejected (HTTP 401/403, SSH publickey, disabled prompts).
+    AuthFailed,
+    /// DNS, TCP or timeout trouble reaching the host.
+    Unreachable,
+    /// TLS verification failed, typically an internal CA that is not configured.
+    UnknownCa,
+    /// Anything else; the stderr says more.
+    Other,
+}
+
+impl fmt::Display for GitFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GitFailure::NotFound => "repository not found",
+            GitFailure::AuthFailed => "authentication failed",
+            GitFailure::Unreachable => "host unreachable",
+            GitFailure::UnknownCa => "TLS certificate signed by unknown authority",
+            GitFailure::Other => "git failed",
+        })
+    }
+}
+
+/// Why a module path could not be mapped to a repository (PROTOCOL §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResolveFailure {
+    /// Nothing answers for this path: HTTP 404/410, no `go-import` tag for it, or no repository
+    /// at any of the URLs tried.
+    NotFound,
+    /// The `?go-get=1` page or the repository wants credentials (HTTP 401/403, SSH publickey).
+    AuthFailed,
+    /// DNS, TCP, TLS handshake or timeout trouble.
+    Unreachable,
+    /// TLS verification failed, typically an internal CA that is not configured.
+    UnknownCa,
+    /// The `go-import` tags are malformed, ambiguous or inconsistent between the module path and
+    /// its prefix.
+    BadMeta,
+    /// The path is served by something agora cannot fetch from: a `mod` (proxy) or non-git VCS
+    /// tag, or a `go-import` subdirectory.
+    Unsupported,
+}
+
+impl fmt::Display for ResolveFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResolveFailure::NotFound => "not found",
+            ResolveFailure::AuthFailed => "authentication failed",
+            ResolveFailure::Unreachable => "host unreachable",
+            ResolveFailure::UnknownCa => "TLS certificate signed by unknown authority",
+            ResolveFailure::BadMeta => "bad go-import meta tag",
+            ResolveFailure::Unsupported => "unsupported",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `git` exited unsuccessfully. `command` and `stderr` have credentials redacted.
+    #[error("{command}: {kind}: {stderr}")]
+    Git {
+        command: String,
+        kind: GitFailure,
+        stderr: String,
+    },
+    /// `git` could not be started or talked to (not installed, pipe broken).
+    #[error("running {command}: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Local filesystem trouble around the mirror directories.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A repository URL we refuse to hand to git (unknown scheme, `ext::`, control characters).
+    #[error("unsupported repository URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: &'static str },
+    /// `git` answered something we cannot parse.
+    #[error("{command}: unexpected output {output:?}")]
+    BadOutput { command: String, output: String },
+    /// The module cannot live in this repository (path outside the root, malformed path, no
+    /// commits at all).
+    #[error("module {module}: {reason}")]
+    Module { module: String, reason: String },
+    /// The version or query does not name a usable revision of the module. "Not found" for the
+    /// GOPROXY protocol. `reason` starts with "invalid version: " or "invalid pseudo-version: ",
+    /// as in the `go` command's messages.
+    #[error("{module}@{version}: {reason}")]
+    InvalidVersion {
+        module: String,
+        version: String,
+        reason: String,
+    },
+    /// The module path could not be mapped to a repository. `reason` never holds credentials.
+    #[error("resolving {module}: {kind}: {reason}")]
+    Resolve {
+        module: String,
+        kind: ResolveFailure,
+        reason: String,
+    },
+    /// The version's files do not make a valid module zip (invalid file names, case collisions,
+    /// over 500 MiB, ...): the version cannot be served, the same for every caller.
+    #[error("{module}@{version}: {reason}")]
+    Zip {
+        module: String,
+        version: String,
+        reason: String,
+    },
+    /// Output of `git` beyond what we accept (an archive over the size limit).
+    #[error("{what}: output larger than {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
+    /// Invalid configuration handed to [`crate::Vcs::new`] or [`crate::Resolver::new`].
+    #[error("invalid VCS configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether this error means "the module or version does not exist" (404/410) rather than a
+    /// failure to find out (5xx).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Git { kind, .. } => *kind == GitFailure::NotFound,
+            Error::Module { .. } | Error::InvalidVersion { .. } | Error::Zip { .. } => true,
+            // Bad or unsupported meta tags are facts about the path, the same for every caller
+            // and every retry: "not here" lets the client try its next proxy.
+            Error::Resolve { kind, .. } => matches!(
+                kind,
+                ResolveFailure::NotFound | ResolveFailure::BadMeta | ResolveFailure::Unsupported
+            ),
+            _ => false,
+        }
+    }
+
+    /// The classification of a resolution failure, if this is one.
+    pub fn resolve_failure(&self) -> Option<ResolveFailure> {
+        match self {
+            Error::Resolve { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The classification of a git failure, if this is one. A resolution failure (the meta
+    /// request, or a `git ls-remote` probe) maps to the nearest kind too, so that callers
+    /// answering 403 for refused credentials or an unknown CA need to look in one place only;
+    /// [`Error::resolve_failure`] has the finer kind.
+    pub fn git_failure(&self) -> Option<GitFailure> {
+        match self {
+            Error::Git { kind, .. } => Some(*kind),
+            Error::Resolve { kind, .. } => Some(match kind {
+                ResolveFailure::NotFound => GitFailure::NotFound,
+                ResolveFailure::AuthFailed => GitFailure::AuthFailed,
+                ResolveFailure::Unreachable => GitFailure::Unreachable,
+                ResolveFailure::UnknownCa => GitFailure::UnknownCa,
+                ResolveFailure::BadMeta | ResolveFailure::Unsupported => GitFailure::Other,
+            }),
+            _ => None,
+        }
+    }
+}
