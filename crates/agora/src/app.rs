@@ -88,10 +88,16 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
         extra_ca_pem: extra_ca_pem.clone(),
         ..ClientOptions::default()
     })?;
+    let download = config
+        .download
+        .iter()
+        .map(|r| Ok((r.pattern.clone(), r.to_mode()?)))
+        .collect::<Result<Vec<_>>>()?;
     let policy = Policy::new(
         &config.routing.direct_patterns(),
         &config.routing.nosum_patterns(),
-    );
+    )
+    .with_download_modes(download);
     let vcs = Arc::new(Vcs::new(VcsOptions {
         mirror_dir: config.mirror_dir(),
         refresh_interval: config.git.refresh_interval,
@@ -120,6 +126,9 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
         ProxyOptions {
             list_fresh: config.cache.list_fresh,
             list_stale: config.cache.list_stale,
+            max_upstream_fetches: config.limits.upstream_fetches,
+            max_git_fetches: config.limits.git_fetches,
+            queue_timeout: config.limits.queue_timeout,
         },
     );
     let sumdb = SumdbProxy::new(

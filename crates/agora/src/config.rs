@@ -31,6 +31,72 @@ pub struct Config {
     /// proxies, go-get lookups and git over HTTPS (an internal GitLab with a private CA).
     pub ca_file: String,
     pub git: GitConfig,
+    pub limits: LimitsConfig,
+    pub server: ServerConfig,
+    /// Download modes by module-path pattern (first match wins; `sync` otherwise). File-only.
+    pub download: Vec<DownloadRule>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most fetches from upstream proxies at once; more wait in a queue.
+    pub upstream_fetches: usize,
+    /// Most fetches from git at once.
+    pub git_fetches: usize,
+    /// Longest wait in a queue before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+}
+
+/// HTTP connection handling (slow clients, shutdown).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Time allowed to send a request head; also the keep-alive idle timeout (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest a response write may stay blocked on a client that does not read.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub keep_alive: bool,
+}
+
+/// What a cache miss does for modules matching `pattern`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadRule {
+    /// GOPRIVATE-style pattern.
+    pub pattern: String,
+    /// `sync` (fetch, then answer), `async` (404 now, fetch in the background), `redirect` (to
+    /// `url`), `none` (cache only).
+    pub mode: String,
+    /// The proxy to redirect to, for `redirect`.
+    #[serde(default)]
+    pub url: String,
+}
+
+impl DownloadRule {
+    pub fn to_mode(&self) -> Result<agora_core::DownloadMode> {
+        use agora_core::DownloadMode;
+        Ok(match self.mode.as_str() {
+            "sync" => DownloadMode::Sync,
+            "async" => DownloadMode::Async,
+            "none" => DownloadMode::None,
+            "redirect" if !self.url.is_empty() => DownloadMode::Redirect(self.url.clone()),
+            "redirect" => bail!(
+                "download rule {:?}: mode redirect needs a url",
+                self.pattern
+            ),
+            other => bail!(
+                "download rule {:?}: unknown mode {other:?} (sync, async, redirect, none)",
+                self.pattern
+            ),
+        })
+    }
 }
 
 /// Fetching private modules straight from git.
@@ -227,6 +293,18 @@ impl Default for Config {
                 rules: Vec::new(),
                 credentials: Vec::new(),
             },
+            limits: LimitsConfig {
+                upstream_fetches: 32,
+                git_fetches: 8,
+                queue_timeout: Duration::from_secs(60),
+            },
+            server: ServerConfig {
+                header_timeout: Duration::from_secs(30),
+                send_timeout: Duration::from_secs(60),
+                shutdown_timeout: Duration::from_secs(30),
+                keep_alive: true,
+            },
+            download: Vec::new(),
         }
     }
 }
@@ -367,6 +445,12 @@ impl Config {
                     c.host
                 );
             }
+        }
+        for rule in &self.download {
+            rule.to_mode()?;
+        }
+        if self.limits.upstream_fetches == 0 || self.limits.git_fetches == 0 {
+            bail!("limits.upstream_fetches and limits.git_fetches must be at least 1");
         }
         for (i, r) in self.git.rules.iter().enumerate() {
             if r.pattern.is_empty() || r.url.is_empty() {

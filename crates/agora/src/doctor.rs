@@ -118,9 +118,9 @@ async fn diagnose(app: &app::App, target: &str) -> bool {
                 "public: through the upstream chain (not a private pattern)",
             );
             let result = if query == "latest" {
-                app.proxy.latest(&module, FetchMode::Fetch).await
+                app.proxy.latest(&module, FetchMode::Background).await
             } else {
-                app.proxy.info(&module, query, FetchMode::Fetch).await
+                app.proxy.info(&module, query, FetchMode::Background).await
             };
             match result {
                 Ok(served) => {

@@ -154,7 +154,13 @@ async fn run(config: Config, app: app::App) -> Result<()> {
     println!("agora: listening on http://{addr}");
     std::io::stdout().flush().ok();
 
-    agora_server::serve(listener, router, shutdown_signal())
+    let opts = agora_server::ServeOptions {
+        header_timeout: config.server.header_timeout,
+        send_timeout: config.server.send_timeout,
+        shutdown_timeout: config.server.shutdown_timeout,
+        keep_alive: config.server.keep_alive,
+    };
+    agora_server::serve_with(listener, router, shutdown_signal(), opts)
         .await
         .context("server failed")?;
     tracing::info!("agora stopped");

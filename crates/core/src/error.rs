@@ -17,6 +17,16 @@ pub enum CoreError {
     /// problem on agora's side that the client cannot fix by retrying.
     #[error("{0}")]
     Forbidden(String),
+    /// Not cached, and the download mode sends the client to another proxy: `location` is the
+    /// same request there.
+    #[error("{what}: not cached; fetch it from {location}")]
+    Redirect { what: String, location: String },
+    /// Not cached; a background fetch was started (download mode `async`).
+    #[error("{0}: not cached yet; it is being fetched, retry shortly")]
+    FetchingInBackground(String),
+    /// Too many fetches queued: the limit's queue timeout passed.
+    #[error("{0}")]
+    Overloaded(String),
     /// Fetching is refused by configuration (GOPROXY=off).
     #[error("{0}: module lookup disabled by GOPROXY=off")]
     Disabled(String),
@@ -59,6 +69,12 @@ impl CoreError {
             }
             FetchError::Disabled => CoreError::Disabled(what.to_owned()),
             FetchError::Refused { message } => CoreError::Forbidden(format!("{what}: {message}")),
+            // Our own disk failed while receiving a download: a storage problem (503, generic
+            // body), not an upstream one.
+            FetchError::Scratch { path, source } => {
+                CoreError::Storage(StorageError::Scratch { path, source })
+            }
+            FetchError::Overloaded(message) => CoreError::Overloaded(format!("{what}: {message}")),
             FetchError::Unsupported(msg) => CoreError::Unsupported(format!("{what}: {msg}")),
             FetchError::Invalid { reason, .. } => CoreError::InvalidUpstream {
                 what: what.to_owned(),

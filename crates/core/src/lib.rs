@@ -14,10 +14,12 @@
 //!   fetch runs as its own task, so it completes even if every client disconnects.
 //! - [`sumdb`]: checksum-database proxying with tile caching and private-path refusal.
 //! - [`validate`]: checks on fetched artifacts before they are stored.
+//! - [`metrics`]: [`Metrics`], the Prometheus registry (bounded label sets, no module paths).
 //! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
 
 pub mod direct;
 pub mod error;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod singleflight;
@@ -27,7 +29,8 @@ pub mod validate;
 
 pub use direct::VcsSource;
 pub use error::CoreError;
-pub use policy::{Policy, Route};
+pub use metrics::Metrics;
+pub use policy::{DownloadMode, Policy, Route};
 pub use proxy::{FetchMode, Freshness, Proxy, ProxyOptions, Served};
 pub use source::{ProxySource, Source};
 pub use sumdb::{SumdbAnswer, SumdbEndpoint, SumdbProxy};

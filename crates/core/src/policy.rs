@@ -12,6 +12,19 @@ pub enum Route {
     Direct,
 }
 
+/// What to do when a requested artifact is not cached (Athens calls these download modes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DownloadMode {
+    /// Fetch it now and answer when done (the default).
+    Sync,
+    /// Answer 404 at once and fetch it in the background; a retry finds it cached.
+    Async,
+    /// Send the client to another proxy (`base` + the request path).
+    Redirect(String),
+    /// Serve only what is cached.
+    None,
+}
+
 /// The routing rules, built once from configuration.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
@@ -19,6 +32,8 @@ pub struct Policy {
     direct: String,
     /// Patterns never looked up in a checksum database (GONOSUMDB, defaulting to GOPRIVATE).
     nosum: String,
+    /// Download modes by pattern; the first match wins, [`DownloadMode::Sync`] otherwise.
+    download: Vec<(String, DownloadMode)>,
 }
 
 impl Policy {
@@ -26,7 +41,22 @@ impl Policy {
         Policy {
             direct: direct.join(","),
             nosum: nosum.join(","),
+            download: Vec::new(),
         }
+    }
+
+    /// Adds download-mode rules (`pattern` in GOPRIVATE glob syntax).
+    pub fn with_download_modes(mut self, rules: Vec<(String, DownloadMode)>) -> Self {
+        self.download = rules;
+        self
+    }
+
+    pub fn download_mode(&self, module: &ModulePath) -> DownloadMode {
+        self.download
+            .iter()
+            .find(|(pattern, _)| match_prefix_patterns(pattern, module.as_str()))
+            .map(|(_, mode)| mode.clone())
+            .unwrap_or(DownloadMode::Sync)
     }
 
     pub fn route(&self, module: &ModulePath) -> Route {
@@ -63,5 +93,26 @@ mod tests {
         assert_eq!(p.route(&m("github.com/pkg/errors")), Route::Upstream);
         assert!(!p.sum_lookup_allowed("gitlab.corp.example/team/svc"));
         assert!(p.sum_lookup_allowed("github.com/pkg/errors"));
+    }
+
+    #[test]
+    fn download_modes_first_match_wins() {
+        let p = Policy::new(&[], &[]).with_download_modes(vec![
+            ("github.com/big/*".into(), DownloadMode::Async),
+            (
+                "github.com".into(),
+                DownloadMode::Redirect("https://proxy.golang.org".into()),
+            ),
+        ]);
+        let m = |s| ModulePath::new(s).unwrap();
+        assert_eq!(
+            p.download_mode(&m("github.com/big/repo")),
+            DownloadMode::Async
+        );
+        assert_eq!(
+            p.download_mode(&m("github.com/other/repo")),
+            DownloadMode::Redirect("https://proxy.golang.org".into())
+        );
+        assert_eq!(p.download_mode(&m("golang.org/x/text")), DownloadMode::Sync);
     }
 }

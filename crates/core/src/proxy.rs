@@ -7,9 +7,11 @@ use agora_gomod::module::{check_path_major, ModulePath};
 use agora_storage::{ArtifactKind, Object, PutOutcome, Storage, StorageKey};
 use agora_upstream::{walk, ChainEntry, FetchError, Target, UpstreamClient};
 use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt};
 
 use crate::error::CoreError;
-use crate::policy::{Policy, Route};
+use crate::metrics::Metrics;
+use crate::policy::{DownloadMode, Policy, Route};
 use crate::singleflight::SingleFlight;
 use crate::source::{ProxySource, Source};
 use crate::validate;
@@ -23,6 +25,12 @@ pub struct ProxyOptions {
     /// refreshed in the background. Older answers are refreshed first and served stale only when
     /// every source fails.
     pub list_stale: Duration,
+    /// Most fetches from upstream proxies running at once; more wait in a queue.
+    pub max_upstream_fetches: usize,
+    /// Most fetches from git running at once (each may run several git processes).
+    pub max_git_fetches: usize,
+    /// Longest wait in either queue before the request fails with 503.
+    pub queue_timeout: Duration,
 }
 
 impl Default for ProxyOptions {
@@ -30,15 +38,22 @@ impl Default for ProxyOptions {
         ProxyOptions {
             list_fresh: Duration::from_secs(60),
             list_stale: Duration::from_secs(3600),
+            max_upstream_fetches: 32,
+            max_git_fetches: 8,
+            queue_timeout: Duration::from_secs(60),
         }
     }
 }
 
-/// `Disable-Module-Fetch: true` asks for cache-only answers.
+/// How a request may fill a cache miss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FetchMode {
+    /// As the module's download mode says (sync, async, redirect, none).
     Fetch,
+    /// `Disable-Module-Fetch: true`: cache-only answers.
     CacheOnly,
+    /// Fetch now whatever the download mode (the background half of `async`, and `doctor`).
+    Background,
 }
 
 /// How an answer was obtained (reported to clients as `X-Agora-Cache`).
@@ -99,6 +114,15 @@ struct Inner {
     direct: Vec<Hop>,
     opts: ProxyOptions,
     flights: SingleFlight<String, Outcome>,
+    gate: Gate,
+}
+
+/// Concurrency limits and metrics around every fetch from a source.
+struct Gate {
+    metrics: Arc<Metrics>,
+    upstream: tokio::sync::Semaphore,
+    git: tokio::sync::Semaphore,
+    queue_timeout: Duration,
 }
 
 impl Proxy {
@@ -132,6 +156,12 @@ impl Proxy {
                 policy,
                 chain: chain.iter().map(hop).collect(),
                 direct: vec![hop(&direct_entry)],
+                gate: Gate {
+                    metrics: Arc::new(Metrics::new()),
+                    upstream: tokio::sync::Semaphore::new(opts.max_upstream_fetches.max(1)),
+                    git: tokio::sync::Semaphore::new(opts.max_git_fetches.max(1)),
+                    queue_timeout: opts.queue_timeout,
+                },
                 opts,
                 flights: SingleFlight::default(),
             }),
@@ -144,6 +174,10 @@ impl Proxy {
 
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.gate.metrics
     }
 
     /// Keys currently being fetched (for metrics and tests).
@@ -186,11 +220,21 @@ impl Proxy {
         mode: FetchMode,
     ) -> Result<Served, Arc<CoreError>> {
         let what = describe_key(&key, module);
+        let kind = if matches!(key, StorageKey::List(_)) {
+            "list"
+        } else {
+            "latest"
+        };
         let cached = self.inner.storage.get_bytes(&key).await.map_err(to_arc)?;
         let Some((body, info)) = cached else {
-            if mode == FetchMode::CacheOnly {
-                return Err(Arc::new(CoreError::NotCached(what)));
-            }
+            self.inner.gate.metrics.record_cache(kind, "miss");
+            let (k, m) = (key.clone(), module.clone());
+            self.on_miss(module, mode, what, &key, move |this| {
+                async move {
+                    let _ = this.refresh(k, m).await;
+                }
+                .boxed()
+            })?;
             let body = self.refresh(key, module.clone()).await?;
             return Ok(Served {
                 body,
@@ -207,11 +251,13 @@ impl Proxy {
             last_modified: Some(info.last_modified),
         };
         if mode == FetchMode::CacheOnly || age < self.inner.opts.list_fresh {
+            self.inner.gate.metrics.record_cache(kind, "hit");
             return Ok(Served {
                 freshness: Freshness::Hit,
                 ..stale
             });
         }
+        self.inner.gate.metrics.record_cache(kind, "stale");
         if age < self.inner.opts.list_fresh + self.inner.opts.list_stale {
             // Stale-while-revalidate: the refresh runs as its own task.
             let this = self.clone();
@@ -244,14 +290,15 @@ impl Proxy {
         let work = async move {
             let what = describe_key(&key, &module);
             let is_list = matches!(key, StorageKey::List(_));
+            let gate = &this.inner.gate;
             let body = walk(this.hops(&module), |hop| {
                 let module = &module;
                 async move {
                     let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
                     let body = if is_list {
-                        source.list(module).await?
+                        timed(gate, source.as_ref(), "list", source.list(module)).await?
                     } else {
-                        source.latest(module).await?
+                        timed(gate, source.as_ref(), "latest", source.latest(module)).await?
                     };
                     let checked = if is_list {
                         validate::list(&body)
@@ -292,18 +339,34 @@ impl Proxy {
                 return Ok(hit);
             }
         }
-        if mode == FetchMode::CacheOnly {
-            return Err(Arc::new(CoreError::NotCached(format!("{module}@{query}"))));
-        }
+        let (m, q) = (module.clone(), query.to_owned());
+        let key = StorageKey::artifact(module, query, ArtifactKind::Info);
+        self.on_miss(
+            module,
+            mode,
+            format!("{module}@{query}"),
+            &key,
+            move |this| {
+                async move {
+                    let _ = this.fetch_info(&m, &q).await;
+                }
+                .boxed()
+            },
+        )?;
+        self.fetch_info(module, query).await
+    }
+
+    async fn fetch_info(&self, module: &ModulePath, query: &str) -> Result<Served, Arc<CoreError>> {
         let this = self.clone();
         let (m, q) = (module.clone(), query.to_owned());
         let work = async move {
             let what = format!("{m}@{q}");
+            let gate = &this.inner.gate;
             let (body, version) = walk(this.hops(&m), |hop| {
                 let (m, q) = (&m, &q);
                 async move {
                     let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
-                    let body = source.info(m, q).await?;
+                    let body = timed(gate, source.as_ref(), "info", source.info(m, q)).await?;
                     let version = validate::info(m, Some(q), &body).map_err(|reason| {
                         FetchError::Invalid {
                             url: source.describe(),
@@ -340,20 +403,38 @@ impl Proxy {
         if let Some(hit) = self.cached(&key).await? {
             return Ok(hit);
         }
-        if mode == FetchMode::CacheOnly {
-            return Err(Arc::new(CoreError::NotCached(format!(
-                "{module}@{version}"
-            ))));
-        }
+        let (m, v) = (module.clone(), version.to_owned());
+        self.on_miss(
+            module,
+            mode,
+            format!("{module}@{version}"),
+            &key,
+            move |this| {
+                async move {
+                    let _ = this.fetch_go_mod(&m, &v).await;
+                }
+                .boxed()
+            },
+        )?;
+        self.fetch_go_mod(module, version).await
+    }
+
+    async fn fetch_go_mod(
+        &self,
+        module: &ModulePath,
+        version: &str,
+    ) -> Result<Served, Arc<CoreError>> {
+        let key = StorageKey::artifact(module, version, ArtifactKind::Mod);
         let this = self.clone();
         let (m, v) = (module.clone(), version.to_owned());
         let work = async move {
             let what = format!("{m}@{v}");
+            let gate = &this.inner.gate;
             let body = walk(this.hops(&m), |hop| {
                 let (m, v) = (&m, &v);
                 async move {
                     let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
-                    let body = source.go_mod(m, v).await?;
+                    let body = timed(gate, source.as_ref(), "mod", source.go_mod(m, v)).await?;
                     validate::go_mod(m, &body).map_err(|reason| FetchError::Invalid {
                         url: source.describe(),
                         reason,
@@ -386,23 +467,43 @@ impl Proxy {
         check_version(module, version)?;
         let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
         if let Some(obj) = self.inner.storage.get(&key).await.map_err(to_arc)? {
+            self.inner.gate.metrics.record_cache("zip", "hit");
             return Ok((obj, Freshness::Hit));
         }
-        if mode == FetchMode::CacheOnly {
-            return Err(Arc::new(CoreError::NotCached(format!(
-                "{module}@{version}"
-            ))));
-        }
+        self.inner.gate.metrics.record_cache("zip", "miss");
+        let (m, v) = (module.clone(), version.to_owned());
+        self.on_miss(
+            module,
+            mode,
+            format!("{module}@{version}"),
+            &key,
+            move |this| {
+                async move {
+                    let _ = this.fetch_zip(&m, &v).await;
+                }
+                .boxed()
+            },
+        )?;
+        self.fetch_zip(module, version).await
+    }
+
+    async fn fetch_zip(
+        &self,
+        module: &ModulePath,
+        version: &str,
+    ) -> Result<(Object, Freshness), Arc<CoreError>> {
+        let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
         let this = self.clone();
         let (m, v, k) = (module.clone(), version.to_owned(), key.clone());
         let work = async move {
             let what = format!("{m}@{v}");
             let scratch = this.inner.storage.scratch_file(&what);
+            let gate = &this.inner.gate;
             walk(this.hops(&m), |hop| {
                 let (m, v, dest) = (&m, &v, scratch.path());
                 async move {
                     let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
-                    source.zip(m, v, dest).await?;
+                    timed(gate, source.as_ref(), "zip", source.zip(m, v, dest)).await?;
                     let (mc, vc, dc) = (m.clone(), v.clone(), dest.to_owned());
                     let checked = tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
                         .await
@@ -442,8 +543,38 @@ impl Proxy {
         Ok((obj, Freshness::Miss))
     }
 
+    /// Decides what a cache miss does under `mode` and the module's download mode: `Ok` means
+    /// fetch now; `async` starts `background` and answers "not yet".
+    fn on_miss(
+        &self,
+        module: &ModulePath,
+        mode: FetchMode,
+        what: String,
+        key: &StorageKey,
+        background: impl FnOnce(Proxy) -> BoxFuture<'static, ()>,
+    ) -> Result<(), Arc<CoreError>> {
+        match mode {
+            FetchMode::CacheOnly => return Err(Arc::new(CoreError::NotCached(what))),
+            FetchMode::Background => return Ok(()),
+            FetchMode::Fetch => {}
+        }
+        match self.inner.policy.download_mode(module) {
+            DownloadMode::Sync => Ok(()),
+            DownloadMode::None => Err(Arc::new(CoreError::NotCached(what))),
+            DownloadMode::Redirect(base) => Err(Arc::new(CoreError::Redirect {
+                what,
+                // Storage keys are the GOPROXY layout, so a key's path is the request path.
+                location: format!("{}/{}", base.trim_end_matches('/'), key.path()),
+            })),
+            DownloadMode::Async => {
+                tokio::spawn(background(self.clone()));
+                Err(Arc::new(CoreError::FetchingInBackground(what)))
+            }
+        }
+    }
+
     async fn cached(&self, key: &StorageKey) -> Result<Option<Served>, Arc<CoreError>> {
-        Ok(self
+        let found = self
             .inner
             .storage
             .get_bytes(key)
@@ -453,7 +584,12 @@ impl Proxy {
                 body,
                 freshness: Freshness::Hit,
                 last_modified: Some(info.last_modified),
-            }))
+            });
+        self.inner.gate.metrics.record_cache(
+            kind_label(key),
+            if found.is_some() { "hit" } else { "miss" },
+        );
+        Ok(found)
     }
 
     /// Stores a write-once artifact; when another writer won the race, answers with its bytes so
@@ -482,7 +618,17 @@ impl Proxy {
     where
         F: std::future::Future<Output = Outcome> + Send + 'static,
     {
-        let (result, _role) = self.inner.flights.run(key, work).await;
+        let metrics = self.inner.gate.metrics.clone();
+        let work = async move {
+            metrics.fetch_started();
+            let out = work.await;
+            metrics.fetch_finished();
+            out
+        };
+        let (result, role) = self.inner.flights.run(key, work).await;
+        if role == crate::singleflight::Role::Waiter {
+            self.inner.gate.metrics.record_singleflight_wait();
+        }
         result.map_err(|panic| Arc::new(CoreError::Internal(panic.to_string())))?
     }
 }
@@ -500,6 +646,45 @@ fn check_version(module: &ModulePath, version: &str) -> Result<(), Arc<CoreError
             "{module}@{version}: invalid version: {e}"
         )))
     })
+}
+
+/// Runs one fetch from `source` within the concurrency limit for its kind of source, recording
+/// its duration and outcome.
+async fn timed<T>(
+    gate: &Gate,
+    source: &dyn Source,
+    kind: &'static str,
+    fetch: impl std::future::Future<Output = Result<T, FetchError>>,
+) -> Result<T, FetchError> {
+    let (label, slots) = if source.describe() == "direct" {
+        ("git", &gate.git)
+    } else {
+        ("upstream", &gate.upstream)
+    };
+    let _permit = tokio::time::timeout(gate.queue_timeout, slots.acquire())
+        .await
+        .map_err(|_| {
+            FetchError::Overloaded(format!(
+                "too many {label} fetches in progress; waited {:?} for a slot",
+                gate.queue_timeout
+            ))
+        })?
+        .map_err(|_| FetchError::Overloaded("shutting down".into()))?;
+    let started = std::time::Instant::now();
+    let result = fetch.await;
+    gate.metrics
+        .record_fetch(label, kind, result.is_ok(), started.elapsed());
+    result
+}
+
+/// The `kind` label of a storage key in metrics.
+fn kind_label(key: &StorageKey) -> &'static str {
+    match key {
+        StorageKey::List(_) => "list",
+        StorageKey::Latest(_) => "latest",
+        StorageKey::Artifact { kind, .. } => kind.extension(),
+        StorageKey::SumdbTile { .. } => "tile",
+    }
 }
 
 fn describe_key(key: &StorageKey, module: &ModulePath) -> String {

@@ -64,6 +64,9 @@ pub enum FetchError {
     Refused { message: String },
     #[error("module fetching is disabled (GOPROXY=off)")]
     Disabled,
+    /// The proxy's own concurrency limit was reached and the wait for a slot timed out.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("writing download to {path}: {source}")]

@@ -7,6 +7,9 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod faults;
+mod http_features;
+mod modes;
 mod private;
 mod serving;
 mod sumdb;

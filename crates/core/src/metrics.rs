@@ -1,0 +1,205 @@
+//! Prometheus metrics: what the proxy does (cache hits and misses, fetch durations per source,
+//! single-flight waits, storage errors) and what the server serves (requests by route and status,
+//! bytes). Labels are fixed, small sets (never module paths), so cardinality stays bounded and no
+//! private module name leaks into a metrics system.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabels {
+    source: &'static str,
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+/// Every metric agora exports. Cheap to share (`Arc<Metrics>`); recording is lock-free.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    bytes: Family<RouteLabels, Counter>,
+    cache: Family<CacheLabels, Counter>,
+    fetch_seconds: Family<FetchLabels, Histogram>,
+    singleflight_waits: Counter,
+    storage_errors: Counter,
+    fetches_in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("agora");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        let bytes = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_response_bytes",
+            "Response body bytes by route (as declared by Content-Length)",
+            bytes.clone(),
+        );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Cache lookups by artifact kind and result (hit, miss, stale)",
+            cache.clone(),
+        );
+        let fetch_seconds = Family::<FetchLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register(
+            "fetch_duration_seconds",
+            "Fetches from an upstream proxy or git by artifact kind and outcome",
+            fetch_seconds.clone(),
+        );
+        let singleflight_waits = Counter::default();
+        registry.register(
+            "singleflight_waits",
+            "Requests that waited for a fetch another request had started",
+            singleflight_waits.clone(),
+        );
+        let storage_errors = Counter::default();
+        registry.register(
+            "storage_errors",
+            "Failed storage operations",
+            storage_errors.clone(),
+        );
+        let fetches_in_flight = Gauge::default();
+        registry.register(
+            "fetches_in_flight",
+            "Fetches currently running",
+            fetches_in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            bytes,
+            cache,
+            fetch_seconds,
+            singleflight_waits,
+            storage_errors,
+            fetches_in_flight,
+        }
+    }
+
+    /// One served request. `route` is one of a fixed set (`list`, `info`, `zip`, `sumdb`, ...).
+    pub fn record_request(&self, route: &'static str, status: u16, bytes: u64) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        if bytes > 0 {
+            self.bytes
+                .get_or_create(&RouteLabels { route })
+                .inc_by(bytes);
+        }
+    }
+
+    /// A cache lookup for `kind` (`list`, `latest`, `info`, `mod`, `zip`, `tile`) with `result`
+    /// `hit`, `miss` or `stale`.
+    pub fn record_cache(&self, kind: &'static str, result: &'static str) {
+        self.cache
+            .get_or_create(&CacheLabels { kind, result })
+            .inc();
+    }
+
+    /// A finished fetch from `source` (`upstream` or `git`).
+    pub fn record_fetch(&self, source: &'static str, kind: &'static str, ok: bool, took: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.fetch_seconds
+            .get_or_create(&FetchLabels {
+                source,
+                kind,
+                outcome,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn record_singleflight_wait(&self) {
+        self.singleflight_waits.inc();
+    }
+
+    pub fn record_storage_error(&self) {
+        self.storage_errors.inc();
+    }
+
+    pub fn fetch_started(&self) {
+        self.fetches_in_flight.inc();
+    }
+
+    pub fn fetch_finished(&self) {
+        self.fetches_in_flight.dec();
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_recorded_values() {
+        let m = Metrics::new();
+        m.record_request("zip", 200, 1234);
+        m.record_cache("zip", "miss");
+        m.record_fetch("git", "zip", true, Duration::from_millis(30));
+        m.record_singleflight_wait();
+        let text = m.render();
+        assert!(
+            text.contains("agora_http_requests_total{route=\"zip\",status=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("agora_http_response_bytes_total{route=\"zip\"} 1234"),
+            "{text}"
+        );
+        assert!(
+            text.contains("agora_cache_lookups_total{kind=\"zip\",result=\"miss\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "agora_fetch_duration_seconds_count{source=\"git\",kind=\"zip\",outcome=\"ok\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("agora_singleflight_waits_total 1"), "{text}");
+    }
+}
