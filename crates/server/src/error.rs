@@ -46,6 +46,13 @@ impl AppError {
                     (StatusCode::NOT_FOUND, format!("not found: {e}"))
                 }
                 CoreError::Forbidden(m) => (StatusCode::FORBIDDEN, format!("forbidden: {m}")),
+                CoreError::Redirect { location, .. } => {
+                    (StatusCode::FOUND, format!("see {location}"))
+                }
+                e @ CoreError::FetchingInBackground(_) => {
+                    (StatusCode::NOT_FOUND, format!("not found: {e}"))
+                }
+                e @ CoreError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
                 e @ CoreError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, e.to_string()),
                 e @ CoreError::Upstream { .. } => {
                     let status = if e.is_timeout() {
@@ -90,6 +97,20 @@ impl IntoResponse for AppError {
         );
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let AppError::Core(e) = &self {
+            match &**e {
+                CoreError::Redirect { location, .. } => {
+                    if let Ok(v) = HeaderValue::from_str(location) {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                }
+                CoreError::Overloaded(_) => {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
+                _ => {}
+            }
+        }
         if matches!(self, AppError::MethodNotAllowed) {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

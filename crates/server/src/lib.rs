@@ -5,10 +5,18 @@
 //!   version, artifact kind; checksum-database paths), rejecting garbage before anything else runs.
 //! - [`error`]: [`error::AppError`], the one place where failures become status codes. 404/410 mean
 //!   "not here, try the next proxy" to the go command; 5xx only for real failures.
-//! - [`routes`]: the router: GOPROXY and checksum-database routes, health, readiness and version.
+//! - [`http_cache`]: validators (`ETag`, `Last-Modified`), conditional requests (304) and byte
+//!   ranges (206/416): pure functions over headers.
+//! - [`routes`]: the router: GOPROXY and checksum-database routes, health, readiness, version and
+//!   `/metrics`; compression of text answers.
+//! - [`serve`]: the connection loop (hyper): header and send timeouts against slow clients, graceful
+//!   shutdown; [`ServeOptions`] holds its limits.
 
 pub mod error;
+pub mod http_cache;
 pub mod request;
 pub mod routes;
+pub mod serve;
 
-pub use routes::{router, serve, AppState};
+pub use routes::{router, AppState};
+pub use serve::{serve, serve_with, ServeOptions};

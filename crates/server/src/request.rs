@@ -142,6 +142,8 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agora_storage::StorageKey;
+    use proptest::prelude::*;
 
     fn m(s: &str) -> ModulePath {
         ModulePath::new(s).unwrap()
@@ -227,5 +229,236 @@ mod tests {
         }
         let long = format!("/example.com/{}/@v/list", "a".repeat(MAX_PATH));
         assert!(matches!(parse(&long), Err(AppError::UriTooLong)));
+    }
+
+    /// Fragments that make up hostile and odd request paths.
+    const ATOMS: &[&str] = &[
+        "github.com",
+        "example.com",
+        "x",
+        "m",
+        "M",
+        "!m",
+        "!",
+        "~",
+        "-",
+        "_",
+        "+",
+        ".",
+        "..",
+        "...",
+        "@v",
+        "@latest",
+        "list",
+        "v1.0.0",
+        "v1.0.0-!r!c1",
+        "v2.0.0+incompatible",
+        "master",
+        ".info",
+        ".mod",
+        ".zip",
+        "%2e",
+        "%2E",
+        "%2e%2e",
+        "%2f",
+        "%2F",
+        "%5c",
+        "%5C",
+        "%00",
+        "%0a",
+        "%7f",
+        "%ff",
+        "%c3%a9",
+        "%e2%80%ae",
+        "%zz",
+        "%",
+        "%2",
+        "%40",
+        "%21",
+        "\\",
+        "sumdb",
+        "sum.golang.org",
+        "tile",
+        "lookup",
+        "supported",
+        "_agora",
+        "tmp",
+        "\u{e9}",
+        "\u{202e}",
+        "\u{0}",
+        " ",
+        "?",
+        "#",
+        ";",
+        ":",
+    ];
+
+    const HOSTS: &[&str] = &[
+        "github.com",
+        "example.com",
+        "golang.org",
+        "gopkg.in",
+        "a.b",
+        "x-y.example",
+        "sumdb",
+        "sumdb/sum.golang.org",
+        "sumdb/sum.golang.org/tile",
+        "sumdb/sum.golang.org/lookup",
+    ];
+    const ELEMS: &[&str] = &[
+        "x",
+        "m",
+        "!m",
+        "!burnt!sushi",
+        "toml",
+        "v2",
+        "yaml.v3",
+        "a-b",
+        "a_b",
+        "a~b",
+        "a.b",
+        "..",
+        ".",
+        "%2e",
+        "%2e%2e",
+        "%41",
+        "!!",
+        "A",
+        "\u{e9}",
+        "8",
+        "0",
+        "x001",
+        "234.p",
+        "_agora",
+        "@v",
+        "tmp",
+        "~",
+        "a+b",
+        "%21m",
+    ];
+    const TAILS: &[&str] = &[
+        "",
+        "/",
+        "/@v/list",
+        "/@latest",
+        "/@v/v1.0.0.info",
+        "/@v/v1.0.0.mod",
+        "/@v/v1.0.0.zip",
+        "/@v/v2.0.0+incompatible.zip",
+        "/@v/v1.0.0-!r!c1.info",
+        "/@v/master.info",
+        "/@v/..info",
+        "/@v/...info",
+        "/@v/.zip",
+        "/@v/v1.0.0.zip.zip",
+        "/@v/%2e%2e.info",
+        "/@v/v1.%2e.info",
+        "/@v/!v1.0.0.info",
+        "/@v/~.info",
+        "/@v/v1.0.0%2b1.info",
+        "/@v/v0.0.0-20240101000000-abcdefabcdef.zip",
+        "/@v/a%2fb.info",
+        "/@v/.%2e/x.info",
+        "/supported",
+        "/latest",
+        "/lookup/example.com/m@v1.0.0",
+        "/tile/8/0/x001/234.p/5",
+        "/@v/v1.0.0-a.!b!c.info",
+        "/@v/\u{e9}.info",
+        "/@v/v1.0.0;x.mod",
+    ];
+
+    fn odd_path() -> impl Strategy<Value = String> {
+        let segment = proptest::collection::vec(proptest::sample::select(ATOMS), 0..4)
+            .prop_map(|atoms| atoms.concat());
+        let structured = (
+            proptest::collection::vec(segment, 0..7),
+            proptest::bool::ANY,
+            proptest::bool::ANY,
+        )
+            .prop_map(|(segs, lead, trail)| {
+                let mut p = segs.join("/");
+                if lead {
+                    p.insert(0, '/');
+                }
+                if trail {
+                    p.push('/');
+                }
+                p
+            });
+        // Close to valid requests, so that many are accepted and the property has teeth.
+        let near_valid = (
+            proptest::sample::select(HOSTS),
+            proptest::collection::vec(proptest::sample::select(ELEMS), 0..4),
+            proptest::sample::select(TAILS),
+        )
+            .prop_map(|(host, elems, tail)| {
+                let mut p = format!("/{host}");
+                for e in elems {
+                    p.push('/');
+                    p.push_str(e);
+                }
+                p + tail
+            });
+        prop_oneof![
+            6 => near_valid,
+            4 => structured,
+            1 => "\\PC{0,300}",
+            1 => "(/[a-z!.%0-9@~+-]{0,40}){0,12}",
+            1 => (1usize..3000).prop_map(|n| format!("/example.com/{}/@v/list", "a".repeat(n))),
+        ]
+    }
+
+    /// A path relative to the data directory that stays inside it.
+    fn assert_contained(what: &str, path: &str) {
+        assert!(!path.starts_with('/'), "{what}: absolute path {path:?}");
+        assert!(!path.contains('\\'), "{what}: backslash in {path:?}");
+        assert!(
+            !path.chars().any(char::is_control),
+            "{what}: control character in {path:?}"
+        );
+        for seg in path.split('/') {
+            assert!(
+                !seg.is_empty() && seg != "." && seg != "..",
+                "{what}: segment {seg:?} in {path:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// `parse` never panics, and whatever it accepts maps to storage paths inside the data
+        /// directory: no `..`, no leading `/`, no backslash, no empty segment.
+        #[test]
+        fn parse_never_panics_and_accepted_paths_stay_inside(raw in odd_path()) {
+            let Ok(req) = parse(&raw) else { return Ok(()) };
+            prop_assert!(raw.len() <= MAX_PATH);
+            match &req {
+                ProxyRequest::List(module) | ProxyRequest::Latest(module) => {
+                    assert_contained(&raw, &module.escaped());
+                    assert_contained(&raw, &StorageKey::List(module.clone()).path());
+                    assert_contained(&raw, &StorageKey::Latest(module.clone()).path());
+                }
+                ProxyRequest::Artifact { module, version, kind } => {
+                    assert_contained(&raw, &module.escaped());
+                    // Only canonical versions are stored, but every version must be harmless.
+                    let key = StorageKey::artifact(module, version, *kind);
+                    assert_contained(&raw, &key.path());
+                    prop_assert!(!version.contains('/'), "{raw:?}: version {version:?}");
+                    // The module path round-trips through escaping.
+                    let back = ModulePath::from_escaped(&module.escaped()).unwrap();
+                    prop_assert_eq!(&back, module);
+                }
+                ProxyRequest::SumdbSupported { name } => {
+                    assert_contained(&raw, name);
+                    prop_assert!(!name.contains('/'));
+                }
+                ProxyRequest::Sumdb { name, rest } => {
+                    assert_contained(&raw, name);
+                    assert_contained(&raw, rest);
+                }
+            }
+        }
     }
 }

@@ -1,22 +1,30 @@
-//! The router and the handlers. Handlers parse, call `agora-core`, and map the result.
+//! The router and the handlers. Handlers parse, call `agora-core`, and map the result; every
+//! GOPROXY answer is recorded in the metrics (route, status, bytes).
+//!
+//! Artifact answers carry `ETag` and `Last-Modified` and honour conditional requests (304); zips
+//! honour `Range` (206/416); text answers are compressed (gzip, brotli) when the client accepts it.
+//! See [`crate::http_cache`] for the validators.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use agora_core::{FetchMode, Freshness, Proxy, Served, SumdbProxy};
-use agora_storage::{ArtifactKind, CachePolicy};
-use axum::body::Body;
+use agora_core::{CoreError, FetchMode, Freshness, Proxy, Served, SumdbProxy};
+use agora_gomod::module::ModulePath;
+use agora_storage::{ArtifactKind, CachePolicy, StorageKey};
+use axum::body::{Body, HttpBody};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
+use crate::http_cache::{is_compressible, RangeAnswer, Validators};
 use crate::request::{self, ProxyRequest};
 
 /// Everything the handlers need. Cheap to clone.
@@ -36,31 +44,29 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
+        .route("/metrics", get(metrics))
         .fallback(goproxy)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
-            AppError::Core(Arc::new(agora_core::CoreError::Internal(
-                "handler panicked".into(),
-            )))
-            .into_response()
+            AppError::Core(Arc::new(CoreError::Internal("handler panicked".into()))).into_response()
         }))
         // Bounds the time to the response head (a cold fetch included); bodies stream after.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(900),
         ))
+        // Text only: zips are already deflated, hash tiles are random bytes.
+        .layer(
+            CompressionLayer::new().compress_when(SizeAbove::default().and(
+                |_: StatusCode, _: http::Version, headers: &HeaderMap, _: &http::Extensions| {
+                    headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(is_compressible)
+                },
+            )),
+        )
         .layer(TraceLayer::new_for_http())
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -85,16 +91,82 @@ async fn version() -> Response {
         .into_response()
 }
 
+/// Prometheus text exposition of [`agora_core::Metrics`].
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        state.proxy.metrics().render(),
+    )
+        .into_response()
+}
+
+/// Every GOPROXY and checksum-database request: answered by [`answer`], recorded in the metrics.
 async fn goproxy(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+) -> Response {
+    let mut route = "other";
+    let resp = match answer(&state, &method, &uri, &headers, &mut route).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            if matches!(&err, AppError::Core(e) if matches!(**e, CoreError::Storage(_))) {
+                state.proxy.metrics().record_storage_error();
+            }
+            err.into_response()
+        }
+    };
+    let bytes = if method == Method::HEAD {
+        0
+    } else {
+        content_length(&resp)
+    };
+    state
+        .proxy
+        .metrics()
+        .record_request(route, resp.status().as_u16(), bytes);
+    resp
+}
+
+/// The metrics label of a request (a fixed set: never a module path).
+fn route_label(req: &ProxyRequest) -> &'static str {
+    match req {
+        ProxyRequest::List(_) => "list",
+        ProxyRequest::Latest(_) => "latest",
+        ProxyRequest::Artifact { kind, .. } => kind.extension(),
+        ProxyRequest::SumdbSupported { .. } | ProxyRequest::Sumdb { .. } => "sumdb",
+    }
+}
+
+/// The body size the handler produced (before compression).
+fn content_length(resp: &Response) -> u64 {
+    resp.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or_else(|| resp.body().size_hint().exact())
+        .unwrap_or(0)
+}
+
+async fn answer(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    route: &mut &'static str,
 ) -> Result<Response, AppError> {
     if method != Method::GET && method != Method::HEAD {
         return Err(AppError::MethodNotAllowed);
     }
     let req = request::parse(uri.path())?;
+    *route = route_label(&req);
     let mode = if headers
         .get(DISABLE_FETCH)
         .and_then(|v| v.to_str().ok())
@@ -109,6 +181,7 @@ async fn goproxy(
         ProxyRequest::List(module) => {
             let served = proxy.list(&module, mode).await?;
             Ok(small(
+                headers,
                 served,
                 "text/plain; charset=utf-8",
                 CachePolicy::Mutable,
@@ -116,7 +189,12 @@ async fn goproxy(
         }
         ProxyRequest::Latest(module) => {
             let served = proxy.latest(&module, mode).await?;
-            Ok(small(served, "application/json", CachePolicy::Mutable))
+            Ok(small(
+                headers,
+                served,
+                "application/json",
+                CachePolicy::Mutable,
+            ))
         }
         ProxyRequest::Artifact {
             module,
@@ -131,32 +209,18 @@ async fn goproxy(
                 } else {
                     CachePolicy::Mutable
                 };
-                Ok(small(served, "application/json", policy))
+                Ok(small(headers, served, "application/json", policy))
             }
             ArtifactKind::Mod => {
                 let served = proxy.go_mod(&module, &version, mode).await?;
                 Ok(small(
+                    headers,
                     served,
                     "text/plain; charset=utf-8",
                     CachePolicy::Immutable,
                 ))
             }
-            ArtifactKind::Zip => {
-                let (obj, freshness) = proxy.zip(&module, &version, mode).await?;
-                let mut resp = Response::new(Body::from_stream(obj.body));
-                let h = resp.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/zip"),
-                );
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(obj.info.size));
-                h.insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static(CachePolicy::Immutable.header_value()),
-                );
-                h.insert(CACHE_STATUS, HeaderValue::from_static(freshness.as_str()));
-                Ok(resp)
-            }
+            ArtifactKind::Zip => zip(state, method, headers, &module, &version, mode).await,
         },
         ProxyRequest::SumdbSupported { name } => {
             if state.sumdb.supports(&name) {
@@ -169,40 +233,142 @@ async fn goproxy(
         }
         ProxyRequest::Sumdb { name, rest } => {
             let answer = state.sumdb.get(&name, &rest, mode).await?;
-            let policy = if answer.immutable {
-                CachePolicy::Immutable
+            let (policy, last_modified) = if answer.immutable {
+                let stored = tile_modified(state, &name, &rest).await;
+                (CachePolicy::Immutable, stored)
             } else {
-                CachePolicy::Mutable
+                (CachePolicy::Mutable, None)
             };
             let served = Served {
                 body: answer.body,
                 freshness: answer.freshness,
-                last_modified: None,
+                last_modified,
             };
-            Ok(small(served, answer.content_type, policy))
+            Ok(small(headers, served, answer.content_type, policy))
         }
     }
 }
 
-fn small(served: Served, content_type: &'static str, policy: CachePolicy) -> Response {
+/// When a cached checksum-database tile was stored (its `Last-Modified`); `None` if unknown.
+async fn tile_modified(state: &AppState, name: &str, rest: &str) -> Option<SystemTime> {
+    let key = StorageKey::SumdbTile {
+        name: name.to_owned(),
+        path: rest.to_owned(),
+    };
+    match state.proxy.storage().head(&key).await {
+        Ok(info) => info.map(|i| i.last_modified),
+        Err(err) => {
+            tracing::debug!(error = %err, "tile metadata unavailable; no Last-Modified");
+            None
+        }
+    }
+}
+
+/// A zip: streamed from storage, whole (200), in part (206) or not at all (304, 416).
+async fn zip(
+    state: &AppState,
+    method: &Method,
+    req: &HeaderMap,
+    module: &ModulePath,
+    version: &str,
+    mode: FetchMode,
+) -> Result<Response, AppError> {
+    let (obj, freshness) = state.proxy.zip(module, version, mode).await?;
+    let len = obj.info.size;
+    let validators = Validators::of_object(&obj.info);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CachePolicy::Immutable.header_value()),
+    );
+    headers.insert(CACHE_STATUS, HeaderValue::from_static(freshness.as_str()));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    validators.apply(&mut headers);
+    if validators.not_modified(req) {
+        return Ok(not_modified(headers));
+    }
+    let range = validators.range(req, len);
+    if let Some(content_range) = range.content_range(len) {
+        headers.insert(header::CONTENT_RANGE, content_range);
+    }
+    let (status, body, body_len) = match range {
+        RangeAnswer::Full => (StatusCode::OK, Body::from_stream(obj.body), len),
+        RangeAnswer::Unsatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, Body::empty(), 0),
+        RangeAnswer::Partial(r) => {
+            // Only the range is read from storage (the zip is write-once: same bytes as `obj`).
+            drop(obj);
+            let part_len = r.end - r.start;
+            let body = if method == Method::HEAD {
+                Body::empty()
+            } else {
+                let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
+                let part = state
+                    .proxy
+                    .storage()
+                    .get_range(&key, r)
+                    .await
+                    .map_err(|e| AppError::Core(Arc::new(CoreError::Storage(e))))?
+                    .ok_or_else(|| {
+                        AppError::Core(Arc::new(CoreError::Internal(format!(
+                            "{module}@{version}: zip vanished while serving a range"
+                        ))))
+                    })?;
+                Body::from_stream(part.body)
+            };
+            (StatusCode::PARTIAL_CONTENT, body, part_len)
+        }
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+/// A small answer held in memory (info, mod, list, latest, checksum database), with validators.
+fn small(
+    req: &HeaderMap,
+    served: Served,
+    content_type: &'static str,
+    policy: CachePolicy,
+) -> Response {
     let cache_control = match (policy, served.freshness) {
         // A stale list must not be cached further downstream.
         (CachePolicy::Mutable, Freshness::Stale) => "no-cache",
         _ => policy.header_value(),
     };
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(cache_control),
-            ),
-            (
-                CACHE_STATUS,
-                HeaderValue::from_static(served.freshness.as_str()),
-            ),
-        ],
-        served.body,
-    )
-        .into_response()
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    headers.insert(
+        CACHE_STATUS,
+        HeaderValue::from_static(served.freshness.as_str()),
+    );
+    if is_compressible(content_type) {
+        // Also on identity answers and 304s, so that caches keep encodings apart.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    let validators = Validators::of_bytes(&served.body, served.last_modified, content_type);
+    validators.apply(&mut headers);
+    if validators.not_modified(req) {
+        return not_modified(headers);
+    }
+    (headers, served.body).into_response()
+}
+
+/// 304: the validators and caching headers of the 200 it stands for, no body.
+fn not_modified(mut headers: HeaderMap) -> Response {
+    headers.remove(header::CONTENT_TYPE);
+    headers.remove(header::CONTENT_LENGTH);
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    *resp.headers_mut() = headers;
+    resp
 }

@@ -7,6 +7,7 @@
 //! artifact under a served key.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
 
 use crate::key::StorageKey;
 
@@ -38,7 +41,7 @@ pub enum StorageError {
         #[source]
         source: object_store::Error,
     },
-    #[error("scratch file {path}: {source}")]
+    #[error("storage write failed: scratch file {path}: {source}")]
     Scratch {
         path: PathBuf,
         #[source]
@@ -115,6 +118,7 @@ impl Storage {
         let root = dir.canonicalize().map_err(data_dir_err)?;
         let scratch = root.join(PRIVATE_PREFIX).join("tmp");
         std::fs::create_dir_all(&scratch).map_err(data_dir_err)?;
+        sweep_scratch(&scratch, SCRATCH_MAX_AGE);
         let store = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| data_dir_err(std::io::Error::other(e.to_string())))?
             .with_fsync(true);
@@ -193,6 +197,37 @@ impl Storage {
         }
     }
 
+    /// Opens bytes `range` (end exclusive, non-empty, within the object) of `key` for streaming, or
+    /// `None` if it is not stored. `info` describes the whole object. Serves HTTP `Range` requests
+    /// without reading the bytes before the range.
+    pub async fn get_range(
+        &self,
+        key: &StorageKey,
+        range: Range<u64>,
+    ) -> Result<Option<Object>, StorageError> {
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        match self
+            .inner
+            .store
+            .get_opts(&Self::object_path(key), opts)
+            .await
+        {
+            Ok(result) => {
+                let info = info_of(&result.meta);
+                let body = result
+                    .into_stream()
+                    .map(|r| r.map_err(std::io::Error::other))
+                    .boxed();
+                Ok(Some(Object { info, body }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(backend_err("get", key, source)),
+        }
+    }
+
     /// Reads a small object fully (info, mod, list, tiles).
     pub async fn get_bytes(
         &self,
@@ -213,11 +248,24 @@ impl Storage {
     }
 
     /// Stores `bytes` under a write-once key unless something is already there.
+    ///
+    /// On local disk the bytes are staged in a scratch file under `_agora/tmp` and published by
+    /// [`Storage::put_file_once`], so a crash mid-write leaves nothing in the GOPROXY tree
+    /// (`object_store` would stage them as `<key>#N` next to the final file).
     pub async fn put_once(
         &self,
         key: &StorageKey,
         bytes: Bytes,
     ) -> Result<PutOutcome, StorageError> {
+        if let Backend::Local(_) = self.inner.backend {
+            let scratch = self.stage(key, &bytes).await?;
+            return self.put_file_once(key, &scratch).await;
+        }
+        self.put_create(key, bytes).await
+    }
+
+    /// A conditional put straight into the object store.
+    async fn put_create(&self, key: &StorageKey, bytes: Bytes) -> Result<PutOutcome, StorageError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -237,12 +285,47 @@ impl Storage {
     /// Replaces a mutable object (list, latest) atomically.
     pub async fn put_overwrite(&self, key: &StorageKey, bytes: Bytes) -> Result<(), StorageError> {
         debug_assert!(!key.is_write_once(), "overwrite of write-once key {key:?}");
+        if let Backend::Local(root) = &self.inner.backend {
+            // Staged under `_agora/tmp` (see `put_once`), then renamed over the old copy.
+            let scratch = self.stage(key, &bytes).await?;
+            let rel = scratch
+                .path
+                .strip_prefix(root)
+                .expect("scratch inside root");
+            let from = ObjectPath::from(rel.to_string_lossy().as_ref());
+            return self
+                .inner
+                .store
+                .rename(&from, &Self::object_path(key))
+                .await
+                .map_err(|source| backend_err("put", key, source));
+        }
         self.inner
             .store
             .put(&Self::object_path(key), PutPayload::from(bytes))
             .await
             .map(|_| ())
             .map_err(|source| backend_err("put", key, source))
+    }
+
+    /// Writes `bytes` to a fresh, synced scratch file.
+    async fn stage(&self, key: &StorageKey, bytes: &Bytes) -> Result<ScratchFile, StorageError> {
+        let scratch = self.scratch_file(&key.path());
+        let (path, bytes) = (scratch.path.clone(), bytes.clone());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&bytes)?;
+            f.sync_all()
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|source| StorageError::Scratch {
+            path: scratch.path.clone(),
+            source,
+        })?;
+        Ok(scratch)
     }
 
     /// A fresh scratch file path for a download. The caller creates, fills and (on success) hands it
@@ -301,7 +384,7 @@ impl Storage {
                             path: file.path.clone(),
                             source,
                         })?;
-                self.put_once(key, Bytes::from(bytes)).await
+                self.put_create(key, Bytes::from(bytes)).await
             }
         }
     }
@@ -355,6 +438,32 @@ impl ScratchFile {
 impl Drop for ScratchFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Scratch files older than this are leftovers of a crashed process (a download in progress is
+/// bounded by the upstream's zip timeout, 10 minutes by default). Younger ones may belong to
+/// another live process sharing the directory and are left alone.
+const SCRATCH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Best-effort removal of scratch files older than `max_age` (they are never served: published
+/// artifacts are links or copies, so removing a scratch name never loses data).
+fn sweep_scratch(dir: &Path, max_age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > max_age);
+        if old && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(path = %entry.path().display(), "removed stale scratch file");
+        }
     }
 }
 
@@ -431,6 +540,10 @@ mod tests {
         )
     }
 
+    fn list_key() -> StorageKey {
+        StorageKey::List(ModulePath::new("github.com/Example/absent").unwrap())
+    }
+
     async fn roundtrip(storage: Storage) {
         let k = key(ArtifactKind::Info);
         assert!(storage.get_bytes(&k).await.unwrap().is_none());
@@ -469,6 +582,19 @@ mod tests {
         assert_eq!(obj.info.size, 100_000);
         let body: Vec<Bytes> = obj.body.map(|b| b.unwrap()).collect().await;
         assert_eq!(body.iter().map(|b| b.len()).sum::<usize>(), 100_000);
+        let part = storage
+            .get_range(&zip, 99_990..100_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(part.info.size, 100_000, "info describes the whole object");
+        let body: Vec<Bytes> = part.body.map(|b| b.unwrap()).collect().await;
+        assert_eq!(body.concat(), vec![7u8; 10]);
+        assert!(storage
+            .get_range(&list_key(), 0..1)
+            .await
+            .unwrap()
+            .is_none());
 
         let list = StorageKey::List(ModulePath::new("github.com/Example/mod").unwrap());
         storage
@@ -501,6 +627,65 @@ mod tests {
             .is_file());
         assert!(data.join("github.com/!example/mod/@v/v1.0.0.zip").is_file());
         assert!(data.join("github.com/!example/mod/@v/list").is_file());
+    }
+
+    #[tokio::test]
+    async fn local_writes_stage_under_the_private_prefix_and_old_scratch_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("_agora/tmp");
+        std::fs::create_dir_all(&scratch).unwrap();
+        let old = scratch.join("1-2-3-crashed");
+        let young = scratch.join("1-2-4-in-progress");
+        for f in [&old, &young] {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(SystemTime::now() - 2 * SCRATCH_MAX_AGE)
+            .unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        assert!(!old.exists(), "a stale scratch file is swept at open");
+        assert!(young.exists(), "a young one may belong to a live process");
+
+        let info = key(ArtifactKind::Info);
+        let list = StorageKey::List(ModulePath::new("github.com/Example/mod").unwrap());
+        storage
+            .put_once(&info, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        for body in [&b"v1.0.0\n"[..], b"v1.0.0\nv1.1.0\n"] {
+            storage
+                .put_overwrite(&list, Bytes::copy_from_slice(body))
+                .await
+                .unwrap();
+        }
+        let mut tree = Vec::new();
+        let mut dirs = vec![dir.path().to_owned()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    tree.push(e.path().strip_prefix(dir.path()).unwrap().to_owned());
+                }
+            }
+        }
+        tree.sort();
+        let expected: Vec<PathBuf> = [
+            "_agora/tmp/1-2-4-in-progress",
+            "github.com/!example/mod/@v/list",
+            "github.com/!example/mod/@v/v1.0.0.info",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(tree, expected, "no staging file is left anywhere");
+        assert_eq!(
+            &storage.get_bytes(&list).await.unwrap().unwrap().0[..],
+            b"v1.0.0\nv1.1.0\n"
+        );
     }
 
     #[test]

@@ -410,3 +410,43 @@ fn misconfigurations_get_the_right_status_a_clear_message_and_no_secret() {
         }
     }
 }
+
+/// Without credentials in agora's config, the machine's `.netrc` is used (by git, and for go-get
+/// lookups), as on a developer's laptop.
+#[test]
+fn netrc_credentials_are_used_like_on_a_laptop() {
+    const H: &str = "gitlab-netrc.corp.example";
+    let host = GitHost::new().host(H);
+    let mut r = host.repo(&format!("{H}/team/lib"));
+    r.write("go.mod", format!("module {H}/team/lib\n\ngo 1.21\n"));
+    r.commit("one");
+    r.tag("v1.0.0");
+    let srv = HttpsGitServer::serve(&host, H);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".netrc"), srv.netrc()).unwrap();
+    let config = tmp.path().join("agora.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ca_file = {:?}\n[routing]\nprivate = [{H:?}]\n",
+            srv.ca_cert().display().to_string()
+        ),
+    )
+    .unwrap();
+    let agora = private_agora(
+        tmp.path(),
+        &config,
+        "off",
+        &[("HOME", home.into_os_string())],
+    );
+    let (status, _, body) = http::get(&format!(
+        "{}{}",
+        agora.url(),
+        artifact_path(&format!("{H}/team/lib"), "v1.0.0", "zip")
+    ));
+    assert_eq!(status, 200, "{}", http::text(&body));
+    assert!(srv.requests().iter().any(|r| r.authenticated));
+    assert!(!agora.stderr_log().contains(srv.token()));
+}

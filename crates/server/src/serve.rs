@@ -1,0 +1,253 @@
+//! The connection loop: hyper (HTTP/1.1, and HTTP/2 with prior knowledge) over a TCP listener, with
+//! the timeouts that keep slow or malicious clients from holding connections forever, and graceful
+//! shutdown.
+//!
+//! - **Header timeout**: a client must send a complete request head within
+//!   [`ServeOptions::header_timeout`], counted from the connection's start or from the end of the
+//!   previous response. It bounds slowloris clients (headers sent byte by byte) and is also the
+//!   keep-alive idle timeout.
+//! - **Send timeout**: a response write blocked on a client that does not read (a full socket buffer)
+//!   for [`ServeOptions::send_timeout`] closes the connection (nginx's `send_timeout`). Time spent by
+//!   the handler itself (a cold fetch from git) is not counted: only stalls on the client are.
+//! - Request bodies are not part of the GOPROXY protocol; handlers never read them.
+//! - HTTP/2 connections are pinged every `header_timeout` and closed when pings go unanswered.
+//! - On shutdown the listener closes at once, idle connections close, in-flight requests finish
+//!   within [`ServeOptions::shutdown_timeout`]; connections still open then are dropped.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+/// Connection-level limits. [`ServeOptions::default`] is what [`serve`] uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Time allowed to send a complete request head (also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Longest a response write may stay blocked on a client that does not read.
+    pub send_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+    /// Whether HTTP/1.1 connections are kept open between requests.
+    pub keep_alive: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+            keep_alive: true,
+        }
+    }
+}
+
+/// Serves `app` on `listener` with [`ServeOptions::default`] until `shutdown` completes, then
+/// drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_with(listener, app, shutdown, ServeOptions::default()).await
+}
+
+/// [`serve`] with explicit connection limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    opts: ServeOptions,
+) -> io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .keep_alive(opts.keep_alive);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(opts.header_timeout)
+        .keep_alive_timeout(opts.header_timeout);
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    on_accept_error(err).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        serve_connection(&builder, &graceful, stream, remote, app.clone(), &opts);
+    }
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down; draining in-flight requests"
+    );
+    if tokio::time::timeout(opts.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_ms = opts.shutdown_timeout.as_millis() as u64,
+            "in-flight requests did not finish in time; closing their connections"
+        );
+    }
+    Ok(())
+}
+
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    stream: TcpStream,
+    remote: SocketAddr,
+    app: Router,
+    opts: &ServeOptions,
+) {
+    // Small answers (info, mod, list) go out at once rather than waiting for more data.
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(SendTimeout::new(stream, opts.send_timeout));
+    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(remote));
+        app.clone().oneshot(req)
+    });
+    let conn = builder.serve_connection(io, service).into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(err) = conn.await {
+            // Header timeouts, resets, clients that went away: routine, not failures of agora.
+            tracing::debug!(client.addr = %remote, error = %err, "connection closed with an error");
+        }
+    });
+}
+
+/// Accept errors are either about one connection (retry at once) or about resources such as file
+/// descriptors (back off briefly instead of spinning).
+async fn on_accept_error(err: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    ) {
+        return;
+    }
+    tracing::error!(error = %err, "accept failed; retrying in 1s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// An I/O stream whose writes fail with `TimedOut` when they stay blocked longer than a limit.
+struct SendTimeout<T> {
+    inner: T,
+    limit: Duration,
+    /// Armed while a write is blocked; disarmed by any write progress.
+    deadline: Pin<Box<Sleep>>,
+    armed: bool,
+}
+
+impl<T> SendTimeout<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        SendTimeout {
+            inner,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+        }
+    }
+
+    /// After the inner write returned `Pending`: `Pending` until the limit, then the error.
+    fn poll_stalled<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        if !self.armed {
+            self.armed = true;
+            let at = Instant::now() + self.limit;
+            self.deadline.as_mut().reset(at);
+        }
+        ready!(self.deadline.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client did not read the response in time",
+        )))
+    }
+
+    fn progressed<R>(
+        &mut self,
+        r: Poll<io::Result<R>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => self.poll_stalled(cx),
+            ready => {
+                self.armed = false;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for SendTimeout<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for SendTimeout<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progressed(r, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progressed(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progressed(r, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.progressed(r, cx)
+    }
+}
