@@ -506,7 +506,7 @@ fn nanos() -> u128 {
 /// The hot path on local disk. `object_store`'s local backend reads in 8 KiB chunks with one
 /// thread-pool hop per chunk, which made serving several times slower than a static file server
 /// (scripts/bench). Here a small object costs one hop (open, stat, read) and a zip streams in
-/// 256 KiB chunks. Metadata is the same as `object_store` reports (its ETag scheme included), so
+/// 64 KiB chunks (bounded memory with many concurrent downloads). Metadata is the same as `object_store` reports (its ETag scheme included), so
 /// validators do not depend on which path served a request.
 mod local {
     use std::fs::Metadata;
@@ -520,7 +520,7 @@ mod local {
     use super::{Object, ObjectInfo, StorageError};
     use crate::key::StorageKey;
 
-    const CHUNK: usize = 256 * 1024;
+    const CHUNK: usize = 64 * 1024;
 
     fn path_of(root: &Path, key: &StorageKey) -> PathBuf {
         // Keys are validated module paths and versions (no `..`, no leading `/`).
