@@ -193,18 +193,7 @@ impl Storage {
         if let Backend::Local(root) = &self.inner.backend {
             return local::open(root, key).await;
         }
-        match self.inner.store.get(&Self::object_path(key)).await {
-            Ok(result) => {
-                let info = info_of(&result.meta);
-                let body = result
-                    .into_stream()
-                    .map(|r| r.map_err(std::io::Error::other))
-                    .boxed();
-                Ok(Some(Object { info, body }))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(backend_err("get", key, source)),
-        }
+        self.open_with(key, GetOptions::default()).await
     }
 
     /// Opens bytes `range` (end exclusive, non-empty, within the object) of `key` for streaming, or
@@ -219,6 +208,14 @@ impl Storage {
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
         };
+        self.open_with(key, opts).await
+    }
+
+    async fn open_with(
+        &self,
+        key: &StorageKey,
+        opts: GetOptions,
+    ) -> Result<Option<Object>, StorageError> {
         match self
             .inner
             .store
