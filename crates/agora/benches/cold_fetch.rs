@@ -40,22 +40,7 @@ fn main() {
 
         // An empty agora in front of the same repositories; the client's cache is empty too.
         let data = tempfile::tempdir().unwrap();
-        let agora = AgoraBuilder::new(env!("CARGO_BIN_EXE_agora"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                "off",
-                "--data",
-            ])
-            .arg(data.path())
-            .env("AGORA_ROUTING_PRIVATE", "github.com/agora-fixtures")
-            .env("AGORA_LOG_LEVEL", "warn")
-            .env("GIT_CONFIG_GLOBAL", &gitconfig)
-            .env_remove("GOPROXY")
-            .env_remove("GOPRIVATE")
-            .start();
+        let agora = empty_agora(data.path(), &gitconfig).start();
         let go = GoClient::find().gitconfig(&gitconfig);
         let t = Instant::now();
         download_all(&go, agora.url(), &queries);
@@ -63,20 +48,8 @@ fn main() {
 
         // One module alone, cold, then a new tag of the same repository (the mirror exists).
         let data2 = tempfile::tempdir().unwrap();
-        let agora2 = AgoraBuilder::new(env!("CARGO_BIN_EXE_agora"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                "off",
-                "--data",
-            ])
-            .arg(data2.path())
-            .env("AGORA_ROUTING_PRIVATE", "github.com/agora-fixtures")
+        let agora2 = empty_agora(data2.path(), &gitconfig)
             .env("AGORA_GIT_REFRESH_INTERVAL", "0s")
-            .env("AGORA_LOG_LEVEL", "warn")
-            .env("GIT_CONFIG_GLOBAL", &gitconfig)
             .start();
         let go = GoClient::find().gitconfig(&gitconfig);
         let t = Instant::now();
@@ -125,6 +98,25 @@ fn main() {
         ms(n),
         ms(n) / ms(f)
     );
+}
+
+/// agora with an empty data directory, no upstream, and the fixtures as private modules from git.
+fn empty_agora(data: &std::path::Path, gitconfig: &std::path::Path) -> AgoraBuilder {
+    AgoraBuilder::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "off",
+            "--data",
+        ])
+        .arg(data)
+        .env("AGORA_ROUTING_PRIVATE", "github.com/agora-fixtures")
+        .env("AGORA_LOG_LEVEL", "warn")
+        .env("GIT_CONFIG_GLOBAL", gitconfig)
+        .env_remove("GOPROXY")
+        .env_remove("GOPRIVATE")
 }
 
 fn ms(d: Duration) -> f64 {

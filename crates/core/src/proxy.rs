@@ -7,7 +7,6 @@ use agora_gomod::module::{check_path_major, ModulePath};
 use agora_storage::{ArtifactKind, Object, PutOutcome, Storage, StorageKey};
 use agora_upstream::{walk, ChainEntry, FetchError, Target, UpstreamClient};
 use bytes::Bytes;
-use futures::future::{BoxFuture, FutureExt};
 
 use crate::error::CoreError;
 use crate::metrics::Metrics;
@@ -219,22 +218,11 @@ impl Proxy {
         module: &ModulePath,
         mode: FetchMode,
     ) -> Result<Served, Arc<CoreError>> {
-        let what = describe_key(&key, module);
-        let kind = if matches!(key, StorageKey::List(_)) {
-            "list"
-        } else {
-            "latest"
-        };
+        let kind = kind_label(&key);
         let cached = self.inner.storage.get_bytes(&key).await.map_err(to_arc)?;
         let Some((body, info)) = cached else {
             self.inner.gate.metrics.record_cache(kind, "miss");
-            let (k, m) = (key.clone(), module.clone());
-            self.on_miss(module, mode, what, &key, move |this| {
-                async move {
-                    let _ = this.refresh(k, m).await;
-                }
-                .boxed()
-            })?;
+            self.on_miss(mode, &key)?;
             let body = self.refresh(key, module.clone()).await?;
             return Ok(Served {
                 body,
@@ -288,7 +276,7 @@ impl Proxy {
         let flight_key = key.path();
         let this = self.clone();
         let work = async move {
-            let what = describe_key(&key, &module);
+            let what = describe_key(&key);
             let is_list = matches!(key, StorageKey::List(_));
             let gate = &this.inner.gate;
             let body = walk(this.hops(&module), |hop| {
@@ -339,20 +327,8 @@ impl Proxy {
                 return Ok(hit);
             }
         }
-        let (m, q) = (module.clone(), query.to_owned());
         let key = StorageKey::artifact(module, query, ArtifactKind::Info);
-        self.on_miss(
-            module,
-            mode,
-            format!("{module}@{query}"),
-            &key,
-            move |this| {
-                async move {
-                    let _ = this.fetch_info(&m, &q).await;
-                }
-                .boxed()
-            },
-        )?;
+        self.on_miss(mode, &key)?;
         self.fetch_info(module, query).await
     }
 
@@ -403,19 +379,7 @@ impl Proxy {
         if let Some(hit) = self.cached(&key).await? {
             return Ok(hit);
         }
-        let (m, v) = (module.clone(), version.to_owned());
-        self.on_miss(
-            module,
-            mode,
-            format!("{module}@{version}"),
-            &key,
-            move |this| {
-                async move {
-                    let _ = this.fetch_go_mod(&m, &v).await;
-                }
-                .boxed()
-            },
-        )?;
+        self.on_miss(mode, &key)?;
         self.fetch_go_mod(module, version).await
     }
 
@@ -471,19 +435,7 @@ impl Proxy {
             return Ok((obj, Freshness::Hit));
         }
         self.inner.gate.metrics.record_cache("zip", "miss");
-        let (m, v) = (module.clone(), version.to_owned());
-        self.on_miss(
-            module,
-            mode,
-            format!("{module}@{version}"),
-            &key,
-            move |this| {
-                async move {
-                    let _ = this.fetch_zip(&m, &v).await;
-                }
-                .boxed()
-            },
-        )?;
+        self.on_miss(mode, &key)?;
         self.fetch_zip(module, version).await
     }
 
@@ -543,21 +495,18 @@ impl Proxy {
         Ok((obj, Freshness::Miss))
     }
 
-    /// Decides what a cache miss does under `mode` and the module's download mode: `Ok` means
-    /// fetch now; `async` starts `background` and answers "not yet".
-    fn on_miss(
-        &self,
-        module: &ModulePath,
-        mode: FetchMode,
-        what: String,
-        key: &StorageKey,
-        background: impl FnOnce(Proxy) -> BoxFuture<'static, ()>,
-    ) -> Result<(), Arc<CoreError>> {
+    /// Decides what a cache miss of `key` does under `mode` and the module's download mode: `Ok`
+    /// means fetch now; `async` starts the fetch as its own task and answers "not yet".
+    fn on_miss(&self, mode: FetchMode, key: &StorageKey) -> Result<(), Arc<CoreError>> {
+        let what = describe_key(key);
         match mode {
             FetchMode::CacheOnly => return Err(Arc::new(CoreError::NotCached(what))),
             FetchMode::Background => return Ok(()),
             FetchMode::Fetch => {}
         }
+        let Some(module) = key_module(key) else {
+            return Ok(());
+        };
         match self.inner.policy.download_mode(module) {
             DownloadMode::Sync => Ok(()),
             DownloadMode::None => Err(Arc::new(CoreError::NotCached(what))),
@@ -567,9 +516,31 @@ impl Proxy {
                 location: format!("{}/{}", base.trim_end_matches('/'), key.path()),
             })),
             DownloadMode::Async => {
-                tokio::spawn(background(self.clone()));
+                tokio::spawn(self.clone().fill(key.clone()));
                 Err(Arc::new(CoreError::FetchingInBackground(what)))
             }
+        }
+    }
+
+    /// Fetches `key` whatever the download mode (the background half of `async`).
+    async fn fill(self, key: StorageKey) {
+        let result = match &key {
+            StorageKey::List(m) | StorageKey::Latest(m) => {
+                self.refresh(key.clone(), m.clone()).await.map(drop)
+            }
+            StorageKey::Artifact {
+                module,
+                version,
+                kind,
+            } => match kind {
+                ArtifactKind::Info => self.fetch_info(module, version).await.map(drop),
+                ArtifactKind::Mod => self.fetch_go_mod(module, version).await.map(drop),
+                ArtifactKind::Zip => self.fetch_zip(module, version).await.map(drop),
+            },
+            StorageKey::SumdbTile { .. } => Ok(()),
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "background fetch failed");
         }
     }
 
@@ -687,10 +658,23 @@ fn kind_label(key: &StorageKey) -> &'static str {
     }
 }
 
-fn describe_key(key: &StorageKey, module: &ModulePath) -> String {
+fn key_module(key: &StorageKey) -> Option<&ModulePath> {
     match key {
-        StorageKey::Latest(_) => format!("{module}@latest"),
-        _ => module.to_string(),
+        StorageKey::List(m) | StorageKey::Latest(m) => Some(m),
+        StorageKey::Artifact { module, .. } => Some(module),
+        StorageKey::SumdbTile { .. } => None,
+    }
+}
+
+/// `module`, `module@latest` or `module@version`, for messages.
+fn describe_key(key: &StorageKey) -> String {
+    match key {
+        StorageKey::List(m) => m.to_string(),
+        StorageKey::Latest(m) => format!("{m}@latest"),
+        StorageKey::Artifact {
+            module, version, ..
+        } => format!("{module}@{version}"),
+        StorageKey::SumdbTile { name, path } => format!("{name} {path}"),
     }
 }
 
