@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use agora_core::{Policy, Proxy, ProxyOptions, SumdbProxy, VcsSource};
+use agora_core::{Policy, Proxy, ProxyOptions, SumdbProxy, VcsSource, Webhook};
 use agora_storage::Storage;
 use agora_upstream::{ClientOptions, UpstreamClient};
 use agora_vcs::{HostCredential, ResolverOptions, RewriteRule, Vcs, VcsOptions};
@@ -97,7 +97,8 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
         &config.routing.direct_patterns(),
         &config.routing.nosum_patterns(),
     )
-    .with_download_modes(download);
+    .with_download_modes(download)
+    .with_filter(config.filter.to_filter()?);
     let vcs = Arc::new(Vcs::new(VcsOptions {
         mirror_dir: config.mirror_dir(),
         refresh_interval: config.git.refresh_interval,
@@ -117,7 +118,7 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
             credentials: credentials(config)?,
         },
     })?);
-    let proxy = Proxy::new(
+    let mut proxy = Proxy::new(
         storage.clone(),
         policy.clone(),
         &chain,
@@ -131,6 +132,14 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
             queue_timeout: config.limits.queue_timeout,
         },
     );
+    if !config.validation.url.is_empty() {
+        proxy = proxy.with_approver(Arc::new(Webhook::new(
+            config.validation.url.clone(),
+            config.validation.timeout,
+            config.validation.fail_mode()?,
+            client.clone(),
+        )));
+    }
     let sumdb = SumdbProxy::new(
         config.sumdb_endpoint().into_iter().collect(),
         client,

@@ -18,7 +18,7 @@ use toml::Value;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address to listen on (`0.0.0.0:3000`).
+    /// Plain-HTTP address to listen on (`0.0.0.0:3000`); empty when only HTTPS is served.
     pub listen: String,
     /// Local data directory (created with its parents on start).
     pub data_dir: PathBuf,
@@ -35,6 +35,162 @@ pub struct Config {
     pub server: ServerConfig,
     /// Download modes by module-path pattern (first match wins; `sync` otherwise). File-only.
     pub download: Vec<DownloadRule>,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub access: AccessConfig,
+    pub filter: FilterConfig,
+    pub validation: ValidationConfig,
+    pub audit: AuditConfig,
+}
+
+/// HTTPS served by agora itself (rustls). Certificates are reloaded when the files change and on
+/// SIGHUP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// HTTPS address (`0.0.0.0:3443`); empty = no HTTPS listener.
+    pub listen: String,
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+    /// How often the files are checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+/// Client authentication: tokens, sent as `Authorization: Bearer` or as the password of basic
+/// auth (what the go command sends from `.netrc`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Tokens file managed by `agora token` (re-read when it changes, so revocation needs no
+    /// restart). Empty = tokens only from `auth.tokens`.
+    pub tokens_file: String,
+    /// How often the tokens file is checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// Refuse credentials sent over plain HTTP (HTTPS terminated by a trusted proxy counts as
+    /// HTTPS, see `server.trusted_proxies`).
+    pub require_tls: bool,
+    /// Tokens written in this file (hashed, as `agora token add` prints them). File-only.
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    pub name: String,
+    pub groups: Vec<String>,
+    /// `sha256:<hex>` of the token.
+    pub hash: String,
+}
+
+/// Who may read which modules. The first rule whose pattern matches decides; `default` otherwise.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Who may read modules no rule matches: `anyone` (no token needed), `authenticated` (any
+    /// valid token) and/or group names.
+    pub default: Vec<String>,
+    /// Answer to a client that may not read a module: `not_found` (404, hides that it exists) or
+    /// `forbidden` (401 without credentials, 403 with).
+    pub on_deny: String,
+    /// File-only.
+    pub rules: Vec<AccessRuleConfig>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessRuleConfig {
+    /// GOPRIVATE-style pattern.
+    pub pattern: String,
+    /// `anyone`, `authenticated` and/or group names.
+    pub allow: Vec<String>,
+    /// Overrides `access.on_deny` for this rule.
+    pub on_deny: String,
+}
+
+/// What may be fetched at all: the first rule matching the module path (and version, when the
+/// rule has `versions`) decides; `default` otherwise.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// `allow` or `deny` (deny + allow rules = an allow list).
+    pub default: String,
+    /// File-only.
+    pub rules: Vec<FilterRuleConfig>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterRuleConfig {
+    /// GOPRIVATE-style pattern.
+    pub pattern: String,
+    /// Optional constraint such as `< v1.2.3` or `>= v1.0.0, < v1.4.2`.
+    pub versions: String,
+    /// `allow` or `deny`.
+    pub action: String,
+    /// Shown to clients when the rule denies.
+    pub reason: String,
+}
+
+impl FilterConfig {
+    pub fn to_filter(&self) -> Result<agora_core::Filter> {
+        use agora_core::{Action, Filter, FilterRule, VersionConstraint};
+        let default =
+            Action::parse(&self.default).map_err(|e| anyhow::anyhow!("filter.default: {e}"))?;
+        let rules = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let ctx = |e: String| anyhow::anyhow!("filter.rules[{i}] ({}): {e}", r.pattern);
+                Ok(FilterRule {
+                    pattern: r.pattern.clone(),
+                    versions: if r.versions.trim().is_empty() {
+                        None
+                    } else {
+                        Some(VersionConstraint::parse(&r.versions).map_err(ctx)?)
+                    },
+                    action: Action::parse(&r.action).map_err(ctx)?,
+                    reason: r.reason.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Filter::new(default, rules).map_err(|e| anyhow::anyhow!("filter: {e}"))
+    }
+}
+
+/// A webhook asked before each new artifact is cached (POST JSON; 2xx allows, 4xx denies).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Empty = no webhook.
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// When the webhook cannot answer: `closed` (refuse for now, 503) or `open` (accept).
+    pub fail: String,
+}
+
+impl ValidationConfig {
+    pub fn fail_mode(&self) -> Result<agora_core::FailMode> {
+        match self.fail.as_str() {
+            "open" => Ok(agora_core::FailMode::Open),
+            "closed" => Ok(agora_core::FailMode::Closed),
+            other => bail!("validation.fail: {other:?} (expected open or closed)"),
+        }
+    }
+}
+
+/// One structured line per request for a private module (who, what, when, result).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// JSON-lines file (reopened on SIGHUP, for log rotation). Empty = the main log, target
+    /// `agora::audit`.
+    pub file: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,6 +219,8 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub keep_alive: bool,
+    /// Load balancers (IPs or CIDRs) whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// What a cache miss does for modules matching `pattern`.
@@ -303,8 +461,36 @@ impl Default for Config {
                 send_timeout: Duration::from_secs(60),
                 shutdown_timeout: Duration::from_secs(30),
                 keep_alive: true,
+                trusted_proxies: Vec::new(),
             },
             download: Vec::new(),
+            tls: TlsConfig {
+                listen: String::new(),
+                cert_file: String::new(),
+                key_file: String::new(),
+                reload_interval: Duration::from_secs(10),
+            },
+            auth: AuthConfig {
+                tokens_file: String::new(),
+                reload_interval: Duration::from_secs(2),
+                require_tls: false,
+                tokens: Vec::new(),
+            },
+            access: AccessConfig {
+                default: vec!["anyone".into()],
+                on_deny: "not_found".into(),
+                rules: Vec::new(),
+            },
+            filter: FilterConfig {
+                default: "allow".into(),
+                rules: Vec::new(),
+            },
+            validation: ValidationConfig {
+                url: String::new(),
+                timeout: Duration::from_secs(10),
+                fail: "closed".into(),
+            },
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -424,9 +610,25 @@ fn apply_go_env(config: &mut Config, env: &BTreeMap<String, String>) -> Result<(
 
 impl Config {
     fn validate(&self) -> Result<()> {
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .with_context(|| format!("invalid listen address {:?}", self.listen))?;
+        if !self.listen.is_empty() {
+            self.listen
+                .parse::<std::net::SocketAddr>()
+                .with_context(|| format!("invalid listen address {:?}", self.listen))?;
+        }
+        if !self.tls.listen.is_empty() {
+            self.tls
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .with_context(|| format!("invalid tls.listen address {:?}", self.tls.listen))?;
+            if self.tls.cert_file.is_empty() || self.tls.key_file.is_empty() {
+                bail!("tls.listen is set: tls.cert_file and tls.key_file must be set too");
+            }
+        }
+        if self.listen.is_empty() && self.tls.listen.is_empty() {
+            bail!("nothing to listen on: set listen, tls.listen or both");
+        }
+        self.filter.to_filter()?;
+        self.validation.fail_mode()?;
         agora_upstream::parse_goproxy(&self.upstream.proxy).context("invalid upstream.proxy")?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir must not be empty");
@@ -506,6 +708,7 @@ impl Config {
                 c.password = "***".into();
             }
         }
+        shown.validation.url = agora_upstream::client::redact(&shown.validation.url);
         Ok(toml::to_string_pretty(&shown)?)
     }
 }

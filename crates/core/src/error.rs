@@ -17,6 +17,12 @@ pub enum CoreError {
     /// problem on agora's side that the client cannot fix by retrying.
     #[error("{0}")]
     Forbidden(String),
+    /// Refused by a filter rule or the validation webhook; the message names the rule.
+    #[error("{0}")]
+    Blocked(String),
+    /// A service agora needs to answer (the validation webhook) is unavailable; retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Not cached, and the download mode sends the client to another proxy: `location` is the
     /// same request there.
     #[error("{what}: not cached; fetch it from {location}")]

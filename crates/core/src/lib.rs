@@ -8,6 +8,10 @@
 //!   control.
 //! - [`direct`]: [`VcsSource`], the [`Source`] for version control: modules computed from their git
 //!   repository by `agora-vcs`.
+//! - [`filter`]: what may be fetched at all: allow/deny rules by module-path pattern and version
+//!   constraint.
+//! - [`approve`]: [`Approver`], a last check before a new artifact is cached (the validation
+//!   webhook).
 //! - [`policy`]: which modules go direct (GOPRIVATE/GONOPROXY-style patterns), which may be looked up
 //!   in a checksum database (GONOSUMDB).
 //! - [`singleflight`]: one fetch per key in this process, however many requests wait for it; the
@@ -17,8 +21,10 @@
 //! - [`metrics`]: [`Metrics`], the Prometheus registry (bounded label sets, no module paths).
 //! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
 
+pub mod approve;
 pub mod direct;
 pub mod error;
+pub mod filter;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
@@ -27,8 +33,10 @@ pub mod source;
 pub mod sumdb;
 pub mod validate;
 
+pub use approve::{Approver, Candidate, FailMode, Rejection, Webhook};
 pub use direct::VcsSource;
 pub use error::CoreError;
+pub use filter::{Action, Blocked, Filter, FilterRule, VersionConstraint};
 pub use metrics::Metrics;
 pub use policy::{DownloadMode, Policy, Route};
 pub use proxy::{FetchMode, Freshness, Proxy, ProxyOptions, Served};

@@ -3,6 +3,8 @@
 
 use agora_gomod::module::{match_prefix_patterns, ModulePath};
 
+use crate::filter::Filter;
+
 /// Where a module's artifacts come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -34,6 +36,8 @@ pub struct Policy {
     nosum: String,
     /// Download modes by pattern; the first match wins, [`DownloadMode::Sync`] otherwise.
     download: Vec<(String, DownloadMode)>,
+    /// What may be fetched at all.
+    filter: Filter,
 }
 
 impl Policy {
@@ -42,7 +46,18 @@ impl Policy {
             direct: direct.join(","),
             nosum: nosum.join(","),
             download: Vec::new(),
+            filter: Filter::default(),
         }
+    }
+
+    /// Adds allow/deny rules for what may be fetched.
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    pub fn filter(&self) -> &Filter {
+        &self.filter
     }
 
     /// Adds download-mode rules (`pattern` in GOPRIVATE glob syntax).

@@ -8,6 +8,7 @@ use agora_storage::{ArtifactKind, Object, PutOutcome, Storage, StorageKey};
 use agora_upstream::{walk, ChainEntry, FetchError, Target, UpstreamClient};
 use bytes::Bytes;
 
+use crate::approve::{Approver, Candidate, Rejection};
 use crate::error::CoreError;
 use crate::metrics::Metrics;
 use crate::policy::{DownloadMode, Policy, Route};
@@ -114,6 +115,8 @@ struct Inner {
     opts: ProxyOptions,
     flights: SingleFlight<String, Outcome>,
     gate: Gate,
+    /// Asked before a newly fetched artifact is cached.
+    approver: Option<Arc<dyn Approver>>,
 }
 
 /// Concurrency limits and metrics around every fetch from a source.
@@ -163,8 +166,19 @@ impl Proxy {
                 },
                 opts,
                 flights: SingleFlight::default(),
+                approver: None,
             }),
         }
+    }
+
+    /// Adds an [`Approver`] consulted before each newly fetched artifact is cached. Call it while
+    /// building, before the proxy is cloned.
+    pub fn with_approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.approver = Some(approver),
+            None => panic!("Proxy::with_approver called after the proxy was shared"),
+        }
+        self
     }
 
     pub fn storage(&self) -> &Storage {
@@ -197,8 +211,16 @@ impl Proxy {
         module: &ModulePath,
         mode: FetchMode,
     ) -> Result<Served, Arc<CoreError>> {
-        self.mutable(StorageKey::List(module.clone()), module, mode)
-            .await
+        self.check_module(module)?;
+        let mut served = self
+            .mutable(StorageKey::List(module.clone()), module, mode)
+            .await?;
+        served.body = self
+            .inner
+            .policy
+            .filter()
+            .filter_list(module.as_str(), &served.body);
+        Ok(served)
     }
 
     /// `/@latest`.
@@ -207,8 +229,47 @@ impl Proxy {
         module: &ModulePath,
         mode: FetchMode,
     ) -> Result<Served, Arc<CoreError>> {
-        self.mutable(StorageKey::Latest(module.clone()), module, mode)
-            .await
+        self.check_module(module)?;
+        let served = self
+            .mutable(StorageKey::Latest(module.clone()), module, mode)
+            .await?;
+        if !self.inner.policy.filter().is_open() {
+            let version = validate::info(module, None, &served.body)
+                .map_err(|e| Arc::new(CoreError::Internal(format!("cached @latest: {e}"))))?;
+            self.check_allowed(module, &version)?;
+        }
+        Ok(served)
+    }
+
+    /// Filter rules: may `module` be asked about at all?
+    fn check_module(&self, module: &ModulePath) -> Result<(), Arc<CoreError>> {
+        self.inner
+            .policy
+            .filter()
+            .check_module(module.as_str())
+            .map_err(|b| Arc::new(CoreError::Blocked(b.0)))
+    }
+
+    /// Filter rules: may `module@version` be fetched and served?
+    fn check_allowed(&self, module: &ModulePath, version: &str) -> Result<(), Arc<CoreError>> {
+        self.inner
+            .policy
+            .filter()
+            .check_version(module.as_str(), version)
+            .map_err(|b| Arc::new(CoreError::Blocked(b.0)))
+    }
+
+    /// Asks the approver (if any) about an artifact that is about to be cached.
+    async fn approve(&self, candidate: Candidate) -> Result<(), Arc<CoreError>> {
+        let Some(approver) = &self.inner.approver else {
+            return Ok(());
+        };
+        approver.approve(&candidate).await.map_err(|r| {
+            Arc::new(match r {
+                Rejection::Denied(m) => CoreError::Blocked(m),
+                Rejection::Unavailable(m) => CoreError::Unavailable(m),
+            })
+        })
     }
 
     /// Cached-with-freshness answers (list, latest): see [`ProxyOptions`].
@@ -322,6 +383,7 @@ impl Proxy {
         let (_, major) = module.split_version();
         let cacheable = validate::is_canonical(query) && check_path_major(query, major).is_ok();
         if cacheable {
+            self.check_allowed(module, query)?;
             let key = StorageKey::artifact(module, query, ArtifactKind::Info);
             if let Some(hit) = self.cached(&key).await? {
                 return Ok(hit);
@@ -354,7 +416,28 @@ impl Proxy {
             })
             .await
             .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            // A query (branch, commit) is checked once it names a version.
+            this.check_allowed(&m, &version)?;
             let key = StorageKey::artifact(&m, &version, ArtifactKind::Info);
+            if this.inner.approver.is_some()
+                && this
+                    .inner
+                    .storage
+                    .head(&key)
+                    .await
+                    .map_err(to_arc)?
+                    .is_none()
+            {
+                this.approve(Candidate {
+                    module: m.to_string(),
+                    version: version.clone(),
+                    kind: "info",
+                    go_mod: None,
+                    zip_hash: None,
+                    zip_size: None,
+                })
+                .await?;
+            }
             this.store_once(&key, body).await
         };
         let body = self
@@ -375,6 +458,7 @@ impl Proxy {
         mode: FetchMode,
     ) -> Result<Served, Arc<CoreError>> {
         check_version(module, version)?;
+        self.check_allowed(module, version)?;
         let key = StorageKey::artifact(module, version, ArtifactKind::Mod);
         if let Some(hit) = self.cached(&key).await? {
             return Ok(hit);
@@ -408,6 +492,15 @@ impl Proxy {
             })
             .await
             .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            this.approve(Candidate {
+                module: m.to_string(),
+                version: v.clone(),
+                kind: "mod",
+                go_mod: Some(String::from_utf8_lossy(&body).into_owned()),
+                zip_hash: None,
+                zip_size: None,
+            })
+            .await?;
             this.store_once(&key, body).await
         };
         let body = self
@@ -429,6 +522,7 @@ impl Proxy {
         mode: FetchMode,
     ) -> Result<(Object, Freshness), Arc<CoreError>> {
         check_version(module, version)?;
+        self.check_allowed(module, version)?;
         let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
         if let Some(obj) = self.inner.storage.get(&key).await.map_err(to_arc)? {
             self.inner.gate.metrics.record_cache("zip", "hit");
@@ -451,7 +545,7 @@ impl Proxy {
             let what = format!("{m}@{v}");
             let scratch = this.inner.storage.scratch_file(&what);
             let gate = &this.inner.gate;
-            walk(this.hops(&m), |hop| {
+            let hash = walk(this.hops(&m), |hop| {
                 let (m, v, dest) = (&m, &v, scratch.path());
                 async move {
                     let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
@@ -468,6 +562,21 @@ impl Proxy {
             })
             .await
             .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            if this.inner.approver.is_some() {
+                let size = tokio::fs::metadata(scratch.path())
+                    .await
+                    .map(|m| m.len())
+                    .ok();
+                this.approve(Candidate {
+                    module: m.to_string(),
+                    version: v.clone(),
+                    kind: "zip",
+                    go_mod: None,
+                    zip_hash: Some(hash),
+                    zip_size: size,
+                })
+                .await?;
+            }
             let outcome = this
                 .inner
                 .storage

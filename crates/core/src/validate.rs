@@ -93,8 +93,8 @@ pub fn go_mod(module: &ModulePath, body: &[u8]) -> Result<(), String> {
 
 /// Checks a downloaded module zip as the go command does before using one: every entry under
 /// `module@version/`, valid file paths, no duplicates or case collisions, size limits, and entries
-/// that decompress to their declared sizes.
-pub fn zip(module: &ModulePath, version: &str, path: &Path) -> Result<(), String> {
+/// that decompress to their declared sizes. Returns the zip's `h1:` hash.
+pub fn zip(module: &ModulePath, version: &str, path: &Path) -> Result<String, String> {
     let open = || {
         std::fs::File::open(path)
             .map(std::io::BufReader::new)
@@ -102,8 +102,7 @@ pub fn zip(module: &ModulePath, version: &str, path: &Path) -> Result<(), String
     };
     agora_gomod::zip::check_zip(open()?, module.as_str(), version).map_err(|e| e.to_string())?;
     // Reading every entry once proves the content decompresses and matches its CRC and size.
-    agora_gomod::dirhash::hash_zip(open()?).map_err(|e| e.to_string())?;
-    Ok(())
+    agora_gomod::dirhash::hash_zip(open()?).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

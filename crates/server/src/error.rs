@@ -46,6 +46,8 @@ impl AppError {
                     (StatusCode::NOT_FOUND, format!("not found: {e}"))
                 }
                 CoreError::Forbidden(m) => (StatusCode::FORBIDDEN, format!("forbidden: {m}")),
+                CoreError::Blocked(m) => (StatusCode::FORBIDDEN, format!("forbidden: {m}")),
+                e @ CoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
                 CoreError::Redirect { location, .. } => {
                     (StatusCode::FOUND, format!("see {location}"))
                 }
@@ -104,7 +106,7 @@ impl IntoResponse for AppError {
                         resp.headers_mut().insert(header::LOCATION, v);
                     }
                 }
-                CoreError::Overloaded(_) => {
+                CoreError::Overloaded(_) | CoreError::Unavailable(_) => {
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 }

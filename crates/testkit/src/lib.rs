@@ -18,6 +18,8 @@
 //!   `127.0.0.1`, with request recording and fault injection.
 //! - [`agora`]: [`Agora`], a handle on a running agora process.
 //! - [`http`]: tiny HTTP helpers for assertions.
+//! - [`webhook`]: [`WebhookServer`], a validation webhook that records what it is asked and answers
+//!   as the test says.
 //!
 //! [`HttpsGitServer`] needs root (it binds port 443 on a loopback address and adds its host name to
 //! `/etc/hosts`); tests run as root on CI and in the dev container. Tools come from `scripts/setup`:
@@ -33,6 +35,7 @@ pub mod gitserver;
 pub mod go;
 pub mod http;
 pub mod proxy;
+pub mod webhook;
 
 pub use agora::{Agora, AgoraBuilder};
 pub use fixtures::{private_matrix, public_modules, PrivateFixtures, PublicFixtures};
@@ -40,3 +43,4 @@ pub use git::{GitHost, Repo};
 pub use gitserver::{HttpsGitServer, SshGitServer};
 pub use go::{GoClient, GoError, ListM, ModDownload};
 pub use proxy::{Fault, UpstreamProxy};
+pub use webhook::{Verdict, WebhookServer};

@@ -206,6 +206,38 @@ impl UpstreamClient {
         .await
     }
 
+    /// POSTs a JSON `body` to `url` once (no retries: the caller decides what a failure means)
+    /// and returns the status with at most `text_limit` bytes of the answer, as text.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+        text_limit: usize,
+    ) -> Result<(u16, String), FetchError> {
+        let resp = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport(url, e))?;
+        let status = resp.status().as_u16();
+        let mut text = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| transport(url, e))?;
+            text.extend_from_slice(&chunk);
+            if text.len() >= text_limit {
+                text.truncate(text_limit);
+                break;
+            }
+        }
+        Ok((status, String::from_utf8_lossy(&text).into_owned()))
+    }
+
     async fn send(&self, url: &str, timeout: Duration) -> Result<reqwest::Response, FetchError> {
         let resp = self
             .http

@@ -8,6 +8,7 @@ mod support;
 mod bad_input;
 mod cli;
 mod faults;
+mod filter;
 mod http_features;
 mod modes;
 mod private;
