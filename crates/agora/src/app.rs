@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use agora_access::{AccessRule, AccessRules, Allow, AuditLog, OnDeny, TokenStore};
 use agora_core::{Policy, Proxy, ProxyOptions, SumdbProxy, VcsSource, Webhook};
+use agora_server::{Guard, TrustedProxies};
 use agora_storage::Storage;
 use agora_upstream::{ClientOptions, UpstreamClient};
 use agora_vcs::{HostCredential, ResolverOptions, RewriteRule, Vcs, VcsOptions};
@@ -19,6 +21,67 @@ pub struct App {
     pub sumdb: SumdbProxy,
     pub vcs: Arc<Vcs>,
     pub policy: Policy,
+}
+
+/// Client-facing access control: who may read what, and the audit trail.
+pub struct Access {
+    pub guard: Arc<Guard>,
+    pub tokens: Arc<TokenStore>,
+}
+
+/// Builds the [`Guard`] from the `auth`, `access`, `audit` and `server.trusted_proxies` sections.
+pub fn access(config: &Config) -> Result<Access> {
+    let file =
+        (!config.auth.tokens_file.is_empty()).then(|| PathBuf::from(&config.auth.tokens_file));
+    let tokens = Arc::new(
+        TokenStore::new(config.auth.tokens.clone(), file).context("loading client tokens")?,
+    );
+    let on_deny = |s: &str, what: &str| -> Result<OnDeny> {
+        match s {
+            "not_found" => Ok(OnDeny::NotFound),
+            "forbidden" => Ok(OnDeny::Forbidden),
+            other => anyhow::bail!("{what}: {other:?} (expected not_found or forbidden)"),
+        }
+    };
+    let rules = config
+        .access
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Ok(AccessRule {
+                pattern: r.pattern.clone(),
+                allow: Allow::parse(&r.allow)
+                    .with_context(|| format!("access.rules[{i}] ({})", r.pattern))?,
+                on_deny: if r.on_deny.is_empty() {
+                    None
+                } else {
+                    Some(on_deny(&r.on_deny, &format!("access.rules[{i}].on_deny"))?)
+                },
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rules = AccessRules::new(
+        Allow::parse(&config.access.default).context("access.default")?,
+        on_deny(&config.access.on_deny, "access.on_deny")?,
+        rules,
+    )?;
+    let audit =
+        AuditLog::new((!config.audit.file.is_empty()).then(|| PathBuf::from(&config.audit.file)))
+            .context("opening the audit log")?;
+    let trusted =
+        TrustedProxies::parse(&config.server.trusted_proxies).context("server.trusted_proxies")?;
+    let guard = Guard::new(
+        tokens.clone(),
+        rules,
+        Arc::new(audit),
+        trusted,
+        config.auth.require_tls,
+    );
+    Ok(Access {
+        guard: Arc::new(guard),
+        tokens,
+    })
 }
 
 /// Reads the configured extra CA bundle, if any.

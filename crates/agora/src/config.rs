@@ -73,17 +73,9 @@ pub struct AuthConfig {
     /// Refuse credentials sent over plain HTTP (HTTPS terminated by a trusted proxy counts as
     /// HTTPS, see `server.trusted_proxies`).
     pub require_tls: bool,
-    /// Tokens written in this file (hashed, as `agora token add` prints them). File-only.
-    pub tokens: Vec<TokenConfig>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TokenConfig {
-    pub name: String,
-    pub groups: Vec<String>,
-    /// `sha256:<hex>` of the token.
-    pub hash: String,
+    /// Tokens written in the configuration (`name`, `groups`, `hash = "sha256:<hex>"`), in
+    /// addition to the tokens file. File-only.
+    pub tokens: Vec<agora_access::TokenRecord>,
 }
 
 /// Who may read which modules. The first rule whose pattern matches decides; `default` otherwise.
@@ -478,7 +470,7 @@ impl Default for Config {
             },
             access: AccessConfig {
                 default: vec!["anyone".into()],
-                on_deny: "not_found".into(),
+                on_deny: "forbidden".into(),
                 rules: Vec::new(),
             },
             filter: FilterConfig {
@@ -709,6 +701,10 @@ impl Config {
             }
         }
         shown.validation.url = agora_upstream::client::redact(&shown.validation.url);
+        // Not secrets (hashes of 256-bit random tokens), but nobody needs them on a screen.
+        for t in &mut shown.auth.tokens {
+            t.hash = "sha256:***".into();
+        }
         Ok(toml::to_string_pretty(&shown)?)
     }
 }

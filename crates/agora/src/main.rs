@@ -4,6 +4,7 @@
 mod app;
 mod config;
 mod doctor;
+mod token_cmd;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,6 +40,16 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Issue, list and revoke client tokens (a running server picks changes up by itself).
+    Token {
+        #[command(subcommand)]
+        command: token_cmd::TokenCommand,
+        /// Tokens file (default: auth.tokens_file from the configuration).
+        #[arg(long, value_name = "FILE", global = true)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 
@@ -101,11 +112,31 @@ fn main() {
             print!("{}", c.to_redacted_toml()?);
             Ok(())
         }),
+        Command::Token {
+            command,
+            file,
+            config,
+        } => tokens_file(file, &config)
+            .and_then(|f| token_cmd::run(&command, &f, &mut std::io::stdout().lock())),
     };
     if let Err(err) = result {
         eprintln!("agora: error: {err:#}");
         std::process::exit(1);
     }
+}
+
+/// The tokens file `agora token` works on: `--file`, else the configured one.
+fn tokens_file(flag: Option<PathBuf>, config: &ConfigArgs) -> Result<PathBuf> {
+    if let Some(f) = flag {
+        return Ok(f);
+    }
+    let c = config.load()?;
+    if c.auth.tokens_file.is_empty() {
+        anyhow::bail!(
+            "no tokens file: pass --file FILE or set auth.tokens_file in the configuration"
+        );
+    }
+    Ok(PathBuf::from(c.auth.tokens_file))
 }
 
 fn init_tracing(config: &Config) {
@@ -127,31 +158,62 @@ fn serve(config: Config) -> Result<()> {
     let storage = Storage::local(&config.data_dir)?;
     // Built before the runtime starts: wiring may set process environment for git.
     let app = app::build(&config, storage)?;
+    let access = app::access(&config)?;
+    let tls = if config.tls.listen.is_empty() {
+        None
+    } else {
+        let files = agora_server::TlsFiles {
+            cert_file: PathBuf::from(&config.tls.cert_file),
+            key_file: PathBuf::from(&config.tls.key_file),
+        };
+        Some(Arc::new(
+            agora_server::ReloadingTls::load(files).context("loading the TLS certificate")?,
+        ))
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(config, app))
+    runtime.block_on(run(config, app, access, tls))
 }
 
-async fn run(config: Config, app: app::App) -> Result<()> {
+async fn run(
+    config: Config,
+    app: app::App,
+    access: app::Access,
+    tls: Option<Arc<agora_server::ReloadingTls>>,
+) -> Result<()> {
     let storage = app.storage.clone();
+    let tokens = access.tokens.clone();
+    let audit = access.guard.audit().clone();
     let router = agora_server::router(AppState {
         proxy: app.proxy,
         sumdb: Arc::new(app.sumdb),
+        guard: access.guard,
     });
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+    // Without a tokens file a reload is a no-op; watching costs nothing then.
+    tokens.clone().spawn_watch(config.auth.reload_interval);
+    if let Some(tls) = &tls {
+        tls.clone().spawn_watch(config.tls.reload_interval);
+    }
+
+    let plain = bind(&config.listen).await?;
+    let secure = bind(&config.tls.listen).await?;
     tracing::info!(
-        listen = %addr,
+        listen = %plain.as_ref().map(|l| l.1.to_string()).unwrap_or_default(),
+        tls_listen = %secure.as_ref().map(|l| l.1.to_string()).unwrap_or_default(),
         data_dir = %storage.backend(),
         upstream = %agora_upstream::client::redact(&config.upstream.proxy),
+        tokens = tokens.len(),
         "agora started"
     );
-    // A stable, machine-readable readiness line (tests and scripts wait for it).
-    println!("agora: listening on http://{addr}");
+    // Stable, machine-readable readiness lines (tests and scripts wait for the first).
+    if let Some((_, addr)) = &plain {
+        println!("agora: listening on http://{addr}");
+    }
+    if let Some((_, addr)) = &secure {
+        println!("agora: listening on https://{addr}");
+    }
     std::io::stdout().flush().ok();
 
     let opts = agora_server::ServeOptions {
@@ -160,11 +222,92 @@ async fn run(config: Config, app: app::App) -> Result<()> {
         shutdown_timeout: config.server.shutdown_timeout,
         keep_alive: config.server.keep_alive,
     };
-    agora_server::serve_with(listener, router, shutdown_signal(), opts)
-        .await
-        .context("server failed")?;
+    let stop = agora_server::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    tokio::spawn(reload_on_hangup(tls.clone(), tokens, audit));
+    let http = async {
+        match plain {
+            Some((listener, _)) => {
+                agora_server::serve_with(
+                    listener,
+                    router.clone(),
+                    stop.clone().cancelled_owned(),
+                    opts.clone(),
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    };
+    let https = async {
+        match (secure, tls) {
+            (Some((listener, _)), Some(tls)) => {
+                agora_server::serve_tls(
+                    listener,
+                    router.clone(),
+                    stop.clone().cancelled_owned(),
+                    opts.clone(),
+                    tls,
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    };
+    tokio::try_join!(http, https).context("server failed")?;
     tracing::info!("agora stopped");
     Ok(())
+}
+
+async fn bind(addr: &str) -> Result<Option<(tokio::net::TcpListener, std::net::SocketAddr)>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    Ok(Some((listener, local)))
+}
+
+/// SIGHUP: reload the certificate and the tokens file now, and reopen the audit file (log
+/// rotation). Each also reloads by itself on change; the signal is for operators who want it now.
+async fn reload_on_hangup(
+    tls: Option<Arc<agora_server::ReloadingTls>>,
+    tokens: Arc<agora_access::TokenStore>,
+    audit: Arc<agora_access::AuditLog>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading certificate and tokens, reopening the audit log");
+            if let Some(tls) = &tls {
+                if let Err(err) = tls.reload() {
+                    tracing::warn!(error = %err, "certificate reload failed; keeping the current one");
+                }
+            }
+            if let Err(err) = tokens.reload() {
+                tracing::warn!(error = %err, "tokens reload failed; keeping the current tokens");
+            }
+            if let Err(err) = audit.reopen() {
+                tracing::warn!(error = %err, "cannot reopen the audit log");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (tls, tokens, audit);
+    }
 }
 
 /// Completes on ctrl-c or SIGTERM; the server then stops accepting and drains in-flight requests.

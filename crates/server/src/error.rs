@@ -20,6 +20,10 @@ pub enum AppError {
     NotFound(String),
     UriTooLong,
     MethodNotAllowed,
+    /// No usable credentials where a token is needed (answered with `WWW-Authenticate`).
+    Unauthorized(String),
+    /// The client may not do this (access rules, credentials over plain HTTP).
+    Forbidden(String),
     Core(Arc<CoreError>),
 }
 
@@ -40,6 +44,8 @@ impl AppError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "only GET and HEAD are supported".into(),
             ),
+            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, format!("unauthorized: {m}")),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, format!("forbidden: {m}")),
             AppError::Core(e) => match &**e {
                 CoreError::NotFound(m) => (StatusCode::NOT_FOUND, format!("not found: {m}")),
                 e @ (CoreError::NotCached(_) | CoreError::Disabled(_)) => {
@@ -112,6 +118,14 @@ impl IntoResponse for AppError {
                 }
                 _ => {}
             }
+        }
+        if matches!(self, AppError::Unauthorized(_)) {
+            // curl and browsers prompt; the go command reports the message (it sends .netrc
+            // credentials for the proxy's host up front).
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"agora\", charset=\"UTF-8\""),
+            );
         }
         if matches!(self, AppError::MethodNotAllowed) {
             resp.headers_mut()

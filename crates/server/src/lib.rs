@@ -9,14 +9,25 @@
 //!   ranges (206/416): pure functions over headers.
 //! - [`routes`]: the router: GOPROXY and checksum-database routes, health, readiness, version and
 //!   `/metrics`; compression of text answers.
-//! - [`serve`]: the connection loop (hyper): header and send timeouts against slow clients, graceful
-//!   shutdown; [`ServeOptions`] holds its limits.
+//! - [`serve`]: the connection loop (hyper), plain HTTP or HTTPS: header and send timeouts against
+//!   slow clients, graceful shutdown; [`ServeOptions`] holds its limits. Marks each request with
+//!   its peer and [`Transport`].
+//! - [`tls`]: [`ReloadingTls`], the rustls configuration whose certificate is reloaded from its PEM
+//!   files (on demand or by polling) without restarting.
+//! - [`client`]: [`ClientInfo`], the client's address and scheme, believing forwarding headers only
+//!   from [`TrustedProxies`].
 
+pub mod client;
 pub mod error;
+pub mod guard;
 pub mod http_cache;
 pub mod request;
 pub mod routes;
 pub mod serve;
+pub mod tls;
 
+pub use client::{ClientInfo, TrustedProxies, TrustedProxyError};
+pub use guard::Guard;
 pub use routes::{router, AppState};
-pub use serve::{serve, serve_with, ServeOptions};
+pub use serve::{serve, serve_tls, serve_with, CancellationToken, ServeOptions, Transport};
+pub use tls::{ReloadingTls, TlsError, TlsFiles};

@@ -6,13 +6,14 @@
 //! See [`crate::http_cache`] for the validators.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use agora_access::{AuditRecord, Principal};
 use agora_core::{CoreError, FetchMode, Freshness, Proxy, Served, SumdbProxy};
 use agora_gomod::module::ModulePath;
 use agora_storage::{ArtifactKind, CachePolicy, StorageKey};
 use axum::body::{Body, HttpBody};
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,6 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
+use crate::guard::Guard;
 use crate::http_cache::{is_compressible, RangeAnswer, Validators};
 use crate::request::{self, ProxyRequest};
 
@@ -32,6 +34,18 @@ use crate::request::{self, ProxyRequest};
 pub struct AppState {
     pub proxy: Proxy,
     pub sumdb: Arc<SumdbProxy>,
+    pub guard: Arc<Guard>,
+}
+
+impl AppState {
+    /// A state without access control ([`Guard::open`]).
+    pub fn new(proxy: Proxy, sumdb: Arc<SumdbProxy>) -> AppState {
+        AppState {
+            proxy,
+            sumdb,
+            guard: Arc::new(Guard::open()),
+        }
+    }
 }
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("x-agora-cache");
@@ -106,15 +120,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Every GOPROXY and checksum-database request: answered by [`answer`], recorded in the metrics.
-async fn goproxy(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let mut route = "other";
-    let resp = match answer(&state, &method, &uri, &headers, &mut route).await {
+/// What the audit log and metrics learn about a request while it is answered.
+struct Trace {
+    /// The metrics label.
+    route: &'static str,
+    /// Who asked ("anonymous", a token's name, or "unauthenticated" for refused credentials).
+    client: String,
+    /// Set when the request concerns a module whose fetches are audited.
+    audit: Option<(String, Option<String>)>,
+}
+
+/// Every GOPROXY and checksum-database request: answered by [`answer`], recorded in the metrics
+/// and, for private modules, in the audit log.
+async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, _body) = req.into_parts();
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
+    let client = state.guard.client(&parts.extensions, headers);
+    let mut trace = Trace {
+        route: "other",
+        client: "unauthenticated".into(),
+        audit: None,
+    };
+    let resp = match answer(&state, method, uri, headers, &client, &mut trace).await {
         Ok(resp) => resp,
         Err(err) => {
             if matches!(&err, AppError::Core(e) if matches!(**e, CoreError::Storage(_))) {
@@ -131,8 +159,76 @@ async fn goproxy(
     state
         .proxy
         .metrics()
-        .record_request(route, resp.status().as_u16(), bytes);
+        .record_request(trace.route, resp.status().as_u16(), bytes);
+    if let Some((module, version)) = trace.audit {
+        state.guard.audit().record(&AuditRecord {
+            time: SystemTime::now(),
+            client: trace.client,
+            ip: client.ip.to_string(),
+            module,
+            version,
+            request: trace.route,
+            status: resp.status().as_u16(),
+            cache: resp
+                .headers()
+                .get(CACHE_STATUS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| ["hit", "miss", "stale"].into_iter().find(|k| *k == v)),
+            bytes,
+            duration: started.elapsed(),
+        });
+    }
     resp
+}
+
+/// The module a request is about, with its version, if it names one. Checksum-database lookups
+/// name one too (`/sumdb/<db>/lookup/<module>@<version>`).
+fn subject(req: &ProxyRequest) -> Option<(ModulePath, Option<String>)> {
+    match req {
+        ProxyRequest::List(m) | ProxyRequest::Latest(m) => Some((m.clone(), None)),
+        ProxyRequest::Artifact {
+            module, version, ..
+        } => Some((module.clone(), Some(version.clone()))),
+        ProxyRequest::Sumdb { rest, .. } => {
+            let (path, version) = rest.strip_prefix("lookup/")?.rsplit_once('@')?;
+            let module = agora_gomod::module::unescape_path(path).ok()?;
+            let module = ModulePath::new(&module).ok()?;
+            let version = agora_gomod::module::unescape_version(version).ok()?;
+            Some((module, Some(version)))
+        }
+        ProxyRequest::SumdbSupported { .. } => None,
+    }
+}
+
+/// Authentication and access rules, before anything is read or fetched. Requests about audited
+/// modules are marked for the audit log first, so refusals are audited too.
+fn admit(
+    state: &AppState,
+    req: &ProxyRequest,
+    client: &crate::client::ClientInfo,
+    headers: &HeaderMap,
+    trace: &mut Trace,
+) -> Result<Principal, AppError> {
+    let guard = &state.guard;
+    let subject = subject(req);
+    if let Some((module, version)) = &subject {
+        if guard.audited(state.proxy.policy(), module) {
+            trace.audit = Some((module.to_string(), version.clone()));
+        }
+    }
+    let who = guard.authenticate(client, headers)?;
+    trace.client = who.name().to_owned();
+    match &subject {
+        Some((module, version)) => {
+            let what = match version {
+                Some(v) => format!("{module}@{v}"),
+                None => module.to_string(),
+            };
+            guard.authorize(&who, module, &what)?;
+        }
+        None => guard.authorize_unscoped(&who, "the checksum database")?,
+    }
+    Ok(who)
 }
 
 /// The metrics label of a request (a fixed set: never a module path).
@@ -160,13 +256,15 @@ async fn answer(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    route: &mut &'static str,
+    client: &crate::client::ClientInfo,
+    trace: &mut Trace,
 ) -> Result<Response, AppError> {
     if method != Method::GET && method != Method::HEAD {
         return Err(AppError::MethodNotAllowed);
     }
     let req = request::parse(uri.path())?;
-    *route = route_label(&req);
+    trace.route = route_label(&req);
+    admit(state, &req, client, headers, trace)?;
     let mode = if headers
         .get(DISABLE_FETCH)
         .and_then(|v| v.to_str().ok())

@@ -1,11 +1,15 @@
-//! The connection loop: hyper (HTTP/1.1, and HTTP/2 with prior knowledge) over a TCP listener, with
-//! the timeouts that keep slow or malicious clients from holding connections forever, and graceful
-//! shutdown.
+//! The connection loop: hyper (HTTP/1.1, and HTTP/2 with prior knowledge or ALPN) over a TCP
+//! listener, in plain HTTP ([`serve_with`]) or HTTPS ([`serve_tls`]), with the timeouts that keep
+//! slow or malicious clients from holding connections forever, and graceful shutdown.
+//!
+//! Every request carries two extensions: [`ConnectInfo`]`<SocketAddr>` (the TCP peer) and
+//! [`Transport`] (whether the connection is TLS).
 //!
 //! - **Header timeout**: a client must send a complete request head within
 //!   [`ServeOptions::header_timeout`], counted from the connection's start or from the end of the
 //!   previous response. It bounds slowloris clients (headers sent byte by byte) and is also the
-//!   keep-alive idle timeout.
+//!   keep-alive idle timeout. Under TLS the handshake gets its own `header_timeout` first, so a
+//!   client that opens a connection and never says hello is dropped too.
 //! - **Send timeout**: a response write blocked on a client that does not read (a full socket buffer)
 //!   for [`ServeOptions::send_timeout`] closes the connection (nginx's `send_timeout`). Time spent by
 //!   the handler itself (a cold fetch from git) is not counted: only stalls on the client are.
@@ -18,6 +22,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -26,11 +31,15 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+pub use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::tls::ReloadingTls;
 
 /// Connection-level limits. [`ServeOptions::default`] is what [`serve`] uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +65,14 @@ impl Default for ServeOptions {
     }
 }
 
+/// What the connection loop knows about a request's transport, stored in its extensions next to
+/// [`ConnectInfo`]: whether it arrived over TLS. Behind a TLS-terminating proxy this is the hop
+/// from the proxy; see [`crate::client::ClientInfo`] for the client's view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    pub secure: bool,
+}
+
 /// Serves `app` on `listener` with [`ServeOptions::default`] until `shutdown` completes, then
 /// drains in-flight requests.
 pub async fn serve(
@@ -66,12 +83,66 @@ pub async fn serve(
     serve_with(listener, app, shutdown, ServeOptions::default()).await
 }
 
-/// [`serve`] with explicit connection limits.
+/// [`serve`] with explicit connection limits: plain HTTP.
 pub async fn serve_with(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     opts: ServeOptions,
+) -> io::Result<()> {
+    run(listener, app, shutdown, opts, None).await
+}
+
+/// [`serve_with`] over TLS: HTTPS with HTTP/1.1 or HTTP/2 (ALPN), the certificate taken from `tls`
+/// at each handshake, so [`ReloadingTls::reload`] applies to new connections at once.
+///
+/// The handshake must complete within [`ServeOptions::header_timeout`]; the request head then has
+/// its own `header_timeout`. The send timeout covers the handshake and everything after it.
+///
+/// Plain HTTP and HTTPS side by side share one shutdown signal through a [`CancellationToken`]:
+///
+/// ```no_run
+/// # async fn doc(
+/// #     app: axum::Router,
+/// #     tls_files: agora_server::TlsFiles,
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use agora_server::{serve_tls, serve_with, CancellationToken, ReloadingTls, ServeOptions};
+///
+/// let tls = Arc::new(ReloadingTls::load(tls_files)?);
+/// tls.clone().spawn_watch(Duration::from_secs(60));
+/// let http = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+/// let https = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// let opts = ServeOptions::default();
+/// let stop = CancellationToken::new();
+/// // On SIGTERM or ctrl-c: `stop.cancel()`. On SIGHUP: `tls.reload()`, logging an error.
+/// tokio::try_join!(
+///     serve_with(http, app.clone(), stop.clone().cancelled_owned(), opts.clone()),
+///     serve_tls(https, app, stop.clone().cancelled_owned(), opts, tls.clone()),
+/// )?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    opts: ServeOptions,
+    tls: Arc<ReloadingTls>,
+) -> io::Result<()> {
+    let acceptor = tls.acceptor();
+    // The acceptor shares the swappable certificate; holding `tls` would keep its watcher alive.
+    drop(tls);
+    run(listener, app, shutdown, opts, Some(acceptor)).await
+}
+
+async fn run(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    opts: ServeOptions,
+    tls: Option<TlsAcceptor>,
 ) -> io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -84,6 +155,17 @@ pub async fn serve_with(
         .timer(TokioTimer::new())
         .keep_alive_interval(opts.header_timeout)
         .keep_alive_timeout(opts.header_timeout);
+    let conn = Arc::new(ConnContext {
+        builder,
+        app,
+        tls,
+        header_timeout: opts.header_timeout,
+        send_timeout: opts.send_timeout,
+        // Cancelled when accepting stops (or this future is dropped): pending handshakes are
+        // abandoned rather than completed only to be shut down.
+        stop: CancellationToken::new(),
+    });
+    let _stop_handshakes = conn.stop.clone().drop_guard();
 
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -98,9 +180,11 @@ pub async fn serve_with(
             },
             () = &mut shutdown => break,
         };
-        serve_connection(&builder, &graceful, stream, remote, app.clone(), &opts);
+        // The watcher is taken here, before shutdown can start, so that no connection escapes it.
+        tokio::spawn(conn.clone().serve(stream, remote, graceful.watcher()));
     }
     drop(listener);
+    conn.stop.cancel();
     tracing::info!(
         connections = graceful.count(),
         "shutting down; draining in-flight requests"
@@ -117,29 +201,62 @@ pub async fn serve_with(
     Ok(())
 }
 
-fn serve_connection(
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    stream: TcpStream,
-    remote: SocketAddr,
+/// What every connection of one listener shares.
+struct ConnContext {
+    builder: auto::Builder<TokioExecutor>,
     app: Router,
-    opts: &ServeOptions,
-) {
-    // Small answers (info, mod, list) go out at once rather than waiting for more data.
-    let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(SendTimeout::new(stream, opts.send_timeout));
-    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(remote));
-        app.clone().oneshot(req)
-    });
-    let conn = builder.serve_connection(io, service).into_owned();
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(err) = conn.await {
+    tls: Option<TlsAcceptor>,
+    header_timeout: Duration,
+    send_timeout: Duration,
+    stop: CancellationToken,
+}
+
+impl ConnContext {
+    async fn serve(self: Arc<Self>, stream: TcpStream, remote: SocketAddr, watcher: Watcher) {
+        // Small answers (info, mod, list) go out at once rather than waiting for more data.
+        let _ = stream.set_nodelay(true);
+        // Under TLS too: a client that stops reading stalls the TCP writes, wherever they come from.
+        let stream = SendTimeout::new(stream, self.send_timeout);
+        let Some(acceptor) = &self.tls else {
+            return self.http(stream, remote, false, watcher).await;
+        };
+        let handshake = tokio::time::timeout(self.header_timeout, acceptor.accept(stream));
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(client.addr = %remote, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(client.addr = %remote, "TLS handshake timed out");
+                    return;
+                }
+            },
+            () = self.stop.cancelled() => return,
+        };
+        self.http(stream, remote, true, watcher).await
+    }
+
+    async fn http<I>(&self, io: I, remote: SocketAddr, secure: bool, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let app = self.app.clone();
+        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(remote));
+            req.extensions_mut().insert(Transport { secure });
+            app.clone().oneshot(req)
+        });
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        if let Err(err) = watcher.watch(conn).await {
             // Header timeouts, resets, clients that went away: routine, not failures of agora.
             tracing::debug!(client.addr = %remote, error = %err, "connection closed with an error");
         }
-    });
+    }
 }
 
 /// Accept errors are either about one connection (retry at once) or about resources such as file

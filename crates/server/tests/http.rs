@@ -71,10 +71,7 @@ async fn app() -> (Router, Proxy) {
         ProxyOptions::default(),
     );
     let sumdb = Arc::new(SumdbProxy::new(Vec::new(), client, storage, policy));
-    let app = router(AppState {
-        proxy: proxy.clone(),
-        sumdb,
-    });
+    let app = router(AppState::new(proxy.clone(), sumdb));
     (app, proxy)
 }
 

@@ -221,6 +221,41 @@ impl Agora {
         &self.url
     }
 
+    /// The `https://` URL from agora's second ready line, when it serves HTTPS next to HTTP
+    /// (`tls.listen`). Waits up to 10 s for the line.
+    ///
+    /// # Panics
+    /// When no such line appears.
+    pub fn https_url(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.stdout_log();
+            let found = log.lines().find_map(|l| {
+                l.strip_prefix(READY_PREFIX)
+                    .filter(|u| u.starts_with("https://"))
+                    .map(|u| u.trim().trim_end_matches('/').to_string())
+            });
+            if let Some(url) = found {
+                return url;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agora printed no https ready line\nstdout:\n{log}\nstderr:\n{}",
+                self.stderr_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGHUP (reload certificate and tokens, reopen the audit log).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -HUP");
+        assert!(status.success(), "kill -HUP {} failed", self.child.id());
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod access;
 mod bad_input;
 mod cli;
 mod faults;
@@ -12,6 +13,7 @@ mod filter;
 mod http_features;
 mod modes;
 mod private;
+mod secrets;
 mod serving;
 mod sumdb;
 mod upstream_chain;

@@ -1,0 +1,131 @@
+//! [`Guard`]: who is asking, may they, and the audit trail. Every GOPROXY and checksum-database
+//! request passes through it: credentials are checked before the path is looked at, the access
+//! rules before anything is read from storage or fetched, and requests for private modules are
+//! written to the audit log whatever their outcome.
+//!
+//! Refusals never carry more than the client already said: a 404 that hides a module reads like
+//! any other "not found", without detail from storage or sources.
+
+use std::sync::Arc;
+
+use agora_access::{
+    parse_authorization, AccessRules, AuditLog, Decision, DenyStatus, Principal, TokenStore,
+};
+use agora_core::{Policy, Route};
+use agora_gomod::module::ModulePath;
+use axum::http::{header, HeaderMap};
+
+use crate::client::{ClientInfo, TrustedProxies};
+use crate::error::AppError;
+
+/// Authentication, authorization and audit settings. [`Guard::open`] lets everyone in and
+/// audits only private modules (to the main log).
+pub struct Guard {
+    tokens: Arc<TokenStore>,
+    rules: AccessRules,
+    audit: Arc<AuditLog>,
+    trusted: TrustedProxies,
+    require_tls: bool,
+}
+
+impl Guard {
+    pub fn new(
+        tokens: Arc<TokenStore>,
+        rules: AccessRules,
+        audit: Arc<AuditLog>,
+        trusted: TrustedProxies,
+        require_tls: bool,
+    ) -> Guard {
+        Guard {
+            tokens,
+            rules,
+            audit,
+            trusted,
+            require_tls,
+        }
+    }
+
+    /// No tokens, everything readable by anyone, audit lines to the main log.
+    pub fn open() -> Guard {
+        Guard {
+            tokens: Arc::new(TokenStore::new(Vec::new(), None).expect("an empty token store")),
+            rules: AccessRules::open(),
+            audit: Arc::new(AuditLog::new(None).expect("an audit log without a file")),
+            trusted: TrustedProxies::default(),
+            require_tls: false,
+        }
+    }
+
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    /// Where the request comes from, believing forwarding headers only from trusted proxies.
+    pub fn client(&self, extensions: &http::Extensions, headers: &HeaderMap) -> ClientInfo {
+        ClientInfo::from_extensions(extensions, headers, &self.trusted)
+    }
+
+    /// Who the request is. Credentials that are present must be valid: a wrong or revoked token
+    /// is refused (401), never downgraded to anonymous, so that a typo in `.netrc` is reported
+    /// rather than showing up as a puzzling 404.
+    pub fn authenticate(
+        &self,
+        client: &ClientInfo,
+        headers: &HeaderMap,
+    ) -> Result<Principal, AppError> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(Principal::Anonymous);
+        };
+        if self.require_tls && !client.secure {
+            return Err(AppError::Forbidden(
+                "credentials must be sent over HTTPS (auth.require_tls); this token may have been exposed and should be replaced".into(),
+            ));
+        }
+        let credential = parse_authorization(value.as_bytes())
+            .map_err(|e| AppError::Unauthorized(format!("unusable Authorization header: {e}")))?;
+        match self.tokens.authenticate(&credential) {
+            Some(identity) => Ok(Principal::Token(identity)),
+            None => Err(AppError::Unauthorized("unknown or revoked token".into())),
+        }
+    }
+
+    /// May `who` read `module` (`what` is the request's `module@version` for messages)?
+    pub fn authorize(
+        &self,
+        who: &Principal,
+        module: &ModulePath,
+        what: &str,
+    ) -> Result<(), AppError> {
+        refusal(self.rules.check(who, module.as_str()), who, what)
+    }
+
+    /// For requests that name no module (checksum-database tiles): the default rule.
+    pub fn authorize_unscoped(&self, who: &Principal, what: &str) -> Result<(), AppError> {
+        refusal(self.rules.check_unscoped(who), who, what)
+    }
+
+    /// Whether requests for `module` go to the audit log: private modules (fetched directly) and
+    /// modules not readable by everyone.
+    pub fn audited(&self, policy: &Policy, module: &ModulePath) -> bool {
+        policy.route(module) == Route::Direct || self.rules.restricted(module.as_str())
+    }
+}
+
+fn refusal(decision: Decision, who: &Principal, what: &str) -> Result<(), AppError> {
+    let Decision::Deny { status, rule } = decision else {
+        return Ok(());
+    };
+    let rule = match rule {
+        Some(i) => format!("access rule {}", i + 1),
+        None => "the default access rule".into(),
+    };
+    Err(match status {
+        DenyStatus::Unauthorized => AppError::Unauthorized(format!(
+            "{what} needs a token ({rule}); put one in .netrc for this host"
+        )),
+        DenyStatus::Forbidden => {
+            AppError::Forbidden(format!("{} may not read {what} ({rule})", who.name()))
+        }
+        DenyStatus::NotFound => AppError::NotFound(what.to_owned()),
+    })
+}
