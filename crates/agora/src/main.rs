@@ -4,6 +4,7 @@
 mod app;
 mod config;
 mod doctor;
+mod migrate;
 mod token_cmd;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,14 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Load an existing cache into agora's storage: a Go module cache (or its cache/download
+    /// tree, or any GOPROXY tree) or an Athens disk storage. Every zip is verified.
+    Import {
+        /// The directory to read.
+        dir: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Issue, list and revoke client tokens (a running server picks changes up by itself).
     Token {
@@ -112,6 +121,7 @@ fn main() {
             print!("{}", c.to_redacted_toml()?);
             Ok(())
         }),
+        Command::Import { dir, config } => config.load().and_then(|c| import(&c, &dir)),
         Command::Token {
             command,
             file,
@@ -123,6 +133,23 @@ fn main() {
         eprintln!("agora: error: {err:#}");
         std::process::exit(1);
     }
+}
+
+fn import(config: &Config, dir: &std::path::Path) -> Result<()> {
+    let storage = Storage::local(&config.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(migrate::import(
+        &storage,
+        dir,
+        &mut std::io::stdout().lock(),
+    ))?;
+    if !report.rejected.is_empty() {
+        anyhow::bail!("{} versions were rejected", report.rejected.len());
+    }
+    Ok(())
 }
 
 /// The tokens file `agora token` works on: `--file`, else the configured one.

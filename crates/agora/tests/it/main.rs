@@ -11,6 +11,7 @@ mod cli;
 mod faults;
 mod filter;
 mod http_features;
+mod migrate;
 mod modes;
 mod private;
 mod secrets;

@@ -21,7 +21,8 @@ pub struct World {
     /// `module@version` → what `GOPROXY=direct go mod download` reported.
     pub baseline: BTreeMap<String, ModDownload>,
     _upstream: UpstreamProxy,
-    _go: GoClient,
+    /// The client that made the baseline; its module cache holds every fixture version.
+    pub go: GoClient,
 }
 
 pub fn world() -> &'static World {
@@ -45,7 +46,7 @@ pub fn world() -> &'static World {
             fixtures,
             baseline,
             _upstream: upstream,
-            _go: go,
+            go,
         }
     })
 }

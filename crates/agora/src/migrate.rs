@@ -1,0 +1,265 @@
+//! `agora import` and `agora export`: moving a cache in and out of agora's storage.
+//!
+//! Import reads, and recognises by its shape:
+//! - a Go module cache's `cache/download` tree, or any GOPROXY tree (`<escaped module>/@v/
+//!   <escaped version>.{info,mod,zip}`; agora's own exports and data directories included);
+//! - an Athens disk storage (`<module>/<version>/{go.mod, source.zip, <version>.info}`).
+//!
+//! Every artifact is checked as if an upstream had sent it (info JSON and its version, the go.mod
+//! module line, the zip's structure and content, and the `.ziphash` when the module cache has one)
+//! and stored write-once: artifacts already in storage are left alone. Anything that fails a
+//! check is reported and skipped; the command then exits non-zero.
+//!
+//! Export writes the GOPROXY tree of every stored version (`.info`, `.mod`, `.zip`) plus an
+//! `@v/list` per module naming the versions present, so the directory works as
+//! `GOPROXY=file:///DIR` or behind any static web server.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+
+use agora_core::validate;
+use agora_gomod::module::{unescape_path, unescape_version, ModulePath};
+use agora_storage::{ArtifactKind, PutOutcome, Storage, StorageKey};
+
+/// One version found in the source tree, with the files that hold its artifacts.
+#[derive(Debug, Default)]
+struct Found {
+    info: Option<PathBuf>,
+    go_mod: Option<PathBuf>,
+    zip: Option<PathBuf>,
+    /// The module cache's record of the zip's `h1:` hash.
+    ziphash: Option<PathBuf>,
+}
+
+/// What an import did, for the summary line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub versions: usize,
+    pub stored: usize,
+    pub already_present: usize,
+    pub rejected: Vec<String>,
+}
+
+/// The layouts import understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    GoProxy,
+    Athens,
+}
+
+/// Imports every module version under `dir` into `storage`.
+pub async fn import(storage: &Storage, dir: &Path, out: &mut impl Write) -> Result<ImportReport> {
+    let root = if dir.join("cache/download").is_dir() {
+        dir.join("cache/download")
+    } else {
+        dir.to_owned()
+    };
+    if !root.is_dir() {
+        bail!("{} is not a directory", root.display());
+    }
+    let (layout, found) = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || scan(&root)).await??
+    };
+    writeln!(
+        out,
+        "importing {} module versions from {} ({})",
+        found.len(),
+        root.display(),
+        match layout {
+            Layout::GoProxy => "GOPROXY / module cache layout",
+            Layout::Athens => "Athens disk layout",
+        }
+    )?;
+    let mut report = ImportReport {
+        versions: found.len(),
+        ..ImportReport::default()
+    };
+    for ((module, version), files) in found {
+        let what = format!("{module}@{version}");
+        match import_one(storage, &module, &version, &files).await {
+            Ok((stored, present)) => {
+                report.stored += stored;
+                report.already_present += present;
+            }
+            Err(err) => {
+                writeln!(out, "rejected {what}: {err:#}")?;
+                report.rejected.push(what);
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} versions: {} artifacts stored, {} already present, {} versions rejected",
+        report.versions,
+        report.stored,
+        report.already_present,
+        report.rejected.len()
+    )?;
+    Ok(report)
+}
+
+/// Checks and stores one version's artifacts; returns (stored, already present). Nothing of the
+/// version is stored unless every artifact present in the source passes its check.
+async fn import_one(
+    storage: &Storage,
+    module: &ModulePath,
+    version: &str,
+    files: &Found,
+) -> Result<(usize, usize)> {
+    if !validate::is_canonical(version) {
+        bail!("not a canonical version");
+    }
+    let mut staged: Vec<(ArtifactKind, Bytes)> = Vec::new();
+    if let Some(p) = &files.info {
+        let body = read(p).await?;
+        let v = validate::info(module, Some(version), &body)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        if v != version {
+            bail!("{}: names version {v}", p.display());
+        }
+        staged.push((ArtifactKind::Info, body));
+    }
+    if let Some(p) = &files.go_mod {
+        let body = read(p).await?;
+        validate::go_mod(module, &body).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        staged.push((ArtifactKind::Mod, body));
+    }
+    if let Some(p) = &files.zip {
+        let (m, v, zp) = (module.clone(), version.to_owned(), p.clone());
+        let hash = tokio::task::spawn_blocking(move || validate::zip(&m, &v, &zp))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        if let Some(hp) = &files.ziphash {
+            let recorded = String::from_utf8_lossy(&read(hp).await?).trim().to_owned();
+            if recorded != hash {
+                bail!(
+                    "{}: zip hash {hash} differs from the recorded {recorded}",
+                    p.display()
+                );
+            }
+        }
+    }
+    let (mut stored, mut present) = (0, 0);
+    let mut count = |o: PutOutcome| match o {
+        PutOutcome::Created => stored += 1,
+        PutOutcome::AlreadyExists => present += 1,
+    };
+    for (kind, body) in staged {
+        let key = StorageKey::artifact(module, version, kind);
+        count(storage.put_once(&key, body).await?);
+    }
+    if let Some(p) = &files.zip {
+        let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
+        if storage.head(&key).await?.is_some() {
+            present += 1;
+        } else {
+            let scratch = storage.scratch_file(&key.path());
+            tokio::fs::copy(p, scratch.path())
+                .await
+                .with_context(|| format!("copying {}", p.display()))?;
+            count(storage.put_file_once(&key, &scratch).await?);
+        }
+    }
+    Ok((stored, present))
+}
+
+async fn read(p: &Path) -> Result<Bytes> {
+    Ok(Bytes::from(
+        tokio::fs::read(p)
+            .await
+            .with_context(|| format!("reading {}", p.display()))?,
+    ))
+}
+
+/// Walks `root` and collects versions by `(module, version)`.
+fn scan(root: &Path) -> Result<(Layout, BTreeMap<(ModulePath, String), Found>)> {
+    let mut goproxy = BTreeMap::new();
+    let mut athens = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !file_type.is_file() {
+                continue;
+            }
+            let rel = path.strip_prefix(root).expect("under root");
+            let rel = rel.to_string_lossy();
+            if let Some((module_dir, file)) = rel.rsplit_once("/@v/") {
+                goproxy_entry(&mut goproxy, module_dir, file, &path);
+            } else {
+                athens_entry(&mut athens, &rel, &path);
+            }
+        }
+    }
+    // A tree is one or the other; the GOPROXY layout wins when both seem present (an Athens
+    // tree has no `@v` directories).
+    if !goproxy.is_empty() || athens.is_empty() {
+        Ok((Layout::GoProxy, goproxy))
+    } else {
+        Ok((Layout::Athens, athens))
+    }
+}
+
+fn goproxy_entry(
+    found: &mut BTreeMap<(ModulePath, String), Found>,
+    module_dir: &str,
+    file: &str,
+    path: &Path,
+) {
+    let Some((escaped_version, ext)) = file.rsplit_once('.') else {
+        return;
+    };
+    let (Ok(module), Ok(version)) = (unescape_path(module_dir), unescape_version(escaped_version))
+    else {
+        return;
+    };
+    let Ok(module) = ModulePath::new(&module) else {
+        return;
+    };
+    let slot = found.entry((module, version)).or_default();
+    match ext {
+        "info" => slot.info = Some(path.to_owned()),
+        "mod" => slot.go_mod = Some(path.to_owned()),
+        "zip" => slot.zip = Some(path.to_owned()),
+        "ziphash" => slot.ziphash = Some(path.to_owned()),
+        _ => {}
+    }
+}
+
+/// Athens: `<module>/<version>/{go.mod, source.zip, <version>.info}`, the module path as
+/// directories (escaped or not).
+fn athens_entry(found: &mut BTreeMap<(ModulePath, String), Found>, rel: &str, path: &Path) {
+    let mut parts = rel.rsplitn(3, '/');
+    let (Some(file), Some(version), Some(module_dir)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return;
+    };
+    let module = if module_dir.contains('!') {
+        unescape_path(module_dir).ok()
+    } else {
+        Some(module_dir.to_owned())
+    };
+    let Some(Ok(module)) = module.map(|m| ModulePath::new(&m)) else {
+        return;
+    };
+    let slot = found.entry((module, version.to_owned())).or_default();
+    match file {
+        "go.mod" => slot.go_mod = Some(path.to_owned()),
+        "source.zip" => slot.zip = Some(path.to_owned()),
+        f if f == format!("{version}.info") => slot.info = Some(path.to_owned()),
+        _ => {}
+    }
+}

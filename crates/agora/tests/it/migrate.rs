@@ -1,0 +1,129 @@
+//! `agora import`: a Go module cache and an Athens disk storage loaded into agora's storage, each
+//! artifact verified, then served to the go command with its own hashes and no upstream at all.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+
+fn import(data: &Path, dir: &Path) -> (bool, String) {
+    let out = Command::new(agora_bin())
+        .args(["import"])
+        .arg(dir)
+        .arg("--data")
+        .arg(data)
+        .env_remove("GOPROXY")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Every baseline version downloads through an agora that has no upstream (`off`), with the hashes
+/// the go command computed from git.
+fn serves_the_baseline_without_upstream(data: &Path) {
+    let agora = start(data, "off");
+    let go = go_client().env("GOSUMDB", "off");
+    for (q, want) in &world().baseline {
+        let got = go
+            .mod_download(agora.url(), q)
+            .unwrap_or_else(|e| panic!("{q} after import: {e}"));
+        assert_eq!(got.sum, want.sum, "{q}");
+        assert_eq!(got.go_mod_sum, want.go_mod_sum, "{q}");
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn import_a_go_module_cache_verifying_every_zip() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A copy of the module cache (GOMODCACHE), with one zip corrupted.
+    let cache = tmp.path().join("gomodcache");
+    std::fs::create_dir_all(cache.join("cache/download")).unwrap();
+    copy_tree(&world().go.download_cache(), &cache.join("cache/download"));
+    let data = tmp.path().join("data");
+    let (ok, out) = import(&data, &cache);
+    assert!(ok, "{out}");
+    let n = world().baseline.len();
+    assert!(out.contains(&format!("{n} versions")), "{out}");
+    serves_the_baseline_without_upstream(&data);
+
+    // Importing again changes nothing.
+    let (ok, out) = import(&data, &cache);
+    assert!(ok, "{out}");
+    assert!(out.contains(" 0 artifacts stored"), "{out}");
+
+    // A zip that is another version's is rejected (wrong prefix), and so is a truncated one; the
+    // command fails.
+    let v = cache.join("cache/download/github.com/agora-fixtures/greet/@v");
+    std::fs::copy(v.join("v1.0.0.zip"), v.join("v1.1.0.zip")).unwrap();
+    let big = cache.join("cache/download/github.com/agora-fixtures/bigzip/@v/v1.0.0.zip");
+    let bytes = std::fs::read(&big).unwrap();
+    std::fs::write(&big, &bytes[..bytes.len() - 100]).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let (ok, out) = import(&fresh, &cache);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("rejected github.com/agora-fixtures/greet@v1.1.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rejected github.com/agora-fixtures/bigzip@v1.0.0"),
+        "{out}"
+    );
+    assert!(
+        !fresh
+            .join("github.com/agora-fixtures/greet/@v/v1.1.0.zip")
+            .exists(),
+        "a rejected version is not stored"
+    );
+    assert!(fresh
+        .join("github.com/agora-fixtures/greet/@v/v1.0.0.zip")
+        .exists());
+}
+
+#[test]
+fn import_an_athens_disk_storage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let athens = tmp.path().join("athens");
+    let cache = world().go.download_cache();
+    for q in world().baseline.keys() {
+        let (module, version) = q.rsplit_once('@').unwrap();
+        let escaped = agora_gomod::module::escape_path(module).unwrap();
+        let src = cache.join(&escaped).join("@v");
+        let ev = agora_gomod::module::escape_version(version).unwrap();
+        // Athens keeps the module path as it is (upper case included).
+        let dst = athens.join(module).join(version);
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::copy(src.join(format!("{ev}.mod")), dst.join("go.mod")).unwrap();
+        std::fs::copy(src.join(format!("{ev}.zip")), dst.join("source.zip")).unwrap();
+        std::fs::copy(
+            src.join(format!("{ev}.info")),
+            dst.join(format!("{version}.info")),
+        )
+        .unwrap();
+    }
+    let data = tmp.path().join("data");
+    let (ok, out) = import(&data, &athens);
+    assert!(ok, "{out}");
+    assert!(out.contains("Athens"), "{out}");
+    serves_the_baseline_without_upstream(&data);
+}
