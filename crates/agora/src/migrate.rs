@@ -35,6 +35,9 @@ struct Found {
     ziphash: Option<PathBuf>,
 }
 
+/// Versions found in a tree, by `(module, version)`.
+type Versions = BTreeMap<(ModulePath, String), Found>;
+
 /// What an import did, for the summary line.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
@@ -177,7 +180,7 @@ async fn read(p: &Path) -> Result<Bytes> {
 }
 
 /// Walks `root` and collects versions by `(module, version)`.
-fn scan(root: &Path) -> Result<(Layout, BTreeMap<(ModulePath, String), Found>)> {
+fn scan(root: &Path) -> Result<(Layout, Versions)> {
     let mut goproxy = BTreeMap::new();
     let mut athens = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
@@ -213,12 +216,7 @@ fn scan(root: &Path) -> Result<(Layout, BTreeMap<(ModulePath, String), Found>)> 
     }
 }
 
-fn goproxy_entry(
-    found: &mut BTreeMap<(ModulePath, String), Found>,
-    module_dir: &str,
-    file: &str,
-    path: &Path,
-) {
+fn goproxy_entry(found: &mut Versions, module_dir: &str, file: &str, path: &Path) {
     let Some((escaped_version, ext)) = file.rsplit_once('.') else {
         return;
     };
@@ -241,7 +239,7 @@ fn goproxy_entry(
 
 /// Athens: `<module>/<version>/{go.mod, source.zip, <version>.info}`, the module path as
 /// directories (escaped or not).
-fn athens_entry(found: &mut BTreeMap<(ModulePath, String), Found>, rel: &str, path: &Path) {
+fn athens_entry(found: &mut Versions, rel: &str, path: &Path) {
     let mut parts = rel.rsplitn(3, '/');
     let (Some(file), Some(version), Some(module_dir)) = (parts.next(), parts.next(), parts.next())
     else {
