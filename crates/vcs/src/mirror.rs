@@ -12,8 +12,22 @@
 //!
 //! Credentials configured for a mirror's host ([`Mirrors::with_credentials`]) reach every git
 //! command run on that mirror through its environment (see [`crate::credentials`]).
+//!
+//! # Fewer git processes
+//!
+//! One version costs the proxy three requests (`.info`, `.mod`, `.zip`), each of which resolves
+//! the version again; spawning git for every step of that was most of a cold fetch's time. So:
+//!
+//! - a fetch also fetches the remote's `HEAD` (into `refs/agora/head`), so no separate
+//!   `ls-remote` is needed to follow the default branch;
+//! - a repository's refs are read once per fetch (one `for-each-ref`) and kept until the next
+//!   fetch, which is when they can change (within the refresh interval another process sharing
+//!   the mirror directory may have fetched; its news are seen at our next fetch, as if we had
+//!   not looked yet);
+//! - commit times and small files at a commit are kept in a bounded memo shared by all mirrors:
+//!   both are determined by the full commit hash, so they never go stale.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +51,21 @@ const FETCH_ARGS: &[&str] = &[
     "+refs/tags/*:refs/tags/*",
 ];
 
+/// Where a fetch stores the commit the remote's `HEAD` names (the default branch's tip), which
+/// `latest` needs. Outside `refs/heads` and `refs/tags`, so it is never taken for a branch or a
+/// tag, and not touched by `--prune` (which only prunes what wildcard refspecs map).
+const REMOTE_HEAD: &str = "refs/agora/head";
+
+/// The refspec that fills [`REMOTE_HEAD`].
+const REMOTE_HEAD_SPEC: &str = "+HEAD:refs/agora/head";
+
+/// Largest file kept in the object memo (go.mod files, LICENSE files of subdirectory modules).
+const MEMO_MAX_FILE: usize = 64 << 10;
+/// Bytes of file content the object memo holds at most, for all mirrors together.
+const MEMO_FILE_BYTES: usize = 8 << 20;
+/// Commit times the object memo holds at most.
+const MEMO_COMMITS: usize = 1 << 16;
+
 /// The set of mirrors under one root directory.
 #[derive(Debug)]
 pub struct Mirrors {
@@ -45,12 +74,113 @@ pub struct Mirrors {
     repos: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
     fetches: AtomicU64,
     credentials: Vec<HostCredential>,
+    objects: Arc<ObjectMemo>,
 }
 
 /// Per-repository state, guarded by the repository's async mutex.
 #[derive(Debug, Default)]
 struct Slot {
     last_fetch: Option<Instant>,
+    refs: Arc<RefsMemo>,
+}
+
+/// A repository's refs as of its last fetch, shared by every [`Mirror`] handle on it.
+#[derive(Debug, Default)]
+struct RefsMemo {
+    inner: Mutex<RefsMemoInner>,
+}
+
+#[derive(Debug, Default)]
+struct RefsMemoInner {
+    /// Bumped after every fetch: refs read while a fetch ran are not kept.
+    generation: u64,
+    refs: Option<Arc<Refs>>,
+}
+
+impl RefsMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RefsMemoInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the refs: called once a fetch has changed them.
+    fn invalidate(&self) {
+        let mut m = self.lock();
+        m.generation += 1;
+        m.refs = None;
+    }
+}
+
+/// What the full hash of a commit determines, and so can be kept across fetches and shared by
+/// all mirrors: commit times, and small files (or their absence) at a commit. Bounded; the
+/// oldest entries go first.
+#[derive(Debug, Default)]
+struct ObjectMemo {
+    inner: Mutex<ObjectMemoInner>,
+}
+
+#[derive(Debug, Default)]
+struct ObjectMemoInner {
+    commits: HashMap<String, i64>,
+    commit_order: VecDeque<String>,
+    /// `"<commit>:<path>"` → the file, or `None` when there is none.
+    files: HashMap<String, Option<Arc<[u8]>>>,
+    file_order: VecDeque<String>,
+    file_bytes: usize,
+}
+
+impl ObjectMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ObjectMemoInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn commit_time(&self, hash: &str) -> Option<i64> {
+        self.lock().commits.get(hash).copied()
+    }
+
+    fn put_commit_time(&self, hash: &str, time: i64) {
+        let mut m = self.lock();
+        if m.commits.insert(hash.to_owned(), time).is_none() {
+            m.commit_order.push_back(hash.to_owned());
+        }
+        while m.commits.len() > MEMO_COMMITS {
+            match m.commit_order.pop_front() {
+                Some(old) => m.commits.remove(&old),
+                None => break,
+            };
+        }
+    }
+
+    fn file(&self, key: &str) -> Option<Option<Arc<[u8]>>> {
+        self.lock().files.get(key).cloned()
+    }
+
+    fn put_file(&self, key: String, data: Option<&[u8]>) {
+        let len = data.map_or(0, <[u8]>::len);
+        if len > MEMO_MAX_FILE {
+            return;
+        }
+        let mut m = self.lock();
+        if m.files.contains_key(&key) {
+            return;
+        }
+        m.file_bytes += len + key.len();
+        m.files.insert(key.clone(), data.map(Arc::from));
+        m.file_order.push_back(key);
+        while m.file_bytes > MEMO_FILE_BYTES {
+            let Some(old) = m.file_order.pop_front() else {
+                break;
+            };
+            if let Some(v) = m.files.remove(&old) {
+                m.file_bytes -= v.map_or(0, |d| d.len()) + old.len();
+            }
+        }
+    }
+}
+
+/// Whether `hash` is a full object name (SHA-1 or SHA-256), the only kind of name whose object
+/// cannot change or become ambiguous.
+fn is_full_hash(hash: &str) -> bool {
+    matches!(hash.len(), 40 | 64) && is_hex(hash)
 }
 
 impl Mirrors {
@@ -63,6 +193,7 @@ impl Mirrors {
             repos: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
             credentials: Vec::new(),
+            objects: Arc::default(),
         }
     }
 
@@ -122,6 +253,8 @@ impl Mirrors {
             dir: self.dir_for(url),
             url: redact(url),
             env: self.env_for(url),
+            refs: slot.refs.clone(),
+            objects: self.objects.clone(),
         };
         let exists = mirror.dir.join("HEAD").is_file();
         if exists && self.is_fresh(&slot, &mirror.dir) {
@@ -129,11 +262,14 @@ impl Mirrors {
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        if exists {
-            mirror.fetch().await?;
+        let fetched = if exists {
+            mirror.fetch().await
         } else {
-            self.create(&mirror, url).await?;
-        }
+            self.create(&mirror, url).await
+        };
+        // Even a failed fetch may have moved some refs.
+        slot.refs.invalidate();
+        fetched?;
         tracing::debug!(
             repo.url = %mirror.url,
             created = !exists,
@@ -175,7 +311,9 @@ impl Mirrors {
             .join(format!(".tmp-{name}-{}-{nanos}", std::process::id()));
         let tmp_str = tmp.to_string_lossy().into_owned();
         let result = async {
-            Git::new(None, &["init", "--quiet", "--bare", &tmp_str])
+            // No template: its sample hooks and files are a dozen file creations that cost more
+            // than the rest of the init on slow file systems, and a mirror needs none of them.
+            Git::new(None, &["init", "--quiet", "--bare", "--template=", &tmp_str])
                 .run()
                 .await?;
             // The URL goes into the config file rather than onto a command line, where `ps`
@@ -191,6 +329,8 @@ impl Mirrors {
                 dir: tmp.clone(),
                 url: mirror.url.clone(),
                 env: mirror.env.clone(),
+                refs: Arc::default(),
+                objects: mirror.objects.clone(),
             };
             staged.fetch().await
         }
@@ -265,6 +405,10 @@ pub struct Refs {
     pub tags: BTreeMap<String, String>,
     /// Branch name (without `refs/heads/`) → commit hash.
     pub heads: BTreeMap<String, String>,
+    /// The commit the remote's `HEAD` named at the last fetch; `None` if it named none, or if
+    /// the mirror was last fetched by an agora that did not record it (then the mirror's own
+    /// `HEAD` follows the remote's).
+    pub remote_head: Option<String>,
 }
 
 impl Refs {
@@ -286,6 +430,8 @@ pub struct Mirror {
     url: String,
     /// Credentials for the URL's host, for every git command on this mirror.
     env: Arc<Vec<(String, String)>>,
+    refs: Arc<RefsMemo>,
+    objects: Arc<ObjectMemo>,
 }
 
 /// Leaves out the environment, which may hold credentials.
@@ -313,48 +459,50 @@ impl Mirror {
         Git::new(Some(&self.dir), args).envs(&self.env)
     }
 
-    /// Fetches branches and tags, then points `HEAD` where the remote's `HEAD` points, which a
-    /// fetch does not do and which `latest` needs.
+    /// Fetches branches, tags and the commit the remote's `HEAD` names (into [`REMOTE_HEAD`]),
+    /// all in one `git fetch`.
     async fn fetch(&self) -> Result<(), Error> {
-        self.git(FETCH_ARGS).run().await?;
-        let out = self
-            .git(&["ls-remote", "--symref", "origin", "HEAD"])
-            .run()
-            .await?;
-        let out = String::from_utf8_lossy(&out);
-        let mut symref = None;
-        let mut hash = None;
-        for line in out.lines() {
-            if let Some(rest) = line.strip_prefix("ref: ") {
-                symref = rest.split('\t').next().map(str::to_owned);
-            } else if let Some((h, name)) = line.split_once('\t') {
-                if name == "HEAD" && is_hex(h) {
-                    hash = Some(h.to_owned());
-                }
+        let mut args = FETCH_ARGS.to_vec();
+        args.push(REMOTE_HEAD_SPEC);
+        match self.git(&args).run().await {
+            Ok(_) => Ok(()),
+            // An empty repository, or one whose HEAD names a missing branch, has no HEAD to
+            // follow: fetch the rest, and forget the HEAD of an earlier fetch.
+            Err(Error::Git { stderr, .. }) if stderr.contains("couldn't find remote ref HEAD") => {
+                self.git(FETCH_ARGS).run().await?;
+                self.git(&["update-ref", "-d", REMOTE_HEAD]).run().await?;
+                Ok(())
             }
+            Err(e) => Err(e),
         }
-        match (symref, hash) {
-            (Some(branch), _) if branch.starts_with("refs/heads/") => {
-                self.git(&["symbolic-ref", "HEAD", &branch]).run().await?;
-            }
-            (_, Some(hash)) => {
-                self.git(&["update-ref", "--no-deref", "HEAD", &hash])
-                    .run()
-                    .await?;
-            }
-            // An empty repository has no HEAD to follow.
-            _ => {}
-        }
-        Ok(())
     }
 
-    /// All branches and tags, with one `git for-each-ref`.
-    pub async fn refs(&self) -> Result<Refs, Error> {
+    /// All branches and tags, and the remote's `HEAD`: one `git for-each-ref` per fetch, shared
+    /// by every handle on this repository.
+    pub async fn refs(&self) -> Result<Arc<Refs>, Error> {
+        let generation = {
+            let m = self.refs.lock();
+            if let Some(refs) = &m.refs {
+                return Ok(refs.clone());
+            }
+            m.generation
+        };
+        let refs = Arc::new(self.read_refs().await?);
+        let mut m = self.refs.lock();
+        // Refs read while a fetch was changing them may be half old, half new: don't keep them.
+        if m.generation == generation {
+            m.refs = Some(refs.clone());
+        }
+        Ok(refs)
+    }
+
+    async fn read_refs(&self) -> Result<Refs, Error> {
         let git = self.git(&[
             "for-each-ref",
             "--format=%(objectname) %(*objectname) %(refname)",
             "refs/heads",
             "refs/tags",
+            REMOTE_HEAD,
         ]);
         let out = git.run().await?;
         let out = String::from_utf8_lossy(&out);
@@ -372,13 +520,19 @@ impl Mirror {
                 refs.tags.insert(tag.to_owned(), hash.to_owned());
             } else if let Some(branch) = name.strip_prefix("refs/heads/") {
                 refs.heads.insert(branch.to_owned(), hash.to_owned());
+            } else if name == REMOTE_HEAD {
+                refs.remote_head = Some(hash.to_owned());
             }
         }
         Ok(refs)
     }
 
-    /// The commit `HEAD` points to, `None` in an empty repository.
+    /// The commit the remote's `HEAD` named at the last fetch, `None` in an empty repository.
     pub async fn head(&self) -> Result<Option<String>, Error> {
+        if let Some(hash) = &self.refs().await?.remote_head {
+            return Ok(Some(hash.clone()));
+        }
+        // A mirror last fetched by an older agora: its own HEAD follows the remote's.
         self.resolve_commit("HEAD").await
     }
 
@@ -405,6 +559,23 @@ impl Mirror {
 
     /// Hash and committer time of a commit given by full hash.
     pub async fn commit(&self, hash: &str) -> Result<Commit, Error> {
+        let full = is_full_hash(hash);
+        if full {
+            if let Some(time) = self.objects.commit_time(hash) {
+                return Ok(Commit {
+                    hash: hash.to_owned(),
+                    time,
+                });
+            }
+        }
+        let commit = self.read_commit(hash).await?;
+        if full && commit.hash == hash {
+            self.objects.put_commit_time(hash, commit.time);
+        }
+        Ok(commit)
+    }
+
+    async fn read_commit(&self, hash: &str) -> Result<Commit, Error> {
         let git = self.git(&[
             "-c",
             "log.showsignature=false",
@@ -433,6 +604,31 @@ impl Mirror {
     /// The contents of the regular file `path` in commit `hash`, `None` if there is none (or
     /// it is a directory or submodule). Files larger than `max_size` are an error.
     pub async fn read_file(
+        &self,
+        hash: &str,
+        path: &str,
+        max_size: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        if !is_full_hash(hash) || path.contains('\n') {
+            return self.read_file_uncached(hash, path, max_size).await;
+        }
+        let key = format!("{hash}:{path}");
+        match self.objects.file(&key) {
+            Some(None) => return Ok(None),
+            // A file over this caller's limit goes to git, for the error.
+            Some(Some(data)) if data.len() as u64 <= max_size => return Ok(Some(data.to_vec())),
+            _ => {}
+        }
+        let data = self.read_file_uncached(hash, path, max_size).await?;
+        // git says "missing" alike for a missing file and for a commit this mirror does not
+        // have (yet): an absence is kept only for a commit known to be here.
+        if data.is_some() || self.objects.commit_time(hash).is_some() {
+            self.objects.put_file(key, data.as_deref());
+        }
+        Ok(data)
+    }
+
+    async fn read_file_uncached(
         &self,
         hash: &str,
         path: &str,

@@ -351,6 +351,39 @@ async fn default_branch_follows_remote_head() {
     assert_eq!(mirror.read_file(&head, "d", 1 << 20).await.unwrap(), None);
 }
 
+/// The remote's HEAD arrives with the fetch itself (no separate `ls-remote`): an empty
+/// repository has none, a new default branch is followed, and a HEAD that names a missing branch
+/// forgets the old one. Refs are re-read after each fetch, not served from before it.
+#[tokio::test]
+async fn remote_head_arrives_with_the_fetch() {
+    let world = World::new();
+    let mut up = world.upstream("o/h");
+    let url = world.url("o/h");
+    let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::ZERO);
+
+    let mirror = mirrors.open(&url).await.unwrap();
+    assert_eq!(mirror.head().await.unwrap(), None, "empty repository");
+    assert!(mirror.refs().await.unwrap().heads.is_empty());
+
+    let c1 = up.commit(&[("a.txt", "1")]);
+    let mirror = mirrors.open(&url).await.unwrap();
+    assert_eq!(mirror.head().await.unwrap().as_deref(), Some(c1.as_str()));
+    assert_eq!(mirror.refs().await.unwrap().heads.get("main"), Some(&c1));
+
+    up.git(&["checkout", "-q", "-b", "trunk"]);
+    let c2 = up.commit(&[("a.txt", "2")]);
+    up.tag("v1.0.0");
+    let mirror = mirrors.open(&url).await.unwrap();
+    assert_eq!(mirror.head().await.unwrap().as_deref(), Some(c2.as_str()));
+    assert_eq!(mirror.refs().await.unwrap().tags.get("v1.0.0"), Some(&c2));
+    assert_eq!(mirror.commit(&c2).await.unwrap().hash, c2);
+
+    up.git(&["symbolic-ref", "HEAD", "refs/heads/gone"]);
+    let mirror = mirrors.open(&url).await.unwrap();
+    assert_eq!(mirror.head().await.unwrap(), None, "HEAD names no branch");
+    assert_eq!(mirror.refs().await.unwrap().heads.get("trunk"), Some(&c2));
+}
+
 /// Module at the root, a nested module, a major-branch v2 and a major-subdirectory v3.
 #[tokio::test]
 async fn versions_and_queries_match_go() {
