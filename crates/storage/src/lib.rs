@@ -4,12 +4,25 @@
 //! - [`key`]: [`StorageKey`], the one place that knows where every object lives, its content type and
 //!   its cache policy. The layout is the GOPROXY layout (`<escaped module>/@v/<escaped version>.zip`),
 //!   so a local data directory is itself a valid `GOPROXY=file://...` tree.
-//! - [`store`]: [`Storage`], a thin layer over the `object_store` crate (local directory or memory for
-//!   now; S3-compatible backends plug in here) that adds write-once puts, atomic file ingestion and
-//!   streaming reads.
+//! - [`store`]: [`Storage`], a thin layer over the `object_store` crate (local directory, memory, or
+//!   a remote backend) that adds write-once puts, atomic file ingestion and streaming reads.
+//! - [`config`]: [`StorageConfig`], the `[storage]` settings (backend, bucket, credentials), with
+//!   redaction for `config show`; [`Storage::open`] turns them into a [`Storage`].
+//! - [`remote`]: S3-compatible, GCS and Azure backends, and how write-once holds on them
+//!   (conditional puts; multipart upload to a staging key + conditional copy for large files).
+//! - [`list`]: [`Storage::list`], a prefix walk for tools and tests (never on the request path).
+//! - `memo` (private): an in-memory copy of small write-once objects (`.info`, `.mod`, tiles) in
+//!   front of the backend; never of lists, `@latest` or zips.
 
+pub mod config;
 pub mod key;
+pub mod list;
+mod memo;
+pub mod remote;
 pub mod store;
 
+pub use config::{AzureConfig, BackendKind, GcsConfig, S3Config, Secret, StorageConfig};
 pub use key::{ArtifactKind, CachePolicy, StorageKey};
+pub use list::Listed;
+pub use remote::{RemoteLocation, WriteStats};
 pub use store::{Backend, Object, ObjectInfo, PutOutcome, Storage, StorageError};
