@@ -16,6 +16,8 @@
 //!   in a checksum database (GONOSUMDB).
 //! - [`singleflight`]: one fetch per key in this process, however many requests wait for it; the
 //!   fetch runs as its own task, so it completes even if every client disconnects.
+//! - [`lock`]: [`FetchLock`], one fetch per key across replicas sharing a store ([`RedisLock`]);
+//!   losing Redis degrades to per-replica single-flight, never to an error.
 //! - [`sumdb`]: checksum-database proxying with tile caching and private-path refusal.
 //! - [`validate`]: checks on fetched artifacts before they are stored.
 //! - [`metrics`]: [`Metrics`], the Prometheus registry (bounded label sets, no module paths).
@@ -25,6 +27,7 @@ pub mod approve;
 pub mod direct;
 pub mod error;
 pub mod filter;
+pub mod lock;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
@@ -37,6 +40,7 @@ pub use approve::{Approver, Candidate, FailMode, Rejection, Webhook};
 pub use direct::VcsSource;
 pub use error::CoreError;
 pub use filter::{Action, Blocked, Filter, FilterRule, VersionConstraint};
+pub use lock::{FetchLock, LockError, LockGuard, LockHolder, RedisLock, RedisLockOptions};
 pub use metrics::Metrics;
 pub use policy::{DownloadMode, Policy, Route};
 pub use proxy::{FetchMode, Freshness, Proxy, ProxyOptions, Served};

@@ -36,6 +36,11 @@ struct FetchLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LockWaitLabels {
+    outcome: &'static str,
+}
+
 /// Every metric agora exports. Cheap to share (`Arc<Metrics>`); recording is lock-free.
 pub struct Metrics {
     registry: Registry,
@@ -46,6 +51,9 @@ pub struct Metrics {
     singleflight_waits: Counter,
     storage_errors: Counter,
     fetches_in_flight: Gauge,
+    lock_acquired: Counter,
+    lock_waits: Family<LockWaitLabels, Counter>,
+    lock_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -101,6 +109,26 @@ impl Metrics {
             "Fetches currently running",
             fetches_in_flight.clone(),
         );
+        let lock_acquired = Counter::default();
+        registry.register(
+            "lock_acquired",
+            "Cross-replica fetch locks this replica took in order to fetch",
+            lock_acquired.clone(),
+        );
+        let lock_waits = Family::<LockWaitLabels, Counter>::default();
+        registry.register(
+            "lock_waits",
+            "Fetches another replica held the lock for, by outcome: served (its answer was read \
+             from storage), took_over (it finished without storing; fetched here) or timed_out \
+             (waited queue_timeout; fetched here)",
+            lock_waits.clone(),
+        );
+        let lock_errors = Counter::default();
+        registry.register(
+            "lock_errors",
+            "Lock service failures; the fetch went ahead without cross-replica coordination",
+            lock_errors.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -110,6 +138,9 @@ impl Metrics {
             singleflight_waits,
             storage_errors,
             fetches_in_flight,
+            lock_acquired,
+            lock_waits,
+            lock_errors,
         }
     }
 
@@ -161,6 +192,21 @@ impl Metrics {
         self.fetches_in_flight.dec();
     }
 
+    pub fn record_lock_acquired(&self) {
+        self.lock_acquired.inc();
+    }
+
+    /// A wait for another replica's fetch ended: `served`, `took_over` or `timed_out`.
+    pub fn record_lock_wait(&self, outcome: &'static str) {
+        self.lock_waits
+            .get_or_create(&LockWaitLabels { outcome })
+            .inc();
+    }
+
+    pub fn record_lock_error(&self) {
+        self.lock_errors.inc();
+    }
+
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -201,5 +247,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("agora_singleflight_waits_total 1"), "{text}");
+    }
+
+    #[test]
+    fn renders_lock_counters() {
+        let m = Metrics::new();
+        m.record_lock_acquired();
+        m.record_lock_wait("served");
+        m.record_lock_error();
+        let text = m.render();
+        assert!(text.contains("agora_lock_acquired_total 1"), "{text}");
+        assert!(
+            text.contains("agora_lock_waits_total{outcome=\"served\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("agora_lock_errors_total 1"), "{text}");
     }
 }

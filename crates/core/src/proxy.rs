@@ -1,15 +1,38 @@
 //! [`Proxy`]: the GOPROXY protocol's answers, from cache or from a source.
+//!
+//! # Replicas
+//! Several agora processes may share one store. Each fetch runs once per process
+//! ([`SingleFlight`]); with a [`FetchLock`] ([`Proxy::with_lock`]) it also runs once across
+//! processes. Inside the single-flight leader's work, `take_turn`:
+//! 1. takes the lock for the flight key, and re-reads storage first (the previous holder may have
+//!    just stored the answer), fetching only if it is still missing;
+//! 2. when another replica holds the lock, polls storage every `poll` until the answer appears
+//!    (write-once artifacts: the object exists; list/`@latest`: the stored copy differs from the
+//!    one this request saw), or until the lock is free again (the holder failed or died: take it
+//!    and fetch here);
+//! 3. after waiting `queue_timeout`, fetches here without the lock, with a warning: a stuck holder
+//!    or a misbehaving Redis costs a duplicate fetch, never a failed request (the other choice, 503,
+//!    would turn a Redis problem into client errors);
+//! 4. when the lock service fails, warns (at most every 30 s) and fetches here: per-replica
+//!    single-flight, as without Redis.
+//!
+//! `.info` for a query that is not a canonical version (a branch, a commit prefix) cannot know the
+//! key its answer will be stored under, so a waiter only waits for the lock to be free and then
+//! fetches itself (the replicas resolve such a query one after another, not all at once).
+//! Failed fetches are not shared either: after a holder's "not found" each waiting replica asks
+//! once itself.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agora_gomod::module::{check_path_major, ModulePath};
-use agora_storage::{ArtifactKind, Object, PutOutcome, Storage, StorageKey};
+use agora_storage::{ArtifactKind, Object, ObjectInfo, PutOutcome, Storage, StorageKey};
 use agora_upstream::{walk, ChainEntry, FetchError, Target, UpstreamClient};
 use bytes::Bytes;
 
 use crate::approve::{Approver, Candidate, Rejection};
 use crate::error::CoreError;
+use crate::lock::{FetchLock, LockGuard, WarnEvery};
 use crate::metrics::Metrics;
 use crate::policy::{DownloadMode, Policy, Route};
 use crate::singleflight::SingleFlight;
@@ -117,6 +140,19 @@ struct Inner {
     gate: Gate,
     /// Asked before a newly fetched artifact is cached.
     approver: Option<Arc<dyn Approver>>,
+    /// Shared with the other replicas: one fetch per key across all of them.
+    lock: Option<Arc<dyn FetchLock>>,
+    /// Rate limit of the "lock service unavailable" warning.
+    lock_warning: WarnEvery,
+}
+
+/// What the cross-replica lock decided for one fetch.
+enum Turn<T> {
+    /// Another replica stored the answer: serve it, do not fetch.
+    Stored(T),
+    /// Fetch here. The guard, when there is one, tells the other replicas to wait; it must live
+    /// until the answer is stored.
+    Fetch(Option<LockGuard>),
 }
 
 /// Concurrency limits and metrics around every fetch from a source.
@@ -167,6 +203,8 @@ impl Proxy {
                 opts,
                 flights: SingleFlight::default(),
                 approver: None,
+                lock: None,
+                lock_warning: WarnEvery::new(Duration::from_secs(30)),
             }),
         }
     }
@@ -177,6 +215,17 @@ impl Proxy {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.approver = Some(approver),
             None => panic!("Proxy::with_approver called after the proxy was shared"),
+        }
+        self
+    }
+
+    /// Adds a lock shared with the other replicas over the same store, so that each artifact is
+    /// fetched once across all of them (see the module docs). Call it while building, before the
+    /// proxy is cloned.
+    pub fn with_lock(mut self, lock: Arc<dyn FetchLock>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.lock = Some(lock),
+            None => panic!("Proxy::with_lock called after the proxy was shared"),
         }
         self
     }
@@ -284,7 +333,7 @@ impl Proxy {
         let Some((body, info)) = cached else {
             self.inner.gate.metrics.record_cache(kind, "miss");
             self.on_miss(mode, &key)?;
-            let body = self.refresh(key, module.clone()).await?;
+            let body = self.refresh(key, module.clone(), None).await?;
             return Ok(Served {
                 body,
                 freshness: Freshness::Miss,
@@ -311,14 +360,15 @@ impl Proxy {
             // Stale-while-revalidate: the refresh runs as its own task.
             let this = self.clone();
             let module = module.clone();
+            let seen = info.clone();
             tokio::spawn(async move {
-                if let Err(err) = this.refresh(key, module).await {
+                if let Err(err) = this.refresh(key, module, Some(seen)).await {
                     tracing::warn!(error = %err, "background refresh failed; keeping cached answer");
                 }
             });
             return Ok(stale);
         }
-        match self.refresh(key, module.clone()).await {
+        match self.refresh(key, module.clone(), Some(info)).await {
             Ok(body) => Ok(Served {
                 body,
                 freshness: Freshness::Miss,
@@ -332,11 +382,37 @@ impl Proxy {
         }
     }
 
-    /// Fetches a list or `@latest` answer, validates it and replaces the cached copy.
-    async fn refresh(&self, key: StorageKey, module: ModulePath) -> Outcome {
+    /// Fetches a list or `@latest` answer, validates it and replaces the cached copy. `seen` is the
+    /// stored copy the caller looked at (`None`: there was none): when another replica replaces it
+    /// meanwhile, its answer is served instead of fetching again.
+    async fn refresh(
+        &self,
+        key: StorageKey,
+        module: ModulePath,
+        seen: Option<ObjectInfo>,
+    ) -> Outcome {
         let flight_key = key.path();
         let this = self.clone();
+        let fk = flight_key.clone();
         let work = async move {
+            // Compared with the stored copy's own metadata, not with this machine's clock: the
+            // store's timestamps may be coarse (whole seconds) or come from another clock.
+            let storage = &this.inner.storage;
+            let newer = || async {
+                let found = storage.get_bytes(&key).await.map_err(to_arc)?;
+                Ok(found.and_then(|(body, info)| {
+                    let same = seen.as_ref().is_some_and(|s| {
+                        s.last_modified == info.last_modified
+                            && s.e_tag == info.e_tag
+                            && s.size == info.size
+                    });
+                    (!same).then_some(body)
+                }))
+            };
+            let _guard = match this.take_turn(&fk, newer).await? {
+                Turn::Stored(body) => return Ok(body),
+                Turn::Fetch(guard) => guard,
+            };
             let what = describe_key(&key);
             let is_list = matches!(key, StorageKey::List(_));
             let gate = &this.inner.gate;
@@ -395,9 +471,31 @@ impl Proxy {
     }
 
     async fn fetch_info(&self, module: &ModulePath, query: &str) -> Result<Served, Arc<CoreError>> {
+        let flight_key = format!("info:{}@{}", module.escaped(), query);
         let this = self.clone();
         let (m, q) = (module.clone(), query.to_owned());
+        let fk = flight_key.clone();
         let work = async move {
+            // Only a canonical version knows its storage key before the fetch; for other queries
+            // a waiter can only wait for the lock to be free (see the module docs).
+            let (_, major) = m.split_version();
+            let known_key = (validate::is_canonical(&q) && check_path_major(&q, major).is_ok())
+                .then(|| StorageKey::artifact(&m, &q, ArtifactKind::Info));
+            let storage = &this.inner.storage;
+            let stored = || async {
+                match &known_key {
+                    Some(key) => Ok(storage
+                        .get_bytes(key)
+                        .await
+                        .map_err(to_arc)?
+                        .map(|(b, _)| b)),
+                    None => Ok(None),
+                }
+            };
+            let _guard = match this.take_turn(&fk, stored).await? {
+                Turn::Stored(body) => return Ok(body),
+                Turn::Fetch(guard) => guard,
+            };
             let what = format!("{m}@{q}");
             let gate = &this.inner.gate;
             let (body, version) = walk(this.hops(&m), |hop| {
@@ -440,9 +538,7 @@ impl Proxy {
             }
             this.store_once(&key, body).await
         };
-        let body = self
-            .fly(format!("info:{}@{}", module.escaped(), query), work)
-            .await?;
+        let body = self.fly(flight_key, work).await?;
         Ok(Served {
             body,
             freshness: Freshness::Miss,
@@ -473,9 +569,23 @@ impl Proxy {
         version: &str,
     ) -> Result<Served, Arc<CoreError>> {
         let key = StorageKey::artifact(module, version, ArtifactKind::Mod);
+        let flight_key = format!("mod:{}@{}", module.escaped(), version);
         let this = self.clone();
         let (m, v) = (module.clone(), version.to_owned());
+        let fk = flight_key.clone();
         let work = async move {
+            let storage = &this.inner.storage;
+            let stored = || async {
+                Ok(storage
+                    .get_bytes(&key)
+                    .await
+                    .map_err(to_arc)?
+                    .map(|(b, _)| b))
+            };
+            let _guard = match this.take_turn(&fk, stored).await? {
+                Turn::Stored(body) => return Ok(body),
+                Turn::Fetch(guard) => guard,
+            };
             let what = format!("{m}@{v}");
             let gate = &this.inner.gate;
             let body = walk(this.hops(&m), |hop| {
@@ -503,9 +613,7 @@ impl Proxy {
             .await?;
             this.store_once(&key, body).await
         };
-        let body = self
-            .fly(format!("mod:{}@{}", module.escaped(), version), work)
-            .await?;
+        let body = self.fly(flight_key, work).await?;
         Ok(Served {
             body,
             freshness: Freshness::Miss,
@@ -539,9 +647,18 @@ impl Proxy {
         version: &str,
     ) -> Result<(Object, Freshness), Arc<CoreError>> {
         let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
+        let flight_key = format!("zip:{}@{}", module.escaped(), version);
         let this = self.clone();
         let (m, v, k) = (module.clone(), version.to_owned(), key.clone());
+        let fk = flight_key.clone();
         let work = async move {
+            let storage = &this.inner.storage;
+            let stored = || async { Ok(storage.head(&k).await.map_err(to_arc)?.map(drop)) };
+            let _guard = match this.take_turn(&fk, stored).await? {
+                // The caller streams the stored copy.
+                Turn::Stored(()) => return Ok(Bytes::new()),
+                Turn::Fetch(guard) => guard,
+            };
             let what = format!("{m}@{v}");
             let scratch = this.inner.storage.scratch_file(&what);
             let gate = &this.inner.gate;
@@ -588,8 +705,7 @@ impl Proxy {
             }
             Ok(Bytes::new())
         };
-        self.fly(format!("zip:{}@{}", module.escaped(), version), work)
-            .await?;
+        self.fly(flight_key, work).await?;
         let obj = self
             .inner
             .storage
@@ -635,7 +751,7 @@ impl Proxy {
     async fn fill(self, key: StorageKey) {
         let result = match &key {
             StorageKey::List(m) | StorageKey::Latest(m) => {
-                self.refresh(key.clone(), m.clone()).await.map(drop)
+                self.refresh(key.clone(), m.clone(), None).await.map(drop)
             }
             StorageKey::Artifact {
                 module,
@@ -691,6 +807,80 @@ impl Proxy {
                 .map_err(to_arc)?
                 .map(|(b, _)| b)
                 .unwrap_or(body)),
+        }
+    }
+
+    /// Decides, with the replicas sharing the lock, whether this replica fetches `flight_key`
+    /// (see the module docs). `stored` reads the answer another replica may have stored.
+    async fn take_turn<T, F, Fut>(
+        &self,
+        flight_key: &str,
+        mut stored: F,
+    ) -> Result<Turn<T>, Arc<CoreError>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, Arc<CoreError>>>,
+    {
+        let Some(lock) = &self.inner.lock else {
+            return Ok(Turn::Fetch(None));
+        };
+        let metrics = &self.inner.gate.metrics;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.inner.opts.queue_timeout;
+        let mut waited = false;
+        loop {
+            match lock.try_acquire(flight_key).await {
+                Ok(Some(guard)) => {
+                    metrics.record_lock_acquired();
+                    // The previous holder may have stored the answer just before releasing.
+                    if let Some(found) = stored().await? {
+                        if waited {
+                            metrics.record_lock_wait("served");
+                        }
+                        return Ok(Turn::Stored(found));
+                    }
+                    if waited {
+                        metrics.record_lock_wait("took_over");
+                        tracing::debug!(
+                            fetch.key = flight_key,
+                            waited_ms = started.elapsed().as_millis() as u64,
+                            "the replica holding the fetch lock stored nothing; fetching here"
+                        );
+                    }
+                    return Ok(Turn::Fetch(Some(guard)));
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    metrics.record_lock_error();
+                    if self.inner.lock_warning.ready() {
+                        tracing::warn!(
+                            fetch.key = flight_key,
+                            error = %err,
+                            "fetch lock unavailable; fetching without coordinating with other \
+                             replicas (further warnings suppressed for 30 s)"
+                        );
+                    }
+                    return Ok(Turn::Fetch(None));
+                }
+            }
+            // Another replica is fetching: wait for its answer to show up in storage.
+            waited = true;
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                metrics.record_lock_wait("timed_out");
+                tracing::warn!(
+                    fetch.key = flight_key,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "another replica has been fetching for longer than queue_timeout; fetching \
+                     here too"
+                );
+                return Ok(Turn::Fetch(None));
+            }
+            tokio::time::sleep(lock.poll_interval().min(deadline - now)).await;
+            if let Some(found) = stored().await? {
+                metrics.record_lock_wait("served");
+                return Ok(Turn::Stored(found));
+            }
         }
     }
 

@@ -20,6 +20,10 @@
 //! - [`http`]: tiny HTTP helpers for assertions.
 //! - [`webhook`]: [`WebhookServer`], a validation webhook that records what it is asked and answers
 //!   as the test says.
+//! - [`redis`]: [`RedisServer`], a private `redis-server` on loopback that can be stopped and
+//!   restarted (an outage), for the shared single-flight tests.
+//! - [`s3`]: [`S3Server`], a private S3-compatible server (moto) on loopback with a bucket per test,
+//!   for the storage contract tests.
 //!
 //! [`HttpsGitServer`] needs root (it binds port 443 on a loopback address and adds its host name to
 //! `/etc/hosts`); tests run as root on CI and in the dev container. Tools come from `scripts/setup`:
@@ -35,6 +39,8 @@ pub mod gitserver;
 pub mod go;
 pub mod http;
 pub mod proxy;
+pub mod redis;
+pub mod s3;
 pub mod webhook;
 
 pub use agora::{Agora, AgoraBuilder};
@@ -43,4 +49,6 @@ pub use git::{GitHost, Repo};
 pub use gitserver::{HttpsGitServer, SshGitServer};
 pub use go::{GoClient, GoError, ListM, ModDownload};
 pub use proxy::{Fault, UpstreamProxy};
+pub use redis::RedisServer;
+pub use s3::S3Server;
 pub use webhook::{Verdict, WebhookServer};

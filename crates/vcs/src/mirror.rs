@@ -313,9 +313,12 @@ impl Mirrors {
         let result = async {
             // No template: its sample hooks and files are a dozen file creations that cost more
             // than the rest of the init on slow file systems, and a mirror needs none of them.
-            Git::new(None, &["init", "--quiet", "--bare", "--template=", &tmp_str])
-                .run()
-                .await?;
+            Git::new(
+                None,
+                &["init", "--quiet", "--bare", "--template=", &tmp_str],
+            )
+            .run()
+            .await?;
             // The URL goes into the config file rather than onto a command line, where `ps`
             // would show any credentials in it.
             let config = tmp.join("config");
