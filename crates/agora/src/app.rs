@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use agora_access::{AccessRule, AccessRules, Allow, AuditLog, OnDeny, TokenStore};
-use agora_core::{Policy, Proxy, ProxyOptions, SumdbProxy, VcsSource, Webhook};
+use agora_core::{
+    Policy, Proxy, ProxyOptions, RedisLock, RedisLockOptions, SumdbProxy, VcsSource, Webhook,
+};
 use agora_server::{Guard, TrustedProxies};
 use agora_storage::Storage;
 use agora_upstream::{ClientOptions, UpstreamClient};
@@ -195,6 +197,16 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
             queue_timeout: config.limits.queue_timeout,
         },
     );
+    if !config.redis.url.is_empty() {
+        let lock = RedisLock::new(RedisLockOptions {
+            url: config.redis.url.clone(),
+            ttl: config.redis.lock_ttl,
+            poll: config.redis.lock_poll,
+            ..RedisLockOptions::new(String::new())
+        })
+        .context("redis.url")?;
+        proxy = proxy.with_lock(Arc::new(lock));
+    }
     if !config.validation.url.is_empty() {
         proxy = proxy.with_approver(Arc::new(Webhook::new(
             config.validation.url.clone(),

@@ -41,6 +41,25 @@ pub struct Config {
     pub filter: FilterConfig,
     pub validation: ValidationConfig,
     pub audit: AuditConfig,
+    pub redis: RedisConfig,
+    /// Where artifacts live: the local data directory (default), S3-compatible storage, GCS or
+    /// Azure. Git mirrors and scratch files stay on local disk under `data_dir` in every case.
+    pub storage: agora_storage::StorageConfig,
+}
+
+/// A Redis shared by several replicas: one lock per fetch, so N replicas fetch a cold artifact
+/// once. Without it (or while it is down) each replica fetches on its own.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`; empty = no shared lock.
+    pub url: String,
+    /// How long the others wait for a replica that died while fetching (renewed while alive).
+    #[serde(with = "humantime_serde")]
+    pub lock_ttl: Duration,
+    /// How often a waiting replica looks for the artifact.
+    #[serde(with = "humantime_serde")]
+    pub lock_poll: Duration,
 }
 
 /// HTTPS served by agora itself (rustls). Certificates are reloaded when the files change and on
@@ -483,6 +502,12 @@ impl Default for Config {
                 fail: "closed".into(),
             },
             audit: AuditConfig::default(),
+            storage: agora_storage::StorageConfig::default(),
+            redis: RedisConfig {
+                url: String::new(),
+                lock_ttl: Duration::from_secs(30),
+                lock_poll: Duration::from_millis(200),
+            },
         }
     }
 }
@@ -620,6 +645,13 @@ impl Config {
             bail!("nothing to listen on: set listen, tls.listen or both");
         }
         self.filter.to_filter()?;
+        if !self.redis.url.is_empty() && self.redis.lock_ttl >= self.limits.queue_timeout {
+            bail!(
+                "redis.lock_ttl ({:?}) must be shorter than limits.queue_timeout ({:?}): a waiting replica must outlive a dead holder's lock",
+                self.redis.lock_ttl,
+                self.limits.queue_timeout
+            );
+        }
         self.validation.fail_mode()?;
         agora_upstream::parse_goproxy(&self.upstream.proxy).context("invalid upstream.proxy")?;
         if self.data_dir.as_os_str().is_empty() {
@@ -701,6 +733,9 @@ impl Config {
             }
         }
         shown.validation.url = agora_upstream::client::redact(&shown.validation.url);
+        shown.redis.url = agora_upstream::client::redact(&shown.redis.url);
+        shown.storage = shown.storage.redacted();
+        shown.storage.s3.endpoint = agora_upstream::client::redact(&shown.storage.s3.endpoint);
         // Not secrets (hashes of 256-bit random tokens), but nobody needs them on a screen.
         for t in &mut shown.auth.tokens {
             t.hash = "sha256:***".into();

@@ -50,6 +50,14 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Write every stored version (.info, .mod, .zip, and an @v/list per module) to DIR as a
+    /// GOPROXY tree, usable as GOPROXY=file:///DIR.
+    Export {
+        /// The directory to write (created if missing).
+        dir: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Issue, list and revoke client tokens (a running server picks changes up by itself).
     Token {
         #[command(subcommand)]
@@ -122,6 +130,7 @@ fn main() {
             Ok(())
         }),
         Command::Import { dir, config } => config.load().and_then(|c| import(&c, &dir)),
+        Command::Export { dir, config } => config.load().and_then(|c| export(&c, &dir)),
         Command::Token {
             command,
             file,
@@ -135,13 +144,21 @@ fn main() {
     }
 }
 
-fn import(config: &Config, dir: &std::path::Path) -> Result<()> {
-    let storage = Storage::local(&config.data_dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The configured artifact store.
+fn open_storage(config: &Config) -> Result<Storage> {
+    Storage::open(&config.storage, &config.data_dir).context("opening storage")
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    let report = runtime.block_on(migrate::import(
+        .context("starting the async runtime")
+}
+
+fn import(config: &Config, dir: &std::path::Path) -> Result<()> {
+    let storage = open_storage(config)?;
+    let report = runtime()?.block_on(migrate::import(
         &storage,
         dir,
         &mut std::io::stdout().lock(),
@@ -150,6 +167,15 @@ fn import(config: &Config, dir: &std::path::Path) -> Result<()> {
         anyhow::bail!("{} versions were rejected", report.rejected.len());
     }
     Ok(())
+}
+
+fn export(config: &Config, dir: &std::path::Path) -> Result<()> {
+    let storage = open_storage(config)?;
+    runtime()?.block_on(migrate::export(
+        &storage,
+        dir,
+        &mut std::io::stdout().lock(),
+    ))
 }
 
 /// The tokens file `agora token` works on: `--file`, else the configured one.
@@ -182,7 +208,7 @@ fn init_tracing(config: &Config) {
 
 fn serve(config: Config) -> Result<()> {
     init_tracing(&config);
-    let storage = Storage::local(&config.data_dir)?;
+    let storage = open_storage(&config)?;
     // Built before the runtime starts: wiring may set process environment for git.
     let app = app::build(&config, storage)?;
     let access = app::access(&config)?;
@@ -211,6 +237,7 @@ async fn run(
     tls: Option<Arc<agora_server::ReloadingTls>>,
 ) -> Result<()> {
     let storage = app.storage.clone();
+    check_remote_storage(&storage).await?;
     let tokens = access.tokens.clone();
     let audit = access.guard.audit().clone();
     let router = agora_server::router(AppState {
@@ -289,6 +316,32 @@ async fn run(
     };
     tokio::try_join!(http, https).context("server failed")?;
     tracing::info!("agora stopped");
+    Ok(())
+}
+
+/// A remote store must refuse overwrites, or write-once would silently not hold: refuse to start
+/// on one that does not. An unreachable store is only logged (`/readyz` reports it until it
+/// answers). Leftover staging objects of crashed uploads are cleaned in the background.
+async fn check_remote_storage(storage: &Storage) -> Result<()> {
+    if !matches!(storage.backend(), agora_storage::Backend::Remote(_)) {
+        return Ok(());
+    }
+    match storage.verify_write_once().await {
+        Ok(()) => {}
+        Err(err @ agora_storage::StorageError::Config { .. }) => return Err(err.into()),
+        Err(err) => {
+            tracing::error!(error = %err, "storage does not answer yet; serving anyway (see /readyz)")
+        }
+    }
+    let storage = storage.clone();
+    tokio::spawn(async move {
+        if let Err(err) = storage
+            .sweep_staging(std::time::Duration::from_secs(24 * 3600))
+            .await
+        {
+            tracing::warn!(error = %err, "cleaning old staging objects failed");
+        }
+    });
     Ok(())
 }
 

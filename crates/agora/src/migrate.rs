@@ -261,3 +261,102 @@ fn athens_entry(found: &mut Versions, rel: &str, path: &Path) {
         _ => {}
     }
 }
+
+/// Writes every stored version under `dir` as a GOPROXY tree, with an `@v/list` per module naming
+/// the versions that have a `.mod` (the protocol's list leaves out pseudo-versions). Files are
+/// written to a temporary name and renamed, so an interrupted export leaves no partial artifact.
+pub async fn export(storage: &Storage, dir: &Path, out: &mut impl Write) -> Result<()> {
+    use futures::TryStreamExt;
+
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mut listed: Vec<String> = storage
+        .list("")
+        .map_ok(|l| l.path)
+        .try_collect()
+        .await
+        .context("listing storage")?;
+    listed.sort();
+    let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut files = 0usize;
+    for path in listed {
+        let Some((module_dir, file)) = path.rsplit_once("/@v/") else {
+            // `@latest` answers and checksum-database tiles are caches, not versions.
+            continue;
+        };
+        let Some((escaped_version, ext)) = file.rsplit_once('.') else {
+            continue;
+        };
+        if !matches!(ext, "info" | "mod" | "zip") {
+            continue;
+        }
+        let (Ok(module), Ok(version)) =
+            (unescape_path(module_dir), unescape_version(escaped_version))
+        else {
+            continue;
+        };
+        let Ok(module) = ModulePath::new(&module) else {
+            continue;
+        };
+        let kind = ArtifactKind::from_extension(ext).expect("info, mod or zip");
+        let key = StorageKey::artifact(&module, &version, kind);
+        let target = dir.join(&path);
+        copy_out(storage, &key, &target).await?;
+        files += 1;
+        if ext == "mod" && !agora_gomod::pseudo::is_pseudo_version(&version) {
+            versions
+                .entry(module_dir.to_owned())
+                .or_default()
+                .push(version);
+        }
+    }
+    for (module_dir, mut list) in versions {
+        agora_gomod::semver::sort(&mut list);
+        let mut text = list.join("\n");
+        text.push('\n');
+        write_atomic(&dir.join(module_dir).join("@v/list"), text.as_bytes()).await?;
+    }
+    writeln!(out, "exported {files} files to {}", dir.display())?;
+    Ok(())
+}
+
+/// Streams one stored object to `target` (temporary name, then rename).
+async fn copy_out(storage: &Storage, key: &StorageKey, target: &Path) -> Result<()> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    let Some(mut obj) = storage.get(key).await? else {
+        // Listed a moment ago, gone now: nothing to export.
+        return Ok(());
+    };
+    let parent = target.parent().expect("under the export dir");
+    tokio::fs::create_dir_all(parent)
+        .await
+        .with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = target.with_extension("agora-tmp");
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    while let Some(chunk) = obj.body.next().await {
+        file.write_all(&chunk?).await?;
+    }
+    file.sync_all().await?;
+    tokio::fs::rename(&tmp, target)
+        .await
+        .with_context(|| format!("writing {}", target.display()))?;
+    Ok(())
+}
+
+async fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
+    let parent = target.parent().expect("under the export dir");
+    tokio::fs::create_dir_all(parent).await?;
+    let tmp = target.with_extension("agora-tmp");
+    tokio::fs::write(&tmp, bytes)
+        .await
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    tokio::fs::rename(&tmp, target)
+        .await
+        .with_context(|| format!("writing {}", target.display()))?;
+    Ok(())
+}

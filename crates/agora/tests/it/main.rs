@@ -14,6 +14,7 @@ mod http_features;
 mod migrate;
 mod modes;
 mod private;
+mod replicas;
 mod secrets;
 mod serving;
 mod sumdb;

@@ -66,6 +66,32 @@ fn import_a_go_module_cache_verifying_every_zip() {
     assert!(out.contains(&format!("{n} versions")), "{out}");
     serves_the_baseline_without_upstream(&data);
 
+    // Export writes a GOPROXY tree the go command uses directly.
+    let exported = tmp.path().join("exported");
+    let out = Command::new(agora_bin())
+        .arg("export")
+        .arg(&exported)
+        .arg("--data")
+        .arg(&data)
+        .env_remove("GOPROXY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let go = go_client().env("GOSUMDB", "off");
+    let file_proxy = format!("file://{}", exported.display());
+    for (q, want) in &world().baseline {
+        let got = go
+            .mod_download(&file_proxy, q)
+            .unwrap_or_else(|e| panic!("{q} from the export: {e}"));
+        assert_eq!(got.sum, want.sum, "{q}");
+    }
+    let list =
+        std::fs::read_to_string(exported.join("github.com/agora-fixtures/greet/@v/list")).unwrap();
+    assert_eq!(list, "v1.0.0\nv1.1.0\nv1.2.0-rc.1\n");
+    assert!(!files_under(&exported)
+        .iter()
+        .any(|f| f.contains("agora-tmp") || f.starts_with("_agora")));
+
     // Importing again changes nothing.
     let (ok, out) = import(&data, &cache);
     assert!(ok, "{out}");
