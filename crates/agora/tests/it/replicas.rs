@@ -3,7 +3,7 @@
 //! taken over by the other, and nothing partial is ever stored.
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ use agora_testkit::{http, Agora, Fault, RedisServer, S3Server, UpstreamProxy};
 
 use crate::support::*;
 
-fn replica(dir: &Path, name: &str, s3: &S3Server, bucket: &str, redis: &str, up: &str) -> Agora {
+/// A replica's configuration: the shared bucket and Redis (`redis` may be empty: no lock).
+fn replica_config(dir: &Path, name: &str, s3: &S3Server, bucket: &str, redis: &str) -> PathBuf {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
@@ -41,6 +42,11 @@ lock_poll = "100ms"
         ),
     )
     .unwrap();
+    config
+}
+
+fn replica(dir: &Path, name: &str, s3: &S3Server, bucket: &str, redis: &str, up: &str) -> Agora {
+    let config = replica_config(dir, name, s3, bucket, redis);
     builder(&dir.join(name), up)
         .arg("--config")
         .arg(&config)
@@ -179,6 +185,41 @@ fn a_replica_killed_mid_fetch_is_taken_over() {
         list(&storage),
         ["github.com/agora-fixtures/bigzip/@v/v1.0.0.zip"]
     );
+}
+
+#[test]
+fn import_into_a_bucket_and_serve_from_it() {
+    let s3 = S3Server::start();
+    let bucket = s3.new_bucket();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = replica_config(tmp.path(), "r", &s3, &bucket, "");
+    let out = std::process::Command::new(agora_bin())
+        .arg("import")
+        .arg(world().go.download_cache())
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(tmp.path().join("import-scratch"))
+        .env_remove("GOPROXY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The upstream is off: everything served comes from the import.
+    let agora = builder(&tmp.path().join("r"), "off")
+        .arg("--config")
+        .arg(&config)
+        .start();
+    let go = go_client().env("GOSUMDB", "off");
+    for (q, want) in &world().baseline {
+        let got = go
+            .mod_download(agora.url(), q)
+            .unwrap_or_else(|e| panic!("{q} from the bucket: {e}"));
+        assert_eq!(got.sum, want.sum, "{q}");
+    }
 }
 
 fn open_bucket(s3: &S3Server, bucket: &str, dir: &Path) -> agora_storage::Storage {
