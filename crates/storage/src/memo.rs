@@ -12,9 +12,16 @@
 //! The memo is bounded by bytes (bodies plus a fixed overhead per entry) and forgets the oldest
 //! entry first. Eviction by age rather than by use keeps a hit to one short critical section
 //! with no bookkeeping; losing an entry only costs one read from the backend.
+//!
+//! [`RecentMutable`] is the mutable objects' counterpart: a copy of a `@v/list` or `@latest`
+//! answer is reused for at most [`MUTABLE_TTL`] (one second). Within this process a write
+//! replaces the copy at once; a write by another replica sharing the store shows up at most one
+//! second later, which is small next to the lists' own freshness window (`cache.list_fresh`,
+//! default one minute) and removes the read from the hot path of a busy list.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -102,6 +109,56 @@ impl SmallObjects {
     }
 }
 
+/// How long a copy of a mutable object is reused.
+pub(crate) const MUTABLE_TTL: Duration = Duration::from_secs(1);
+
+/// Most mutable objects kept; past it the map is emptied (entries live a second anyway).
+const MUTABLE_MAX: usize = 4096;
+
+/// Short-lived copies of `@v/list` and `@latest` answers (see the module docs).
+pub(crate) struct RecentMutable {
+    inner: Mutex<HashMap<StorageKey, (Bytes, ObjectInfo, Instant)>>,
+}
+
+impl RecentMutable {
+    pub(crate) fn new() -> Self {
+        RecentMutable {
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` is a mutable object this cache keeps.
+    pub(crate) fn admits(key: &StorageKey) -> bool {
+        matches!(key, StorageKey::List(_) | StorageKey::Latest(_))
+    }
+
+    pub(crate) fn get(&self, key: &StorageKey) -> Option<(Bytes, ObjectInfo)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (body, info, at) = inner.get(key)?;
+        (at.elapsed() < MUTABLE_TTL).then(|| (body.clone(), info.clone()))
+    }
+
+    pub(crate) fn put(&self, key: &StorageKey, body: &Bytes, info: &ObjectInfo) {
+        if body.len() as u64 > MAX_OBJECT {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.len() >= MUTABLE_MAX {
+            inner.clear();
+        }
+        inner.insert(
+            key.clone(),
+            (Bytes::copy_from_slice(body), info.clone(), Instant::now()),
+        );
+    }
+
+    /// Forgets `key` (it was just replaced in storage).
+    pub(crate) fn forget(&self, key: &StorageKey) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +179,23 @@ mod tests {
             last_modified: SystemTime::UNIX_EPOCH,
             e_tag: None,
         }
+    }
+
+    #[test]
+    fn mutable_copies_expire_and_are_forgotten_on_write() {
+        let m = ModulePath::new("example.com/m").unwrap();
+        let list = StorageKey::List(m.clone());
+        assert!(RecentMutable::admits(&list));
+        assert!(RecentMutable::admits(&StorageKey::Latest(m)));
+        assert!(!RecentMutable::admits(&key(0, ArtifactKind::Info)));
+        let recent = RecentMutable::new();
+        recent.put(&list, &Bytes::from_static(b"v1.0.0\n"), &info(7));
+        assert_eq!(&recent.get(&list).unwrap().0[..], b"v1.0.0\n");
+        recent.forget(&list);
+        assert!(recent.get(&list).is_none());
+        recent.put(&list, &Bytes::from_static(b"v1.0.0\n"), &info(7));
+        std::thread::sleep(MUTABLE_TTL + Duration::from_millis(50));
+        assert!(recent.get(&list).is_none(), "expired");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use object_store::{
 };
 
 use crate::key::StorageKey;
-use crate::memo::SmallObjects;
+use crate::memo::{RecentMutable, SmallObjects};
 
 /// Errors from the storage layer. They carry the key's path; never credentials.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +120,8 @@ struct Inner {
     writes: crate::remote::Counters,
     /// Copies of small write-once objects (see [`crate::memo`]).
     small: SmallObjects,
+    /// Second-long copies of lists and `@latest` answers (see [`crate::memo`]).
+    recent: RecentMutable,
 }
 
 /// Name of the proxy-private prefix; it cannot collide with a module path (no dot, underscore).
@@ -178,6 +180,7 @@ impl Storage {
                 counter: AtomicU64::new(0),
                 writes: Default::default(),
                 small: SmallObjects::new(crate::memo::DEFAULT_BUDGET),
+                recent: RecentMutable::new(),
             }),
         }
     }
@@ -270,6 +273,16 @@ impl Storage {
         &self,
         key: &StorageKey,
     ) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+        if RecentMutable::admits(key) {
+            if let Some(hit) = self.inner.recent.get(key) {
+                return Ok(Some(hit));
+            }
+            let found = self.read_bytes(key).await?;
+            if let Some((body, info)) = &found {
+                self.inner.recent.put(key, body, info);
+            }
+            return Ok(found);
+        }
         if !SmallObjects::admits(key) {
             return self.read_bytes(key).await;
         }
@@ -345,6 +358,13 @@ impl Storage {
     /// Replaces a mutable object (list, latest) atomically.
     pub async fn put_overwrite(&self, key: &StorageKey, bytes: Bytes) -> Result<(), StorageError> {
         debug_assert!(!key.is_write_once(), "overwrite of write-once key {key:?}");
+        let written = self.overwrite(key, bytes).await;
+        // After the write: a reader between a forget and the write would keep the old copy.
+        self.inner.recent.forget(key);
+        written
+    }
+
+    async fn overwrite(&self, key: &StorageKey, bytes: Bytes) -> Result<(), StorageError> {
         if let Backend::Local(root) = &self.inner.backend {
             // Staged under `_agora/tmp` (see `put_once`), then renamed over the old copy.
             let scratch = self.stage(key, &bytes).await?;
@@ -581,6 +601,8 @@ mod local {
     use crate::key::StorageKey;
 
     const CHUNK: usize = 64 * 1024;
+    const MID_CHUNK: usize = 256 * 1024;
+    const MID_OBJECT: u64 = 4 << 20;
 
     fn path_of(root: &Path, key: &StorageKey) -> PathBuf {
         // Keys are validated module paths and versions (no `..`, no leading `/`).
@@ -642,18 +664,38 @@ mod local {
 
     pub async fn open(root: &Path, key: &StorageKey) -> Result<Option<Object>, StorageError> {
         let path = path_of(root, key);
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if missing(&e) => return Ok(None),
-            Err(e) => return Err(err(key, "open", e)),
-        };
-        let meta = file.metadata().await.map_err(|e| err(key, "stat", e))?;
-        if meta.is_dir() {
+        let k = key.clone();
+        // Open and stat in one hop to the blocking pool.
+        let opened = tokio::task::spawn_blocking(move || {
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if missing(&e) => return Ok(None),
+                Err(e) => return Err(err(&k, "open", e)),
+            };
+            let meta = file.metadata().map_err(|e| err(&k, "stat", e))?;
+            Ok((!meta.is_dir()).then_some((file, meta)))
+        })
+        .await
+        .map_err(|e| err(key, "open", std::io::Error::other(e)))??;
+        let Some((file, meta)) = opened else {
             return Ok(None);
-        }
+        };
         let info = info_of(&meta);
-        let body = tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed();
+        let file = tokio::fs::File::from_std(file);
+        let body = tokio_util::io::ReaderStream::with_capacity(file, chunk_for(meta.len())).boxed();
         Ok(Some(Object { info, body }))
+    }
+
+    /// Read size for streaming an object of `len` bytes. Each chunk is one hop to the blocking
+    /// pool, so a 1 MiB zip in 64 KiB chunks paid 16 hops; objects up to [`MID_OBJECT`] are read
+    /// in quarters (at most [`MID_CHUNK`]). Large zips keep [`CHUNK`]: with hundreds of
+    /// concurrent downloads the chunk size is what bounds memory.
+    fn chunk_for(len: u64) -> usize {
+        if len <= MID_OBJECT {
+            ((len / 4) as usize).clamp(CHUNK, MID_CHUNK)
+        } else {
+            CHUNK
+        }
     }
 }
 
