@@ -396,27 +396,29 @@ impl RedisInner {
     }
 
     async fn release(&self, key: &str, token: &str) -> Result<(), LockError> {
-        self.call("release", |mut c| async move {
-            self.release
-                .key(key)
-                .arg(token)
-                .invoke_async::<i64>(&mut c)
-                .await
-                .map(drop)
-        })
-        .await
+        self.call("release", |c| self.release_script(c, key, token))
+            .await
     }
 
+    /// [`release`](Self::release) even while calls are paused after a failure (cleaning up after
+    /// a `SET` that timed out but may have landed).
     async fn release_unpaused(&self, key: &str, token: &str) -> Result<(), LockError> {
-        self.call_unpaused("release", |mut c| async move {
-            self.release
-                .key(key)
-                .arg(token)
-                .invoke_async::<i64>(&mut c)
-                .await
-                .map(drop)
-        })
-        .await
+        self.call_unpaused("release", |c| self.release_script(c, key, token))
+            .await
+    }
+
+    async fn release_script(
+        &self,
+        mut c: ConnectionManager,
+        key: &str,
+        token: &str,
+    ) -> RedisResult<()> {
+        self.release
+            .key(key)
+            .arg(token)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map(drop)
     }
 }
 

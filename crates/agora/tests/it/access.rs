@@ -34,21 +34,10 @@ fn token_add(file: &Path, name: &str, groups: &[&str]) -> String {
 }
 
 fn token_cmd(file: &Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(agora_bin())
-        .arg("token")
-        .args(args)
-        .arg("--file")
-        .arg(file)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let mut all: Vec<std::ffi::OsString> = vec!["token".into()];
+    all.extend(args.iter().map(Into::into));
+    all.extend(["--file".into(), file.as_os_str().to_owned()]);
+    agora_cmd(all)
 }
 
 /// A CA and a certificate for 127.0.0.1, copied to `dir/cert.pem` and `dir/key.pem` (agora reads

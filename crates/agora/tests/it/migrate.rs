@@ -2,27 +2,16 @@
 //! artifact verified, then served to the go command with its own hashes and no upstream at all.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::*;
 
 fn import(data: &Path, dir: &Path) -> (bool, String) {
-    let out = Command::new(agora_bin())
-        .args(["import"])
-        .arg(dir)
-        .arg("--data")
-        .arg(data)
-        .env_remove("GOPROXY")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    agora_cmd([
+        "import".as_ref(),
+        dir.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ])
 }
 
 /// Every baseline version downloads through an agora that has no upstream (`off`), with the hashes
@@ -68,15 +57,13 @@ fn import_a_go_module_cache_verifying_every_zip() {
 
     // Export writes a GOPROXY tree the go command uses directly.
     let exported = tmp.path().join("exported");
-    let out = Command::new(agora_bin())
-        .arg("export")
-        .arg(&exported)
-        .arg("--data")
-        .arg(&data)
-        .env_remove("GOPROXY")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (ok, out) = agora_cmd([
+        "export".as_ref(),
+        exported.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    assert!(ok, "{out}");
     let go = go_client().env("GOSUMDB", "off");
     let file_proxy = format!("file://{}", exported.display());
     for (q, want) in &world().baseline {

@@ -81,6 +81,28 @@ pub fn builder(data: &Path, upstream: &str) -> AgoraBuilder {
     b.env("AGORA_LOG_LEVEL", "agora=debug,info")
 }
 
+/// Runs an agora subcommand (`import`, `token`, `config show`, ...) to completion, with no GO*
+/// variables from the machine; returns whether it succeeded and its stdout followed by stderr.
+pub fn agora_cmd<I, S>(args: I) -> (bool, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = std::process::Command::new(agora_bin())
+        .args(args)
+        .env_remove("GOPROXY")
+        .output()
+        .expect("run agora");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn start(data: &Path, upstream: &str) -> Agora {
     builder(data, upstream).start()
 }
