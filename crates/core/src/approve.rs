@@ -30,6 +30,43 @@ pub struct Candidate {
     pub zip_size: Option<u64>,
 }
 
+impl Candidate {
+    fn new(module: &impl ToString, version: &str, kind: &'static str) -> Candidate {
+        Candidate {
+            module: module.to_string(),
+            version: version.to_owned(),
+            kind,
+            go_mod: None,
+            zip_hash: None,
+            zip_size: None,
+        }
+    }
+
+    pub fn info(module: &impl ToString, version: &str) -> Candidate {
+        Candidate::new(module, version, "info")
+    }
+
+    pub fn go_mod(module: &impl ToString, version: &str, go_mod: &[u8]) -> Candidate {
+        Candidate {
+            go_mod: Some(String::from_utf8_lossy(go_mod).into_owned()),
+            ..Candidate::new(module, version, "mod")
+        }
+    }
+
+    pub fn zip(
+        module: &impl ToString,
+        version: &str,
+        hash: String,
+        size: Option<u64>,
+    ) -> Candidate {
+        Candidate {
+            zip_hash: Some(hash),
+            zip_size: size,
+            ..Candidate::new(module, version, "zip")
+        }
+    }
+}
+
 /// Why an artifact was not approved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rejection {

@@ -526,15 +526,7 @@ impl Proxy {
                     .map_err(to_arc)?
                     .is_none()
             {
-                this.approve(Candidate {
-                    module: m.to_string(),
-                    version: version.clone(),
-                    kind: "info",
-                    go_mod: None,
-                    zip_hash: None,
-                    zip_size: None,
-                })
-                .await?;
+                this.approve(Candidate::info(&m, &version)).await?;
             }
             this.store_once(&key, body).await
         };
@@ -602,15 +594,7 @@ impl Proxy {
             })
             .await
             .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
-            this.approve(Candidate {
-                module: m.to_string(),
-                version: v.clone(),
-                kind: "mod",
-                go_mod: Some(String::from_utf8_lossy(&body).into_owned()),
-                zip_hash: None,
-                zip_size: None,
-            })
-            .await?;
+            this.approve(Candidate::go_mod(&m, &v, &body)).await?;
             this.store_once(&key, body).await
         };
         let body = self.fly(flight_key, work).await?;
@@ -684,15 +668,7 @@ impl Proxy {
                     .await
                     .map(|m| m.len())
                     .ok();
-                this.approve(Candidate {
-                    module: m.to_string(),
-                    version: v.clone(),
-                    kind: "zip",
-                    go_mod: None,
-                    zip_hash: Some(hash),
-                    zip_size: size,
-                })
-                .await?;
+                this.approve(Candidate::zip(&m, &v, hash, size)).await?;
             }
             let outcome = this
                 .inner
