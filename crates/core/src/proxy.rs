@@ -399,7 +399,8 @@ impl Proxy {
             // store's timestamps may be coarse (whole seconds) or come from another clock.
             let storage = &this.inner.storage;
             let newer = || async {
-                let found = storage.get_bytes(&key).await.map_err(to_arc)?;
+                // Not this process's second-long copy: it may predate the other replica's write.
+                let found = storage.get_bytes_fresh(&key).await.map_err(to_arc)?;
                 Ok(found.and_then(|(body, info)| {
                     let same = seen.as_ref().is_some_and(|s| {
                         s.last_modified == info.last_modified

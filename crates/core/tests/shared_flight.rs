@@ -85,6 +85,10 @@ impl World {
     /// One replica: its own storage handle on the shared directory, its own upstream client,
     /// and `lock` if given.
     fn replica(&self, lock: Option<Arc<dyn FetchLock>>) -> Proxy {
+        self.replica_with(ProxyOptions::default(), lock)
+    }
+
+    fn replica_with(&self, opts: ProxyOptions, lock: Option<Arc<dyn FetchLock>>) -> Proxy {
         let storage = Storage::local(self.data.path()).unwrap();
         let client = UpstreamClient::new(ClientOptions {
             retries: 0,
@@ -97,14 +101,7 @@ impl World {
             "http://127.0.0.1:9".into(),
             client.clone(),
         ));
-        let proxy = Proxy::new(
-            storage,
-            Policy::new(&[], &[]),
-            &chain,
-            client,
-            direct,
-            ProxyOptions::default(),
-        );
+        let proxy = Proxy::new(storage, Policy::new(&[], &[]), &chain, client, direct, opts);
         match lock {
             Some(lock) => proxy.with_lock(lock),
             None => proxy,
@@ -252,6 +249,38 @@ async fn two_replicas_fetch_info_mod_and_list_once() {
     let list = bounded(hammer(&replicas, PER_REPLICA, Ask::List)).await;
     assert_all_equal(&list, b"v1.0.0\nv1.1.0\n");
     assert_eq!(world.count("list"), 1, "{:?}", world.upstream.requests());
+}
+
+/// A stale list is refreshed once for both replicas, even though each has just read the old copy
+/// (and keeps it in memory for a second): the waiter re-reads storage, not its own copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_refresh_a_stale_list_once() {
+    let redis = RedisServer::start();
+    let world = World::new();
+    let opts = ProxyOptions {
+        list_fresh: Duration::ZERO,
+        list_stale: Duration::ZERO,
+        ..ProxyOptions::default()
+    };
+    let lock = || -> Option<Arc<dyn FetchLock>> {
+        Some(Arc::new(
+            RedisLock::new(RedisLockOptions::new(redis.url())).unwrap(),
+        ))
+    };
+    let (a, b) = (
+        world.replica_with(opts.clone(), lock()),
+        world.replica_with(opts, lock()),
+    );
+    // Stored once; then each replica refreshes it on every request (no freshness window).
+    bounded(ask(&a, Ask::List)).await;
+    assert_eq!(world.count("list"), 1);
+    world.upstream.set_path_fault(
+        &upstream_path("list"),
+        Fault::Delay(Duration::from_millis(300)),
+    );
+    let lists = bounded(hammer(&[a, b], PER_REPLICA, Ask::List)).await;
+    assert_all_equal(&lists, b"v1.0.0\nv1.1.0\n");
+    assert_eq!(world.count("list"), 2, "{:?}", world.upstream.requests());
 }
 
 /// The other replica's requests arrive while the fetch is under way; they are answered from

@@ -296,6 +296,24 @@ impl Storage {
         Ok(found)
     }
 
+    /// [`get_bytes`](Self::get_bytes) straight from the backend, for a list or `@latest` whose
+    /// newest stored copy matters (has another replica just replaced it?): the second-long
+    /// in-process copy is refreshed, not trusted.
+    pub async fn get_bytes_fresh(
+        &self,
+        key: &StorageKey,
+    ) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+        if !RecentMutable::admits(key) {
+            return self.get_bytes(key).await;
+        }
+        let found = self.read_bytes(key).await?;
+        match &found {
+            Some((body, info)) => self.inner.recent.put(key, body, info),
+            None => self.inner.recent.forget(key),
+        }
+        Ok(found)
+    }
+
     async fn read_bytes(
         &self,
         key: &StorageKey,
