@@ -89,14 +89,23 @@ impl Guard {
         }
     }
 
-    /// May `who` read `module` (`what` is the request's `module@version` for messages)?
+    /// May `who` read `module` (at `version`, which only shapes the refusal's message)?
     pub fn authorize(
         &self,
         who: &Principal,
         module: &ModulePath,
-        what: &str,
+        version: Option<&str>,
     ) -> Result<(), AppError> {
-        refusal(self.rules.check(who, module.as_str()), who, what)
+        match self.rules.check(who, module.as_str()) {
+            Decision::Allow => Ok(()),
+            denied => {
+                let what = match version {
+                    Some(v) => format!("{module}@{v}"),
+                    None => module.to_string(),
+                };
+                refusal(denied, who, &what)
+            }
+        }
     }
 
     /// For requests that name no module (checksum-database tiles): the default rule.

@@ -5,6 +5,7 @@
 //! honour `Range` (206/416); text answers are compressed (gzip, brotli) when the client accepts it.
 //! See [`crate::http_cache`] for the validators.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -124,8 +125,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 struct Trace {
     /// The metrics label.
     route: &'static str,
-    /// Who asked ("anonymous", a token's name, or "unauthenticated" for refused credentials).
-    client: String,
+    /// Who asked; `None` until credentials were accepted (refused ones are "unauthenticated").
+    who: Option<Principal>,
     /// Set when the request concerns a module whose fetches are audited.
     audit: Option<(String, Option<String>)>,
 }
@@ -139,7 +140,7 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
     let client = state.guard.client(&parts.extensions, headers);
     let mut trace = Trace {
         route: "other",
-        client: "unauthenticated".into(),
+        who: None,
         audit: None,
     };
     let resp = match answer(&state, method, uri, headers, &client, &mut trace).await {
@@ -163,7 +164,11 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
     if let Some((module, version)) = trace.audit {
         state.guard.audit().record(&AuditRecord {
             time: SystemTime::now(),
-            client: trace.client,
+            client: trace
+                .who
+                .as_ref()
+                .map_or("unauthenticated", |w| w.name())
+                .to_owned(),
             ip: client.ip.to_string(),
             module,
             version,
@@ -183,18 +188,19 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
 
 /// The module a request is about, with its version, if it names one. Checksum-database lookups
 /// name one too (`/sumdb/<db>/lookup/<module>@<version>`).
-fn subject(req: &ProxyRequest) -> Option<(ModulePath, Option<String>)> {
+/// Borrowed from the request where it can be: this runs for every request.
+fn subject(req: &ProxyRequest) -> Option<(Cow<'_, ModulePath>, Option<Cow<'_, str>>)> {
     match req {
-        ProxyRequest::List(m) | ProxyRequest::Latest(m) => Some((m.clone(), None)),
+        ProxyRequest::List(m) | ProxyRequest::Latest(m) => Some((Cow::Borrowed(m), None)),
         ProxyRequest::Artifact {
             module, version, ..
-        } => Some((module.clone(), Some(version.clone()))),
+        } => Some((Cow::Borrowed(module), Some(Cow::Borrowed(version.as_str())))),
         ProxyRequest::Sumdb { rest, .. } => {
             let (path, version) = rest.strip_prefix("lookup/")?.rsplit_once('@')?;
             let module = agora_gomod::module::unescape_path(path).ok()?;
             let module = ModulePath::new(&module).ok()?;
             let version = agora_gomod::module::unescape_version(version).ok()?;
-            Some((module, Some(version)))
+            Some((Cow::Owned(module), Some(Cow::Owned(version))))
         }
         ProxyRequest::SumdbSupported { .. } => None,
     }
@@ -213,19 +219,13 @@ fn admit(
     let subject = subject(req);
     if let Some((module, version)) = &subject {
         if guard.audited(state.proxy.policy(), module) {
-            trace.audit = Some((module.to_string(), version.clone()));
+            trace.audit = Some((module.to_string(), version.as_deref().map(str::to_owned)));
         }
     }
     let who = guard.authenticate(client, headers)?;
-    trace.client = who.name().to_owned();
+    trace.who = Some(who.clone());
     match &subject {
-        Some((module, version)) => {
-            let what = match version {
-                Some(v) => format!("{module}@{v}"),
-                None => module.to_string(),
-            };
-            guard.authorize(&who, module, &what)?;
-        }
+        Some((module, version)) => guard.authorize(&who, module, version.as_deref())?,
         None => guard.authorize_unscoped(&who, "the checksum database")?,
     }
     Ok(who)
