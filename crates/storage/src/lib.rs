@@ -11,12 +11,15 @@
 //! - [`remote`]: S3-compatible, GCS and Azure backends, and how write-once holds on them
 //!   (conditional puts; multipart upload to a staging key + conditional copy for large files).
 //! - [`list`]: [`Storage::list`], a prefix walk for tools and tests (never on the request path).
+//! - `local` (private): reads from a local data directory, without a hop to the blocking thread
+//!   pool when the kernel can answer from its caches.
 //! - `memo` (private): an in-memory copy of small write-once objects (`.info`, `.mod`, tiles) in
 //!   front of the backend; never of lists, `@latest` or zips.
 
 pub mod config;
 pub mod key;
 pub mod list;
+mod local;
 mod memo;
 pub mod remote;
 pub mod store;

@@ -223,7 +223,7 @@ impl Storage {
     /// Opens `key` for streaming, or `None` if it is not stored.
     pub async fn get(&self, key: &StorageKey) -> Result<Option<Object>, StorageError> {
         if let Backend::Local(root) = &self.inner.backend {
-            return local::open(root, key).await;
+            return crate::local::open_object(root, key, None).await;
         }
         self.open_with(key, GetOptions::default()).await
     }
@@ -236,6 +236,9 @@ impl Storage {
         key: &StorageKey,
         range: Range<u64>,
     ) -> Result<Option<Object>, StorageError> {
+        if let Backend::Local(root) = &self.inner.backend {
+            return crate::local::open_object(root, key, Some(range)).await;
+        }
         let opts = GetOptions {
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
@@ -319,7 +322,7 @@ impl Storage {
         key: &StorageKey,
     ) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
         if let Backend::Local(root) = &self.inner.backend {
-            return local::read(root, key).await;
+            return crate::local::read(root, key).await;
         }
         match self.inner.store.get(&Self::object_path(key)).await {
             Ok(result) => {
@@ -594,127 +597,6 @@ fn nanos() -> u128 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
-}
-
-/// The hot path on local disk. `object_store`'s local backend reads in 8 KiB chunks with one
-/// thread-pool hop per chunk, which made serving several times slower than a static file server
-/// (scripts/bench). Here a small object costs one hop (open, stat, read) and a zip streams in
-/// 64 KiB chunks (bounded memory with many concurrent downloads). Metadata is the same as
-/// `object_store` reports (its ETag scheme included), so validators do not depend on which path
-/// served a request.
-///
-/// Larger chunks (up to 1 MiB, growing within a global budget) were tried for zip bandwidth: no
-/// clear gain in scripts/bench on a loaded 2-core machine, and peak memory under 256 concurrent
-/// downloads went past the 64 MiB target (66–68 MiB), so zips stay at 64 KiB.
-mod local {
-    use std::fs::Metadata;
-    use std::os::unix::fs::MetadataExt;
-    use std::path::{Path, PathBuf};
-    use std::time::SystemTime;
-
-    use bytes::Bytes;
-    use futures::StreamExt;
-
-    use super::{Object, ObjectInfo, StorageError};
-    use crate::key::StorageKey;
-
-    const CHUNK: usize = 64 * 1024;
-    const MID_CHUNK: usize = 256 * 1024;
-    const MID_OBJECT: u64 = 4 << 20;
-
-    fn path_of(root: &Path, key: &StorageKey) -> PathBuf {
-        // Keys are validated module paths and versions (no `..`, no leading `/`).
-        root.join(key.path())
-    }
-
-    fn info_of(meta: &Metadata) -> ObjectInfo {
-        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let micros = modified
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros();
-        ObjectInfo {
-            size: meta.len(),
-            last_modified: modified,
-            e_tag: Some(format!("\"{:x}-{micros:x}-{:x}\"", meta.ino(), meta.len())),
-        }
-    }
-
-    fn err(key: &StorageKey, op: &'static str, e: std::io::Error) -> StorageError {
-        StorageError::Local {
-            op,
-            key: key.path(),
-            source: e,
-        }
-    }
-
-    fn missing(e: &std::io::Error) -> bool {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-        ) || e.raw_os_error() == Some(21) // EISDIR: a directory is not an object
-    }
-
-    pub async fn read(
-        root: &Path,
-        key: &StorageKey,
-    ) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
-        let path = path_of(root, key);
-        let k = key.clone();
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&path);
-            let mut file = match file {
-                Ok(f) => f,
-                Err(e) if missing(&e) => return Ok(None),
-                Err(e) => return Err(err(&k, "open", e)),
-            };
-            let meta = file.metadata().map_err(|e| err(&k, "stat", e))?;
-            if meta.is_dir() {
-                return Ok(None);
-            }
-            let mut buf = Vec::with_capacity(meta.len() as usize);
-            std::io::Read::read_to_end(&mut file, &mut buf).map_err(|e| err(&k, "read", e))?;
-            Ok(Some((Bytes::from(buf), info_of(&meta))))
-        })
-        .await
-        .map_err(|e| err(key, "read", std::io::Error::other(e)))?
-    }
-
-    pub async fn open(root: &Path, key: &StorageKey) -> Result<Option<Object>, StorageError> {
-        let path = path_of(root, key);
-        let k = key.clone();
-        // Open and stat in one hop to the blocking pool.
-        let opened = tokio::task::spawn_blocking(move || {
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if missing(&e) => return Ok(None),
-                Err(e) => return Err(err(&k, "open", e)),
-            };
-            let meta = file.metadata().map_err(|e| err(&k, "stat", e))?;
-            Ok((!meta.is_dir()).then_some((file, meta)))
-        })
-        .await
-        .map_err(|e| err(key, "open", std::io::Error::other(e)))??;
-        let Some((file, meta)) = opened else {
-            return Ok(None);
-        };
-        let info = info_of(&meta);
-        let file = tokio::fs::File::from_std(file);
-        let body = tokio_util::io::ReaderStream::with_capacity(file, chunk_for(meta.len())).boxed();
-        Ok(Some(Object { info, body }))
-    }
-
-    /// Read size for streaming an object of `len` bytes. Each chunk is one hop to the blocking
-    /// pool, so a 1 MiB zip in 64 KiB chunks paid 16 hops; objects up to [`MID_OBJECT`] are read
-    /// in quarters (at most [`MID_CHUNK`]). Large zips keep [`CHUNK`]: with hundreds of
-    /// concurrent downloads the chunk size is what bounds memory.
-    fn chunk_for(len: u64) -> usize {
-        if len <= MID_OBJECT {
-            ((len / 4) as usize).clamp(CHUNK, MID_CHUNK)
-        } else {
-            CHUNK
-        }
-    }
 }
 
 /// A tiny owned temporary directory, so the storage crate needs no `tempfile` at run time.
