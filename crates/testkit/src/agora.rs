@@ -91,10 +91,7 @@ impl AgoraBuilder {
     /// # Panics
     /// If it cannot start, exits early, or is not ready in time; the message includes its stderr.
     pub fn start(self) -> Agora {
-        let tmp = tempfile::Builder::new()
-            .prefix("agora-proc-")
-            .tempdir()
-            .expect("create agora temp dir");
+        let tmp = crate::scratch::tempdir("agora-proc-");
         let work_dir = match &self.current_dir {
             Some(d) => d.clone(),
             None => {

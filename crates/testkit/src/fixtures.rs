@@ -196,10 +196,7 @@ pub fn public_modules(host: &GitHost) -> PublicFixtures {
     PublicFixtures {
         commits,
         greet_untagged,
-        programs: tempfile::Builder::new()
-            .prefix("agora-programs-")
-            .tempdir()
-            .expect("create program temp dir"),
+        programs: crate::scratch::tempdir("agora-programs-"),
         next_program: AtomicUsize::new(0),
     }
 }

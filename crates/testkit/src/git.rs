@@ -360,10 +360,7 @@ impl Default for GitHost {
 impl GitHost {
     /// A host for `github.com`; add others with [`host`](Self::host).
     pub fn new() -> GitHost {
-        let tmp = tempfile::Builder::new()
-            .prefix("agora-git-")
-            .tempdir()
-            .expect("create git host temp dir");
+        let tmp = crate::scratch::tempdir("agora-git-");
         std::fs::create_dir_all(tmp.path().join("repos")).expect("create git host root");
         let host = GitHost {
             tmp,
@@ -499,7 +496,7 @@ mod tests {
     #[test]
     fn commits_are_deterministic() {
         let make = || {
-            let tmp = TempDir::new().unwrap();
+            let tmp = crate::scratch::tempdir("agora-repo-test-");
             let mut r = Repo::init(tmp.path().join("r"));
             r.write("a.txt", "hello\n");
             let c1 = r.commit("one");

@@ -112,10 +112,7 @@ impl GoClient {
 
     /// A client for a specific go binary (no lookup).
     pub fn with_binary(go: impl Into<PathBuf>) -> GoClient {
-        let sandbox = tempfile::Builder::new()
-            .prefix("agora-go-")
-            .tempdir()
-            .expect("create go sandbox temp dir");
+        let sandbox = crate::scratch::tempdir("agora-go-");
         for sub in [
             "home",
             "gopath",

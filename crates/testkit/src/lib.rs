@@ -24,6 +24,9 @@
 //!   restarted (an outage), for the shared single-flight tests.
 //! - [`s3`]: [`S3Server`], a private S3-compatible server (moto) on loopback with a bucket per test,
 //!   for the storage contract tests.
+//! - [`scratch`]: [`scratch::tempdir`], which makes every temporary directory here, under a
+//!   per-process directory that later test processes delete once this one has exited (the shared
+//!   fixtures live in statics, which are never dropped).
 //!
 //! [`HttpsGitServer`] needs root (it binds port 443 on a loopback address and adds its host name to
 //! `/etc/hosts`); tests run as root on CI and in the dev container. Tools come from `scripts/setup`:
@@ -41,6 +44,7 @@ pub mod http;
 pub mod proxy;
 pub mod redis;
 pub mod s3;
+pub mod scratch;
 pub mod webhook;
 
 pub use agora::{Agora, AgoraBuilder};

@@ -114,10 +114,7 @@ impl UpstreamProxy {
                 );
             }
         }
-        let tmp = tempfile::Builder::new()
-            .prefix("agora-upstream-")
-            .tempdir()
-            .expect("create upstream proxy temp dir");
+        let tmp = crate::scratch::tempdir("agora-upstream-");
         let root = tmp.path().join("proxy");
         copy_goproxy_tree(&go.download_cache(), &root);
         let mut proxy = UpstreamProxy::serve_dir(&root);

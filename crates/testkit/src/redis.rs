@@ -63,10 +63,7 @@ impl RedisServer {
             let mut server = RedisServer {
                 bin: bin.clone(),
                 port,
-                dir: tempfile::Builder::new()
-                    .prefix("agora-redis-")
-                    .tempdir()
-                    .expect("create redis temp dir"),
+                dir: crate::scratch::tempdir("agora-redis-"),
                 child: None,
             };
             match server.spawn() {

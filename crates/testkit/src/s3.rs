@@ -72,10 +72,7 @@ impl S3Server {
         let mut last_log = String::new();
         // The port is free when checked; another process may take it before moto binds it.
         for _ in 0..5 {
-            let dir = tempfile::Builder::new()
-                .prefix("agora-moto-")
-                .tempdir()
-                .expect("create moto temp dir");
+            let dir = crate::scratch::tempdir("agora-moto-");
             let port = free_port();
             let log = std::fs::File::create(dir.path().join("moto.log")).expect("create moto log");
             let child = Command::new(&python)

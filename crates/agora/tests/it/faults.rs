@@ -455,19 +455,22 @@ fn private_config(dir: &Path, srv: &HttpsGitServer) -> PathBuf {
     path
 }
 
-/// The git server of a private module is down before the fetch and dies during one: agora answers
-/// a 5xx naming the cause, caches nothing, and works again (same process, same mirror) once the
-/// server is back.
+/// The git server of a private module is down before the fetch and dies during one (the pack
+/// transfer is cut and the connection dropped, deterministically): agora answers a 5xx naming the
+/// cause, caches nothing, and works again (same process, same mirror) once the server is back.
 #[test]
 fn git_server_dying_gives_a_clear_error_caches_nothing_and_recovers() {
     const H: &str = "gitlab-faults.corp.example";
+    const BLOB: usize = 24 << 20;
+    /// Where the pack download dies: a few hundred KiB into the ~24 MiB pack.
+    const CUT: u64 = 300 << 10;
     let module = format!("{H}/team/big");
     let host = GitHost::new().host(H);
     let mut repo = host.repo(&module);
     repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
         .write("big.go", "package big\n")
-        // Incompressible, so the pack takes a moment to transfer.
-        .write("data/blob.bin", deterministic_bytes(7, 24 << 20));
+        // Incompressible, so the pack is as big as the blob and the cut lands inside it.
+        .write("data/blob.bin", deterministic_bytes(7, BLOB));
     repo.commit("big");
     repo.tag(VERSION);
 
@@ -521,51 +524,59 @@ fn git_server_dying_gives_a_clear_error_caches_nothing_and_recovers() {
     }
     assert!(stored().is_empty(), "{:?}", stored());
 
-    // 2. Dies during the fetch: stop it as soon as git has reached it.
-    let mut srv = HttpsGitServer::serve(&host, H);
-    trust(&srv);
-    let zip_url = url("zip");
-    let client = std::thread::spawn(move || http::get(&zip_url));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while srv.requests().is_empty() && Instant::now() < deadline && !client.is_finished() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    srv.stop();
-    drop(srv);
-    let (s, _, body) = client.join().unwrap();
-    let during = s;
-    if during != 200 {
-        assert!(
-            (500..600).contains(&s) && s != 500,
-            "during: {s} {}",
-            http::text(&body)
-        );
-        assert!(
-            !stored().iter().any(|f| f.ends_with(".zip")),
-            "a failed fetch stored a zip: {:?}",
-            stored()
-        );
-    }
-
-    // 3. Back again: the same agora serves the module, from a mirror that may hold a broken
-    // fetch.
+    // 2. Dies during the fetch: the server is up (refs are advertised) but every pack download
+    // stops after CUT bytes and its connection is dropped. (http::get gives up after 60 s: a hang
+    // fails the test.)
     let srv = HttpsGitServer::serve(&host, H);
     trust(&srv);
+    srv.cut_fetches_after(Some(CUT));
+    let (s, _, body) = http::get(&url("zip"));
+    let text = http::text(&body);
+    let requests = srv.requests();
+    assert!(
+        requests.iter().any(|r| r.cut),
+        "agora's git never downloaded a pack (nothing was cut), so this tested nothing: {s} \
+         {text}\n{requests:#?}"
+    );
+    assert!(
+        (500..600).contains(&s) && s != 500,
+        "zip while the pack transfer dies: {s} {text}"
+    );
+    assert!(
+        text.contains(H) && text.contains("git"),
+        "the message should say that git failed fetching from {H}: {text}"
+    );
+    assert!(
+        stored().is_empty(),
+        "a fetch cut mid-pack stored artifacts: {:?}",
+        stored()
+    );
+    assert!(
+        scratch_files(&data).is_empty(),
+        "a fetch cut mid-pack left scratch files: {:?}",
+        scratch_files(&data)
+    );
+
+    // 3. Back again: the same agora serves the module, from a mirror that may hold the broken
+    // fetch.
+    srv.cut_fetches_after(None);
+    srv.reset_requests();
     let (s, _, info) = http::get(&url("info"));
     assert_eq!(s, 200, "info after recovery: {}", http::text(&info));
     let (s, _, zip) = http::get(&url("zip"));
     assert_eq!(s, 200, "zip after recovery: {}", http::text(&zip));
+    assert!(srv.fetches("team/big") >= 1, "{:#?}", srv.requests());
     let entries: BTreeMap<String, Vec<u8>> = zip_entries(&zip).into_iter().collect();
     let prefix = format!("{module}@{VERSION}/");
     assert_eq!(
         entries.get(&format!("{prefix}data/blob.bin")).map(Vec::len),
-        Some(24 << 20),
+        Some(BLOB),
         "zip entries: {:?}",
         entries.keys().collect::<Vec<_>>()
     );
     assert_eq!(
         entries[&format!("{prefix}data/blob.bin")],
-        deterministic_bytes(7, 24 << 20)
+        deterministic_bytes(7, BLOB)
     );
     let key = artifact_path(&module, VERSION, "zip");
     let on_disk = std::fs::read(data.join(key.trim_start_matches('/'))).unwrap();
@@ -576,7 +587,6 @@ fn git_server_dying_gives_a_clear_error_caches_nothing_and_recovers() {
         !log.contains(agora_testkit::gitserver::DEFAULT_TOKEN),
         "token in the log"
     );
-    eprintln!("git server stopped during a fetch: that request answered {during} (200: it finished first)");
 }
 
 /// Makes a directory tree immutable with `chattr +i` (which, unlike permissions, stops root too),

@@ -13,6 +13,10 @@
 //! `git-upload-pack` POST whose command is `fetch`, a `git ls-remote` is an `info/refs` GET plus an
 //! `ls-refs` POST. Passwords are never recorded.
 //!
+//! Fault injection: [`HttpsGitServer::cut_fetches_after`] makes pack downloads stop after a given
+//! number of bytes and drops their connection (a server dying mid-transfer), deterministically,
+//! while ref advertisements and `ls-refs` keep working.
+//!
 //! The server runs on a current-thread tokio runtime on its own OS thread (TLS by tokio-rustls, HTTP/1.1
 //! by hyper), so it works the same from sync and async tests; dropping it stops the runtime, which
 //! drops every connection and kills running CGI processes.
@@ -104,6 +108,9 @@ pub struct GitRequest {
     pub command: Option<String>,
     /// The HTTP status returned.
     pub status: u16,
+    /// Whether the body was cut short and the connection dropped
+    /// ([`HttpsGitServer::cut_fetches_after`]): the client got a truncated pack.
+    pub cut: bool,
 }
 
 /// Configures an [`HttpsGitServer`]; see [`HttpsGitServer::builder`].
@@ -190,6 +197,8 @@ struct Shared {
     log: Mutex<Vec<GitRequest>>,
     cgi_stderr: Mutex<String>,
     tls_failures: AtomicUsize,
+    /// See [`HttpsGitServer::cut_fetches_after`].
+    cut_fetches: Mutex<Option<u64>>,
 }
 
 /// A running HTTPS git server; see the module docs. Stops on [`stop`](Self::stop) or drop.
@@ -233,10 +242,7 @@ impl HttpsGitServer {
         std::fs::create_dir_all(&b.repos)
             .unwrap_or_else(|e| panic!("create {}: {e}", b.repos.display()));
         let git = find_git();
-        let tmp = tempfile::Builder::new()
-            .prefix("agora-https-git-")
-            .tempdir()
-            .expect("create HTTPS git server temp dir");
+        let tmp = crate::scratch::tempdir("agora-https-git-");
         let cgi_home = tmp.path().join("home");
         std::fs::create_dir_all(&cgi_home).expect("create CGI home");
 
@@ -262,6 +268,7 @@ impl HttpsGitServer {
             log: Mutex::default(),
             cgi_stderr: Mutex::default(),
             tls_failures: AtomicUsize::new(0),
+            cut_fetches: Mutex::new(None),
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let server_shared = shared.clone();
@@ -392,6 +399,21 @@ impl HttpsGitServer {
         *lock(&self.shared.go_get) = mode;
     }
 
+    /// Makes every pack download from now on die mid-transfer, like a git server that crashes or
+    /// loses its network while sending a pack: the answer to an upload-pack POST that fetches
+    /// (protocol v2 `command=fetch`, or any protocol v0 upload-pack POST) starts normally (200,
+    /// chunked) and carries the first `bytes` bytes of the body, then the connection is dropped
+    /// without the final chunk or a TLS close_notify: the client sees a truncated transfer.
+    /// Ref advertisements (`info/refs`), `ls-refs` and `?go-get=1` are still answered in full.
+    /// `None` serves packs in full again. Such requests are recorded with
+    /// [`GitRequest::cut`] and are not counted by [`fetches`](Self::fetches).
+    ///
+    /// The bytes are written before the connection is dropped, with a short grace period for them
+    /// to reach the socket; a client that does not read them within it may see fewer.
+    pub fn cut_fetches_after(&self, bytes: Option<u64>) {
+        *lock(&self.shared.cut_fetches) = bytes;
+    }
+
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<GitRequest> {
         lock(&self.shared.log).clone()
@@ -411,8 +433,9 @@ impl HttpsGitServer {
             .count()
     }
 
-    /// How many successful protocol v2 `fetch` commands (pack downloads) repository `repo` served.
-    /// `git ls-remote` makes none; a clone or fetch makes one or more.
+    /// How many successful protocol v2 `fetch` commands (pack downloads) repository `repo` served
+    /// in full (not [cut](Self::cut_fetches_after)). `git ls-remote` makes none; a clone or fetch
+    /// makes one or more.
     pub fn fetches(&self, repo: &str) -> usize {
         let repo = repo.trim_matches('/').trim_end_matches(".git");
         lock(&self.shared.log)
@@ -421,6 +444,7 @@ impl HttpsGitServer {
                 r.kind == RequestKind::UploadPack
                     && r.repo.as_deref() == Some(repo)
                     && r.status == 200
+                    && !r.cut
                     && r.command.as_deref() != Some("ls-refs")
             })
             .count()
@@ -569,6 +593,7 @@ async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Res
         authenticated,
         command: None,
         status: 0,
+        cut: false,
     };
 
     let go_get = query.split('&').any(|kv| kv == "go-get=1");
@@ -593,9 +618,10 @@ async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Res
                 if !auth_ok {
                     unauthorized()
                 } else {
-                    let (resp, command) =
+                    let (resp, command, cut) =
                         run_cgi(&shared, req, &repo, suffix, rec.user.clone()).await;
                     rec.command = command;
+                    rec.cut = cut;
                     resp
                 }
             }
@@ -718,15 +744,16 @@ fn go_get_answer(shared: &Shared, path: &str, authenticated: bool) -> Response<B
         .expect("valid response")
 }
 
-/// Runs `git http-backend` for one request. Returns the response and, for a protocol v2
-/// upload-pack POST, the command it carried.
+/// Runs `git http-backend` for one request. Returns the response, for a protocol v2 upload-pack
+/// POST the command it carried, and whether the response is cut
+/// ([`HttpsGitServer::cut_fetches_after`]).
 async fn run_cgi(
     shared: &Shared,
     req: Request<hyper::body::Incoming>,
     repo: &str,
     suffix: &str,
     user: Option<String>,
-) -> (Response<Body>, Option<String>) {
+) -> (Response<Body>, Option<String>, bool) {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
         Ok(b) => b,
@@ -734,6 +761,7 @@ async fn run_cgi(
             return (
                 text(StatusCode::BAD_REQUEST, "cannot read request body\n"),
                 None,
+                false,
             )
         }
     };
@@ -747,6 +775,15 @@ async fn run_cgi(
     let encoding = header("content-encoding");
     let command = if encoding.is_none() {
         v2_command(&body)
+    } else {
+        None
+    };
+    // A pack download: a v2 `fetch`, or a v0 POST (no command; also a gzipped body, which git only
+    // sends for large fetch negotiations).
+    let fetches =
+        suffix == "/git-upload-pack" && matches!(command.as_deref(), None | Some("fetch"));
+    let cut = if fetches {
+        *lock(&shared.cut_fetches)
     } else {
         None
     };
@@ -793,6 +830,7 @@ async fn run_cgi(
             return (
                 text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git\n"),
                 command,
+                false,
             );
         }
     };
@@ -811,17 +849,45 @@ async fn run_cgi(
             return (
                 text(StatusCode::INTERNAL_SERVER_ERROR, "git failed\n"),
                 command,
+                false,
             );
         }
     };
     if !out.stderr.is_empty() {
         lock(&shared.cgi_stderr).push_str(&String::from_utf8_lossy(&out.stderr));
     }
-    (cgi_response(&out.stdout), command)
+    let resp = cgi_response(&out.stdout, cut);
+    let cut = cut.is_some() && resp.status() == StatusCode::OK;
+    (resp, command, cut)
 }
 
-/// Turns CGI output (headers, blank line, body) into a response.
-fn cgi_response(out: &[u8]) -> Response<Body> {
+/// How long a cut response waits, after its last bytes, before dropping the connection: time for
+/// hyper to flush them to the socket (an error from the body drops the connection at once,
+/// without flushing).
+const CUT_GRACE: Duration = Duration::from_millis(250);
+
+/// A response body of `head` that then fails, so hyper drops the connection without the final
+/// chunk: a transfer cut short.
+fn cut_body(head: Bytes) -> Body {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..head.len())
+        .step_by(16 << 10)
+        .map(|i| Ok(head.slice(i..head.len().min(i + (16 << 10)))))
+        .collect();
+    let death = futures::stream::once(async {
+        tokio::time::sleep(CUT_GRACE).await;
+        Err(std::io::Error::other(
+            "agora-testkit: transfer cut (cut_fetches_after)",
+        ))
+    });
+    Body::from_stream(futures::StreamExt::chain(
+        futures::stream::iter(chunks),
+        death,
+    ))
+}
+
+/// Turns CGI output (headers, blank line, body) into a response; a successful one is cut after
+/// `cut` body bytes ([`cut_body`]) when set.
+fn cgi_response(out: &[u8], cut: Option<u64>) -> Response<Body> {
     let (head, body) = match find(out, b"\r\n\r\n") {
         Some(i) => (&out[..i], &out[i + 4..]),
         None => match find(out, b"\n\n") {
@@ -852,8 +918,16 @@ fn cgi_response(out: &[u8]) -> Response<Body> {
             resp = resp.header(name.trim(), value);
         }
     }
+    let body = Bytes::copy_from_slice(body);
+    let body = match cut {
+        Some(n) if status == StatusCode::OK => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX).min(body.len());
+            cut_body(body.slice(..n))
+        }
+        _ => Body::from(body),
+    };
     resp.status(status)
-        .body(Body::from(Bytes::copy_from_slice(body)))
+        .body(body)
         .unwrap_or_else(|_| text(StatusCode::BAD_GATEWAY, "bad CGI headers\n"))
 }
 
@@ -917,16 +991,133 @@ mod tests {
 
     #[test]
     fn cgi_output_becomes_a_response() {
-        let r = cgi_response(b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope");
+        let r = cgi_response(
+            b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope",
+            None,
+        );
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()["content-type"], "text/plain");
-        let r = cgi_response(b"Content-Type: application/x-git-upload-pack-advertisement\n\nX");
+        let r = cgi_response(
+            b"Content-Type: application/x-git-upload-pack-advertisement\n\nX",
+            None,
+        );
         assert_eq!(r.status(), 200);
     }
 
     #[test]
+    fn a_cut_body_carries_its_bytes_then_fails() {
+        let head = Bytes::from(vec![7u8; 40 << 10]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (got, err) = rt.block_on(async {
+            use futures::StreamExt as _;
+            let mut stream = cut_body(head.clone()).into_data_stream();
+            let mut got = Vec::new();
+            while let Some(frame) = stream.next().await {
+                match frame {
+                    Ok(b) => got.extend_from_slice(&b),
+                    Err(e) => return (got, Some(e.to_string())),
+                }
+            }
+            (got, None)
+        });
+        assert_eq!(got, head);
+        assert!(err.unwrap().contains("transfer cut"));
+
+        let out = b"Content-Type: application/x-git-upload-pack-result\r\n\r\n0123456789";
+        let r = cgi_response(out, Some(4));
+        assert_eq!(r.status(), 200);
+        let r = rt.block_on(axum::body::to_bytes(r.into_body(), 1 << 20));
+        assert!(r.is_err(), "a cut body ends in an error, not a clean end");
+        let r = cgi_response(b"Status: 404 Not Found\r\n\r\nnope", Some(1));
+        let body = rt.block_on(axum::body::to_bytes(r.into_body(), 1 << 20));
+        assert_eq!(body.unwrap(), "nope", "only successful answers are cut");
+    }
+
+    /// With real git: while cut, `ls-remote` works and a clone dies mid-pack; once cleared, the
+    /// clone works.
+    #[test]
+    fn cut_fetches_die_mid_pack_while_refs_still_work() {
+        const H: &str = "gitlab-cut.corp.example";
+        let host = crate::GitHost::new().host(H);
+        let mut repo = host.repo(&format!("{H}/team/big"));
+        repo.write("blob.bin", crate::fixtures::deterministic_bytes(3, 2 << 20));
+        let commit = repo.commit("big");
+        let srv = HttpsGitServer::builder(host.repo_dir(H))
+            .host(H)
+            .no_auth()
+            .start();
+        let work = crate::scratch::tempdir("agora-cut-test-");
+        let git = |args: &[&str]| {
+            let mut cmd = crate::git::git_command(work.path());
+            cmd.args(args).envs(srv.tls_env());
+            cmd.output().expect("run git")
+        };
+        let url = srv.repo_url("team/big");
+
+        srv.cut_fetches_after(Some(100 << 10));
+        let out = git(&["ls-remote", &url]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&commit));
+        let out = git(&["clone", "--bare", "-q", &url, "cut.git"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a cut clone succeeded: {stderr}");
+        let reqs = srv.requests();
+        let cut: Vec<_> = reqs.iter().filter(|r| r.cut).collect();
+        assert_eq!(cut.len(), 1, "{reqs:#?}\ngit: {stderr}");
+        assert_eq!(
+            (cut[0].kind, cut[0].command.as_deref(), cut[0].status),
+            (RequestKind::UploadPack, Some("fetch"), 200)
+        );
+        assert!(
+            reqs.iter().filter(|r| !r.cut).all(|r| r.status == 200),
+            "{reqs:#?}"
+        );
+        assert_eq!(srv.fetches("team/big"), 0);
+
+        // On the wire: a 200, exactly the first bytes of the answer, then an error (no clean end).
+        let pem = std::fs::read(srv.ca_cert()).unwrap();
+        let client = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let want = format!("want {commit}\n");
+        let request = format!(
+            "0011command=fetch0001{:04x}{want}0009done\n0000",
+            want.len() + 4
+        );
+        let mut resp = client
+            .post(format!("{url}/git-upload-pack"))
+            .header("Git-Protocol", "version=2")
+            .header("Content-Type", "application/x-git-upload-pack-request")
+            .body(request)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let (mut got, mut buf) = (0, vec![0u8; 8192]);
+        let end = loop {
+            match std::io::Read::read(&mut resp, &mut buf) {
+                Ok(0) => break None,
+                Ok(n) => got += n,
+                Err(e) => break Some(e),
+            }
+        };
+        assert_eq!(got, 100 << 10, "bytes received before the cut");
+        assert!(end.is_some(), "a cut answer ended cleanly");
+
+        srv.cut_fetches_after(None);
+        let out = git(&["clone", "--bare", "-q", &url, "whole.git"]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(srv.fetches("team/big"), 1);
+    }
+
+    #[test]
     fn repositories_resolve_with_or_without_dot_git() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = crate::scratch::tempdir("agora-https-test-");
         std::fs::create_dir_all(tmp.path().join("g/p/.git")).unwrap();
         assert_eq!(resolve_repo(tmp.path(), "g/p"), Some("g/p".into()));
         assert_eq!(resolve_repo(tmp.path(), "g/p.git"), Some("g/p".into()));

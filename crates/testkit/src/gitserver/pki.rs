@@ -35,10 +35,7 @@ impl TestCa {
     /// # Panics
     /// When `openssl` is missing or fails.
     pub fn new(common_name: &str) -> TestCa {
-        let dir = tempfile::Builder::new()
-            .prefix("agora-ca-")
-            .tempdir()
-            .expect("create CA temp dir");
+        let dir = crate::scratch::tempdir("agora-ca-");
         let cnf = dir.path().join("ca.cnf");
         std::fs::write(
             &cnf,
@@ -85,10 +82,7 @@ impl TestCa {
             !dns_names.is_empty(),
             "a server certificate needs a DNS name"
         );
-        let dir = tempfile::Builder::new()
-            .prefix("agora-cert-")
-            .tempdir()
-            .expect("create certificate temp dir");
+        let dir = crate::scratch::tempdir("agora-cert-");
         let san: Vec<String> = dns_names
             .iter()
             .map(|n| format!("DNS:{n}"))

@@ -99,10 +99,7 @@ impl SshGitServer {
         );
         std::fs::create_dir_all(&repos)
             .unwrap_or_else(|e| panic!("create {}: {e}", repos.display()));
-        let dir = tempfile::Builder::new()
-            .prefix("agora-sshd-")
-            .tempdir()
-            .expect("create sshd temp dir");
+        let dir = crate::scratch::tempdir("agora-sshd-");
         let d = dir.path();
         // sshd refuses to start without its privilege separation directory (normally made by the
         // service unit, which never runs in a container).
