@@ -333,7 +333,10 @@ impl Proxy {
         let Some((body, info)) = cached else {
             self.inner.gate.metrics.record_cache(kind, "miss");
             self.on_miss(mode, &key)?;
-            let body = self.refresh(key, module.clone(), None).await?;
+            // Fetches are boxed (here and in `info`, `go_mod`, `zip`): their state machines are
+            // large, and would otherwise make every request's future, cache hits included, that
+            // much bigger to allocate and move.
+            let body = Box::pin(self.refresh(key, module.clone(), None)).await?;
             return Ok(Served {
                 body,
                 freshness: Freshness::Miss,
@@ -368,7 +371,7 @@ impl Proxy {
             });
             return Ok(stale);
         }
-        match self.refresh(key, module.clone(), Some(info)).await {
+        match Box::pin(self.refresh(key, module.clone(), Some(info))).await {
             Ok(body) => Ok(Served {
                 body,
                 freshness: Freshness::Miss,
@@ -468,7 +471,7 @@ impl Proxy {
         }
         let key = StorageKey::artifact(module, query, ArtifactKind::Info);
         self.on_miss(mode, &key)?;
-        self.fetch_info(module, query).await
+        Box::pin(self.fetch_info(module, query)).await
     }
 
     async fn fetch_info(&self, module: &ModulePath, query: &str) -> Result<Served, Arc<CoreError>> {
@@ -553,7 +556,7 @@ impl Proxy {
             return Ok(hit);
         }
         self.on_miss(mode, &key)?;
-        self.fetch_go_mod(module, version).await
+        Box::pin(self.fetch_go_mod(module, version)).await
     }
 
     async fn fetch_go_mod(
@@ -623,7 +626,7 @@ impl Proxy {
         }
         self.inner.gate.metrics.record_cache("zip", "miss");
         self.on_miss(mode, &key)?;
-        self.fetch_zip(module, version).await
+        Box::pin(self.fetch_zip(module, version)).await
     }
 
     async fn fetch_zip(

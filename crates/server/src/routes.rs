@@ -330,7 +330,8 @@ async fn answer(
             }
         }
         ProxyRequest::Sumdb { name, rest } => {
-            let answer = state.sumdb.get(&name, &rest, mode).await?;
+            // Boxed: a tile fetch is a large state machine (see `Proxy::list`).
+            let answer = Box::pin(state.sumdb.get(&name, &rest, mode)).await?;
             let (policy, last_modified) = if answer.immutable {
                 let stored = tile_modified(state, &name, &rest).await;
                 (CachePolicy::Immutable, stored)
