@@ -50,7 +50,9 @@ pub enum FetchError {
     NotFound { status: u16, message: String },
     #[error("upstream {url} answered {status}")]
     Status { url: String, status: u16 },
-    #[error("cannot reach upstream {url}: {message}")]
+    /// The connection failed or broke off (for git: any failure of the git process not named
+    /// elsewhere, such as a transfer cut short).
+    #[error("upstream {url} failed: {message}")]
     Transport { url: String, message: String },
     #[error("upstream {url} timed out")]
     Timeout { url: String },
