@@ -137,6 +137,13 @@ pub async fn serve_tls(
     run(listener, app, shutdown, opts, Some(acceptor)).await
 }
 
+/// How much of a response body a connection queues beyond what the socket took (and, for
+/// HTTP/1.1, the largest request head it reads). A warm zip is read without waiting (see
+/// `agora_storage`'s local reads), so hyper's default (about 400 KiB) filled up on every
+/// download: 256 concurrent downloads of a large zip held ~90 MiB instead of ~40 MiB
+/// (scripts/bench, memory rows), for no bandwidth gain.
+const CONNECTION_BUFFER: usize = 64 << 10;
+
 async fn run(
     listener: TcpListener,
     app: Router,
@@ -147,11 +154,13 @@ async fn run(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        .max_buf_size(CONNECTION_BUFFER)
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_timeout)
         .keep_alive(opts.keep_alive);
     builder
         .http2()
+        .max_send_buf_size(CONNECTION_BUFFER)
         .timer(TokioTimer::new())
         .keep_alive_interval(opts.header_timeout)
         .keep_alive_timeout(opts.header_timeout);

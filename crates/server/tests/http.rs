@@ -547,3 +547,45 @@ impl Drop for Server {
         self.task.abort();
     }
 }
+
+/// The connection buffer also bounds the request head: a head of 100 KiB gets 431, a head of
+/// 16 KiB is served, and a whole 32 MiB zip still streams intact through the small write queue.
+#[tokio::test]
+async fn oversized_request_heads_get_431_and_large_bodies_stream_whole() {
+    let (app, _) = app().await;
+    let server = start(app, ServeOptions::default()).await;
+    let exchange = |head: String| async move {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        // The server may answer (and close) before it has read everything we send.
+        let _ = s.write_all(head.as_bytes()).await;
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp).await;
+        resp
+    };
+    let status = |resp: &[u8]| -> u16 {
+        String::from_utf8_lossy(&resp[..resp.len().min(64)])
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let with_header = |len: usize| {
+        format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            path("info"),
+            "a".repeat(len)
+        )
+    };
+    assert_eq!(status(&exchange(with_header(100 << 10)).await), 431);
+    assert_eq!(status(&exchange(with_header(16 << 10)).await), 200);
+
+    let resp = exchange(format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        path("zip")
+    ))
+    .await;
+    assert_eq!(status(&resp), 200);
+    let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(resp[body_at..] == *zip_bytes(), "zip body differs");
+    drop(server);
+}
