@@ -25,11 +25,16 @@
 //!   the mirror directory may have fetched; its news are seen at our next fetch, as if we had
 //!   not looked yet);
 //! - commit times and small files at a commit are kept in a bounded memo shared by all mirrors:
-//!   both are determined by the full commit hash, so they never go stale.
+//!   both are determined by the full commit hash, so they never go stale; a commit is read with
+//!   the same `cat-file --batch` as files, not with `git log`;
+//! - `git fetch` would run `git maintenance run --auto` before returning (a process, a few
+//!   milliseconds, usually to find nothing to do) while the request that caused the fetch waits.
+//!   Fetches skip it, and the same check runs after the fetch as a task of its own, at most one
+//!   at a time per repository, so loose objects and packs are still consolidated as git would.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,7 +46,10 @@ use crate::git::{redact, Git};
 
 /// Refspecs of a fetch: branches and tags only (not `refs/pull/*` and other host-specific
 /// namespaces), force-updated because upstream may move them.
+/// The fetch leaves housekeeping to a later, separate `git maintenance` run (see the module docs).
 const FETCH_ARGS: &[&str] = &[
+    "-c",
+    "maintenance.auto=false",
     "fetch",
     "--quiet",
     "--prune",
@@ -82,6 +90,8 @@ pub struct Mirrors {
 struct Slot {
     last_fetch: Option<Instant>,
     refs: Arc<RefsMemo>,
+    /// Set while a `git maintenance` run for this repository is under way.
+    maintaining: Arc<AtomicBool>,
 }
 
 /// A repository's refs as of its last fetch, shared by every [`Mirror`] handle on it.
@@ -277,6 +287,7 @@ impl Mirrors {
             "mirror fetched"
         );
         slot.last_fetch = Some(Instant::now());
+        mirror.maintain(&slot.maintaining);
         Ok(mirror)
     }
 
@@ -462,6 +473,22 @@ impl Mirror {
         Git::new(Some(&self.dir), args).envs(&self.env)
     }
 
+    /// Starts `git maintenance run --auto` as a task of its own, unless one is still running for
+    /// this repository (see the module docs).
+    fn maintain(&self, running: &Arc<AtomicBool>) {
+        if running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (mirror, running) = (self.clone(), running.clone());
+        tokio::spawn(async move {
+            let git = mirror.git(&["maintenance", "run", "--auto", "--quiet"]);
+            if let Err(err) = git.run().await {
+                tracing::warn!(repo.url = %mirror.url, error = %err, "git maintenance failed");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+
     /// Fetches branches, tags and the commit the remote's `HEAD` names (into [`REMOTE_HEAD`]),
     /// all in one `git fetch`.
     async fn fetch(&self) -> Result<(), Error> {
@@ -562,6 +589,13 @@ impl Mirror {
 
     /// Hash and committer time of a commit given by full hash.
     pub async fn commit(&self, hash: &str) -> Result<Commit, Error> {
+        self.commit_with_files(hash, &[]).await
+    }
+
+    /// [`commit`](Self::commit), also reading `files` at that commit into the memo when the
+    /// commit has to be read: one git process instead of one more per file, for callers about
+    /// to ask for them (the go.mod files a version check reads).
+    pub async fn commit_with_files(&self, hash: &str, files: &[String]) -> Result<Commit, Error> {
         let full = is_full_hash(hash);
         if full {
             if let Some(time) = self.objects.commit_time(hash) {
@@ -571,37 +605,45 @@ impl Mirror {
                 });
             }
         }
-        let commit = self.read_commit(hash).await?;
+        // Only files whose answer can be kept: at a full hash, and not known yet.
+        let files: Vec<&String> = files
+            .iter()
+            .filter(|f| {
+                full && !f.contains('\n') && self.objects.file(&format!("{hash}:{f}")).is_none()
+            })
+            .collect();
+        let mut input = format!("{hash}^{{commit}}\n");
+        for f in &files {
+            input.push_str(&format!("{hash}:{f}\n"));
+        }
+        let git = self.git(&["cat-file", "--batch"]);
+        let out = git.output(Some(input.as_bytes())).await?;
+        if !out.status.success() {
+            return Err(git.failure(&out));
+        }
+        let bad = || Error::BadOutput {
+            command: format!("{} <<< {hash}^{{commit}}", git.display()),
+            output: String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(200)]).into_owned(),
+        };
+        let records = batch_records(&out.stdout).ok_or_else(bad)?;
+        if records.len() != files.len() + 1 {
+            return Err(bad());
+        }
+        let commit = parse_commit(&records[0]).ok_or_else(bad)?;
         if full && commit.hash == hash {
             self.objects.put_commit_time(hash, commit.time);
+            for (file, record) in files.iter().zip(&records[1..]) {
+                let data = match record {
+                    BatchRecord::Object {
+                        kind: "blob", data, ..
+                    } => Some(*data),
+                    // Absent, or not a regular file (a directory, a submodule).
+                    _ => None,
+                };
+                self.objects.put_file(format!("{hash}:{file}"), data);
+            }
         }
         Ok(commit)
-    }
-
-    async fn read_commit(&self, hash: &str) -> Result<Commit, Error> {
-        let git = self.git(&[
-            "-c",
-            "log.showsignature=false",
-            "log",
-            "--no-decorate",
-            "-n1",
-            "--format=format:%H %ct",
-            hash,
-            "--",
-        ]);
-        let out = git.run().await?;
-        let out = String::from_utf8_lossy(&out);
-        let mut f = out.split_whitespace();
-        match (f.next(), f.next().and_then(|t| t.parse().ok())) {
-            (Some(h), Some(time)) if is_hex(h) => Ok(Commit {
-                hash: h.to_owned(),
-                time,
-            }),
-            _ => Err(Error::BadOutput {
-                command: git.display(),
-                output: out.into_owned(),
-            }),
-        }
     }
 
     /// The contents of the regular file `path` in commit `hash`, `None` if there is none (or
@@ -652,34 +694,25 @@ impl Mirror {
             command: git.display(),
             output: String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(200)]).into_owned(),
         };
-        let nl = out
-            .stdout
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or_else(bad)?;
-        let header = String::from_utf8_lossy(&out.stdout[..nl]);
-        let f: Vec<&str> = header.split(' ').collect();
-        if f.last() == Some(&"missing") || f.last() == Some(&"ambiguous") {
-            return Ok(None);
+        match batch_records(&out.stdout).ok_or_else(bad)?[..] {
+            [BatchRecord::Object {
+                kind: "blob", data, ..
+            }] => {
+                if data.len() as u64 > max_size {
+                    return Err(Error::BadOutput {
+                        command: git.display(),
+                        output: format!(
+                            "{path}: file too large ({} > {max_size} bytes)",
+                            data.len()
+                        ),
+                    });
+                }
+                Ok(Some(data.to_vec()))
+            }
+            // Absent, or not a regular file.
+            [_] => Ok(None),
+            _ => Err(bad()),
         }
-        let [_, kind, size] = f[..] else {
-            return Err(bad());
-        };
-        if kind != "blob" {
-            return Ok(None);
-        }
-        let size: u64 = size.parse().map_err(|_| bad())?;
-        if size > max_size {
-            return Err(Error::BadOutput {
-                command: git.display(),
-                output: format!("{path}: file too large ({size} > {max_size} bytes)"),
-            });
-        }
-        let body = out
-            .stdout
-            .get(nl + 1..nl + 1 + size as usize)
-            .ok_or_else(bad)?;
-        Ok(Some(body.to_vec()))
     }
 
     /// Tags (without `refs/tags/`) whose commits are ancestors of, or equal to, `hash`.
@@ -712,6 +745,76 @@ impl Mirror {
             _ => Err(git.failure(&out)),
         }
     }
+}
+
+/// One answer of `git cat-file --batch`.
+#[derive(Debug, PartialEq, Eq)]
+enum BatchRecord<'a> {
+    /// No such object (or an ambiguous name).
+    Missing,
+    Object {
+        hash: &'a str,
+        kind: &'a str,
+        data: &'a [u8],
+    },
+}
+
+/// Splits `git cat-file --batch` output into its answers: a `<hash> <type> <size>` line, the
+/// object and a newline each, or a `<name> missing` (`ambiguous`) line. `None` if the output does
+/// not have that shape (cut short, say).
+fn batch_records(mut out: &[u8]) -> Option<Vec<BatchRecord<'_>>> {
+    let mut records = Vec::new();
+    while !out.is_empty() {
+        let nl = out.iter().position(|&b| b == b'\n')?;
+        let header = std::str::from_utf8(&out[..nl]).ok()?;
+        out = &out[nl + 1..];
+        // A missing name is echoed, spaces and all; an object's header ends with its size.
+        if header.ends_with(" missing") || header.ends_with(" ambiguous") {
+            records.push(BatchRecord::Missing);
+            continue;
+        }
+        let mut f = header.split(' ');
+        let (Some(hash), Some(kind), Some(size), None) = (f.next(), f.next(), f.next(), f.next())
+        else {
+            return None;
+        };
+        let size: usize = size.parse().ok()?;
+        let data = out.get(..size)?;
+        if out.get(size) != Some(&b'\n') || !is_hex(hash) {
+            return None;
+        }
+        out = &out[size + 1..];
+        records.push(BatchRecord::Object { hash, kind, data });
+    }
+    Some(records)
+}
+
+/// Hash and committer time of a commit object: its `committer` header ends with
+/// `<unix time> <zone>` (what `git log --format=%ct` prints). `None` for anything else.
+fn parse_commit(record: &BatchRecord<'_>) -> Option<Commit> {
+    let BatchRecord::Object {
+        hash,
+        kind: "commit",
+        data,
+    } = record
+    else {
+        return None;
+    };
+    // Headers end at the first empty line; the message may contain anything.
+    let time = data
+        .split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| line.strip_prefix(b"committer "))
+        .and_then(|committer| {
+            let committer = std::str::from_utf8(committer).ok()?;
+            let mut rest = committer.rsplitn(3, ' ');
+            let (_zone, time) = (rest.next()?, rest.next()?);
+            time.parse().ok()
+        })?;
+    Some(Commit {
+        hash: (*hash).to_owned(),
+        time,
+    })
 }
 
 pub(crate) fn is_hex(s: &str) -> bool {
@@ -750,5 +853,38 @@ mod tests {
         ] {
             assert!(check_url(url).is_ok(), "{url}");
         }
+    }
+
+    #[test]
+    fn batch_output_splits_into_objects_and_missing_names() {
+        let raw = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\
+                   author A <a@x> 1000 +0100\n\
+                   committer C <c@x> 1700000000 -0700\n\
+                   \n\
+                   committer Fake <f@x> 5 +0000\n";
+        let hash = "0123456789abcdef0123456789abcdef01234567";
+        let out = format!(
+            "{hash} commit {}\n{raw}\n{hash}:a b/go.mod missing\n{hash} blob 5\nab\ncd\n",
+            raw.len()
+        );
+        let records = batch_records(out.as_bytes()).unwrap();
+        assert_eq!(records.len(), 3);
+        let c = parse_commit(&records[0]).unwrap();
+        assert_eq!((c.hash.as_str(), c.time), (hash, 1_700_000_000));
+        assert_eq!(records[1], BatchRecord::Missing);
+        assert_eq!(
+            records[2],
+            BatchRecord::Object {
+                hash,
+                kind: "blob",
+                data: b"ab\ncd"
+            }
+        );
+        assert!(parse_commit(&records[2]).is_none());
+        // Cut short: fewer bytes than the header announces.
+        let short = format!("{hash} commit 999\n{raw}");
+        assert!(batch_records(short.as_bytes()).is_none());
+        assert!(batch_records(b"garbage\n").is_none());
+        assert_eq!(batch_records(b"").unwrap(), vec![]);
     }
 }

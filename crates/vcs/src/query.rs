@@ -148,7 +148,12 @@ impl CodeRepo {
 
     /// The [`CodeInfo`] of commit `hash`, looked up as `version` (go: `statLocal`).
     async fn stat_local(&self, refs: &Refs, version: &str, hash: &str) -> Result<CodeInfo, Error> {
-        let commit = self.mirror.commit(hash).await?;
+        // A version check reads the go.mod files next: read them with the commit.
+        let (file1, major_dir) = self.go_mod_files();
+        let files: Vec<String> = std::iter::once(file1)
+            .chain(major_dir.map(|(_, file2)| file2))
+            .collect();
+        let commit = self.mirror.commit_with_files(hash, &files).await?;
         let tags = refs.tags_at(&commit.hash);
         let version = if commit.hash.starts_with(version) {
             commit.hash.clone()

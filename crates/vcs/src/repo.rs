@@ -108,13 +108,9 @@ impl CodeRepo {
         self.mirror.read_file(commit, file, MAX_GO_MOD).await
     }
 
-    /// Where the module lives at `commit` for `version` (go: `findDir`): the directory and its
-    /// go.mod, if it has one. `Ok(Err(reason))` when the commit does not hold this module.
-    pub(crate) async fn find_dir(
-        &self,
-        commit: &str,
-        version: &str,
-    ) -> Result<Result<(String, Option<Vec<u8>>), String>, Error> {
+    /// The go.mod files [`find_dir`](Self::find_dir) reads: `<code dir>/go.mod`, and for a major
+    /// version module not at the repository root, `<code dir>/<vN>` with its go.mod.
+    pub(crate) fn go_mod_files(&self) -> (String, Option<(String, String)>) {
         let join = |dir: &str, file: &str| {
             if dir.is_empty() {
                 file.to_owned()
@@ -122,8 +118,27 @@ impl CodeRepo {
                 format!("{dir}/{file}")
             }
         };
-        let short = &commit[..commit.len().min(12)];
         let file1 = join(&self.code_dir, "go.mod");
+        let major = (!self.path_major.is_empty()
+            && self.root != self.module
+            && !self.path_major.starts_with('.'))
+        .then(|| {
+            let dir2 = join(&self.code_dir, &self.path_major[1..]);
+            let file2 = join(&dir2, "go.mod");
+            (dir2, file2)
+        });
+        (file1, major)
+    }
+
+    /// Where the module lives at `commit` for `version` (go: `findDir`): the directory and its
+    /// go.mod, if it has one. `Ok(Err(reason))` when the commit does not hold this module.
+    pub(crate) async fn find_dir(
+        &self,
+        commit: &str,
+        version: &str,
+    ) -> Result<Result<(String, Option<Vec<u8>>), String>, Error> {
+        let short = &commit[..commit.len().min(12)];
+        let (file1, major_dir) = self.go_mod_files();
         let gomod1 = self.read(commit, &file1).await?;
         let mpath1 = gomod1.as_deref().and_then(module_path).unwrap_or_default();
         let found1 = gomod1.is_some()
@@ -131,12 +146,8 @@ impl CodeRepo {
                 || (self.path_major.is_empty() && mpath1.starts_with("gopkg.in/")));
 
         let mut file2 = String::new();
-        if !self.path_major.is_empty()
-            && self.root != self.module
-            && !self.path_major.starts_with('.')
-        {
-            let dir2 = join(&self.code_dir, &self.path_major[1..]);
-            file2 = join(&dir2, "go.mod");
+        if let Some((dir2, f2)) = major_dir {
+            file2 = f2;
             let gomod2 = self.read(commit, &file2).await?;
             let mpath2 = gomod2.as_deref().and_then(module_path).unwrap_or_default();
             let found2 = gomod2.is_some() && is_major(&mpath2, &self.path_major);
