@@ -146,3 +146,22 @@ pub async fn try_request_async(
 pub fn text(body: &[u8]) -> String {
     String::from_utf8_lossy(body).into_owned()
 }
+
+/// Decodes `%XX` escapes of a URL path (the test servers match and record decoded paths); `None`
+/// for a malformed escape or a result that is not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}

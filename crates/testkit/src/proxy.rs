@@ -337,7 +337,7 @@ async fn handle(
     // The go command percent-encodes `!` (`%21mixed%21case`): record and match decoded paths so
     // tests can write them the way the protocol spells them.
     let raw = req.uri().path().to_string();
-    let path = percent_decode(&raw).unwrap_or_else(|| raw.clone());
+    let path = crate::http::percent_decode(&raw).unwrap_or_else(|| raw.clone());
     lock(&shared.log).push(path.clone());
     lock(&shared.raw_log).push(raw);
     let fault = lock(&shared.faults).for_path(&path);
@@ -445,7 +445,7 @@ async fn serve_file(State(shared): State<Arc<Shared>>, uri: Uri) -> Response<Bod
 /// Maps a URL path to a relative file path: percent-decoded, and only plain segments (no `.`, `..`,
 /// empty or NUL-containing segment), so nothing outside the root can be reached.
 fn relative_path(url_path: &str) -> Option<PathBuf> {
-    let decoded = percent_decode(url_path.strip_prefix('/')?)?;
+    let decoded = crate::http::percent_decode(url_path.strip_prefix('/')?)?;
     let mut rel = PathBuf::new();
     for seg in decoded.split('/') {
         if seg.is_empty() || seg == "." || seg == ".." || seg.contains('\0') {
@@ -454,23 +454,6 @@ fn relative_path(url_path: &str) -> Option<PathBuf> {
         rel.push(seg);
     }
     Some(rel)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

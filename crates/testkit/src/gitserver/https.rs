@@ -579,7 +579,7 @@ const GIT_SUFFIXES: &[(&str, RequestKind)] = &[
 async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let method = req.method().as_str().to_string();
     let raw_path = req.uri().path().to_string();
-    let path = percent_decode(&raw_path).unwrap_or(raw_path);
+    let path = crate::http::percent_decode(&raw_path).unwrap_or(raw_path);
     let query = req.uri().query().unwrap_or_default().to_string();
     let (user, authenticated) = check_auth(&shared, req.headers());
     let auth_ok = authenticated || shared.credentials.is_empty();
@@ -952,23 +952,6 @@ fn v2_command(body: &[u8]) -> Option<String> {
         rest = &rest[len..];
     }
     None
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
