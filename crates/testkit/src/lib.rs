@@ -45,6 +45,7 @@ pub mod proxy;
 pub mod redis;
 pub mod s3;
 pub mod scratch;
+mod server_thread;
 pub mod webhook;
 
 pub use agora::{Agora, AgoraBuilder};

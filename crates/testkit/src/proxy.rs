@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -34,6 +33,7 @@ use tower::ServiceExt;
 
 use crate::git::GitHost;
 use crate::go::GoClient;
+use crate::server_thread::ServerThread;
 
 /// What the proxy does to a request before (or instead of) answering it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -91,8 +91,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct UpstreamProxy {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
     _tmp: Option<TempDir>,
 }
 
@@ -136,24 +135,14 @@ impl UpstreamProxy {
             .set_nonblocking(true)
             .expect("set listener non-blocking");
         let addr = listener.local_addr().expect("listener address");
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let server_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("upstream-proxy-{}", addr.port()))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("build upstream proxy runtime");
-                rt.block_on(accept_loop(listener, server_shared, rx));
-                // Dropping the runtime here cancels every connection task, hung ones included.
-            })
-            .expect("spawn upstream proxy thread");
+        let server = ServerThread::spawn(format!("upstream-proxy-{}", addr.port()), move |stop| {
+            accept_loop(listener, server_shared, stop)
+        });
         UpstreamProxy {
             shared,
             addr,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            server,
             _tmp: None,
         }
     }
@@ -235,15 +224,7 @@ impl UpstreamProxy {
 
     /// Stops the server: the port is closed and open connections are dropped. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            // Don't turn a server panic into a double panic while a failing test unwinds.
-            if t.join().is_err() && !std::thread::panicking() {
-                panic!("upstream proxy thread panicked");
-            }
-        }
+        self.server.stop();
     }
 }
 

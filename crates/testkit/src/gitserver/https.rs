@@ -29,7 +29,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -45,6 +44,7 @@ use tokio::io::AsyncWriteExt;
 use super::pki::{ServerCert, TestCa};
 use super::{ensure_hosts_entry, lock, loopback_ip_for, HostLease};
 use crate::go::GoClient;
+use crate::server_thread::ServerThread;
 
 /// The default host name: `gitlab.corp.example`.
 pub const DEFAULT_HTTPS_HOST: &str = "gitlab.corp.example";
@@ -209,8 +209,7 @@ pub struct HttpsGitServer {
     ca: TestCa,
     _cert: ServerCert,
     _tmp: TempDir,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
     _lease: HostLease,
 }
 
@@ -270,27 +269,18 @@ impl HttpsGitServer {
             tls_failures: AtomicUsize::new(0),
             cut_fetches: Mutex::new(None),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let server_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("https-git-{}", shared.host))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("build HTTPS git server runtime");
-                rt.block_on(accept_loop(listener, tls, server_shared, rx));
-                // Dropping the runtime cancels connections and kills CGI children (kill_on_drop).
-            })
-            .expect("spawn HTTPS git server thread");
+        // Stopping also kills CGI children (kill_on_drop) with the connection tasks.
+        let server = ServerThread::spawn(format!("https-git-{}", shared.host), move |stop| {
+            accept_loop(listener, tls, server_shared, stop)
+        });
         HttpsGitServer {
             shared,
             ip,
             ca,
             _cert: cert,
             _tmp: tmp,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            server,
             _lease: lease,
         }
     }
@@ -462,14 +452,7 @@ impl HttpsGitServer {
 
     /// Stops the server: the port is closed, connections dropped, CGI processes killed. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() && !std::thread::panicking() {
-                panic!("HTTPS git server thread panicked");
-            }
-        }
+        self.server.stop();
     }
 }
 
