@@ -378,18 +378,28 @@ mod tests {
         assert_eq!(chunk_for(50 << 20), CHUNK);
     }
 
+    fn zip_key(module: &str) -> StorageKey {
+        StorageKey::artifact(
+            &agora_gomod::module::ModulePath::new(module).unwrap(),
+            "v1.0.0",
+            crate::key::ArtifactKind::Zip,
+        )
+    }
+
+    /// Stores `data` as `example.com/m@v1.0.0`'s zip under `root`; returns the key and the file.
+    fn store(root: &Path, data: &[u8]) -> (StorageKey, PathBuf) {
+        let key = zip_key("example.com/m");
+        let path = path_of(root, &key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+        (key, path)
+    }
+
     #[tokio::test]
     async fn streams_whole_files_and_ranges_fast_or_blocking() {
         let dir = tempfile::tempdir().unwrap();
-        let key = StorageKey::artifact(
-            &agora_gomod::module::ModulePath::new("example.com/m").unwrap(),
-            "v1.0.0",
-            crate::key::ArtifactKind::Zip,
-        );
-        let path = path_of(dir.path(), &key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let data: Vec<u8> = (0..1_300_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
+        let (key, _) = store(dir.path(), &data);
         for _ in 0..2 {
             let obj = open_object(dir.path(), &key, None).await.unwrap().unwrap();
             assert_eq!(obj.info.size, data.len() as u64);
@@ -418,11 +428,7 @@ mod tests {
             NO_FAST_PATH.store(true, Ordering::Relaxed);
         }
         NO_FAST_PATH.store(false, Ordering::Relaxed);
-        let absent = StorageKey::artifact(
-            &agora_gomod::module::ModulePath::new("example.com/absent").unwrap(),
-            "v1.0.0",
-            crate::key::ArtifactKind::Zip,
-        );
+        let absent = zip_key("example.com/absent");
         assert!(open_object(dir.path(), &absent, None)
             .await
             .unwrap()
@@ -433,14 +439,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_shorter_than_its_size_is_an_error_not_a_short_body() {
         let dir = tempfile::tempdir().unwrap();
-        let key = StorageKey::artifact(
-            &agora_gomod::module::ModulePath::new("example.com/m").unwrap(),
-            "v1.0.0",
-            crate::key::ArtifactKind::Zip,
-        );
-        let path = path_of(dir.path(), &key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, vec![7u8; 300_000]).unwrap();
+        let (key, path) = store(dir.path(), &[7u8; 300_000]);
         let obj = open_object(dir.path(), &key, None).await.unwrap().unwrap();
         // Cut behind the reader's back (never done to a stored object; a broken disk might).
         std::fs::OpenOptions::new()
