@@ -31,6 +31,8 @@
 //!   milliseconds, usually to find nothing to do) while the request that caused the fetch waits.
 //!   Fetches skip it, and the same check runs after the fetch as a task of its own, at most one
 //!   at a time per repository, so loose objects and packs are still consolidated as git would.
+//!   It does not hold the repository's mutex: git's own lock files make a fetch or a read safe
+//!   next to a running gc, as on any git server taking pushes while it repacks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
