@@ -395,45 +395,96 @@ mod tests {
         (key, path)
     }
 
+    async fn body(obj: Object) -> Vec<u8> {
+        obj.body
+            .map(|c| c.unwrap())
+            .collect::<Vec<_>>()
+            .await
+            .concat()
+    }
+
+    fn test_data() -> Vec<u8> {
+        (0..1_300_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
     #[tokio::test]
-    async fn streams_whole_files_and_ranges_fast_or_blocking() {
+    async fn streams_whole_files_and_ranges() {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..1_300_000u32).map(|i| (i % 251) as u8).collect();
+        let data = test_data();
         let (key, _) = store(dir.path(), &data);
-        for _ in 0..2 {
-            let obj = open_object(dir.path(), &key, None).await.unwrap().unwrap();
-            assert_eq!(obj.info.size, data.len() as u64);
-            let got: Vec<u8> = obj
-                .body
-                .map(|c| c.unwrap())
-                .collect::<Vec<_>>()
-                .await
-                .concat();
-            assert_eq!(got, data);
-            let obj = open_object(dir.path(), &key, Some(1000..700_000))
-                .await
-                .unwrap()
-                .unwrap();
-            let got: Vec<u8> = obj
-                .body
-                .map(|c| c.unwrap())
-                .collect::<Vec<_>>()
-                .await
-                .concat();
-            assert_eq!(got, &data[1000..700_000]);
-            let (whole, info) = read(dir.path(), &key).await.unwrap().unwrap();
-            assert_eq!(&whole[..], &data[..]);
-            assert_eq!(info.size, data.len() as u64);
-            // The second round takes the blocking path everywhere.
-            NO_FAST_PATH.store(true, Ordering::Relaxed);
-        }
-        NO_FAST_PATH.store(false, Ordering::Relaxed);
+        let obj = open_object(dir.path(), &key, None).await.unwrap().unwrap();
+        assert_eq!(obj.info.size, data.len() as u64);
+        assert_eq!(body(obj).await, data);
+        let obj = open_object(dir.path(), &key, Some(1000..700_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(obj.info.size, data.len() as u64);
+        assert_eq!(body(obj).await, &data[1000..700_000]);
+        let (whole, info) = read(dir.path(), &key).await.unwrap().unwrap();
+        assert_eq!(&whole[..], &data[..]);
+        assert_eq!(info.size, data.len() as u64);
+
         let absent = zip_key("example.com/absent");
         assert!(open_object(dir.path(), &absent, None)
             .await
             .unwrap()
             .is_none());
         assert!(read(dir.path(), &absent).await.unwrap().is_none());
+    }
+
+    /// The point of this module: a file the kernel has cached is opened and read on the calling
+    /// thread.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_cached_file_is_opened_and_read_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = test_data();
+        let (_, path) = store(dir.path(), &data);
+        let Attempt::Done(Some((file, meta))) = open_cached(&path).unwrap() else {
+            panic!("openat2(RESOLVE_CACHED) refused a file just written (kernel before 5.12?)");
+        };
+        assert_eq!(meta.len(), data.len() as u64);
+        let mut buf = BytesMut::with_capacity(data.len());
+        match read_cached(&file, &mut buf, 0).unwrap() {
+            Attempt::Done(n) => assert_eq!(n, data.len()),
+            Attempt::WouldBlock => panic!("preadv2(RWF_NOWAIT) refused a file just written"),
+        }
+        assert_eq!(&buf[..], &data[..]);
+    }
+
+    /// A file out of the page cache is read on the blocking pool: the first poll starts a read
+    /// there and is pending, and the stream still delivers every byte.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_uncached_file_is_streamed_from_the_blocking_pool() {
+        use rustix::fs::{fadvise, fstatfs, Advice};
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = test_data();
+        let (key, path) = store(dir.path(), &data);
+        let file = File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        // tmpfs has no disk to evict to: its pages stay, and every read is served from memory.
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        let on_tmpfs = fstatfs(&file).unwrap().f_type as i64 == TMPFS_MAGIC;
+        fadvise(&file, 0, None, Advice::DontNeed).unwrap();
+        let mut obj = open_object(dir.path(), &key, None).await.unwrap().unwrap();
+        let waker = futures::task::noop_waker();
+        let first = obj.body.poll_next_unpin(&mut Context::from_waker(&waker));
+        if !on_tmpfs {
+            assert!(
+                first.is_pending(),
+                "a chunk evicted from the page cache was read without the blocking pool"
+            );
+        }
+        let mut got = match first {
+            Poll::Ready(Some(chunk)) => chunk.unwrap().to_vec(),
+            Poll::Ready(None) => Vec::new(),
+            Poll::Pending => Vec::new(),
+        };
+        got.extend(body(obj).await);
+        assert_eq!(got, data);
     }
 
     #[tokio::test]
