@@ -349,8 +349,9 @@ impl Storage {
         bytes: Bytes,
     ) -> Result<PutOutcome, StorageError> {
         if let Backend::Local(_) = self.inner.backend {
+            // `stage` synced the file already.
             let scratch = self.stage(key, &bytes).await?;
-            return self.put_file_once(key, &scratch).await;
+            return self.publish_synced(key, &scratch).await;
         }
         if let Backend::Remote(_) = self.inner.backend {
             return crate::remote::put_bytes_once(self, &Self::object_path(key), bytes).await;
@@ -466,6 +467,16 @@ impl Storage {
                 path: file.path.clone(),
                 source,
             })?;
+        self.publish_synced(key, file).await
+    }
+
+    /// [`put_file_once`](Self::put_file_once) on the local and memory backends, for a scratch
+    /// file whose content is already durable.
+    async fn publish_synced(
+        &self,
+        key: &StorageKey,
+        file: &ScratchFile,
+    ) -> Result<PutOutcome, StorageError> {
         match &self.inner.backend {
             Backend::Local(root) => {
                 let rel = file.path.strip_prefix(root).expect("scratch inside root");
