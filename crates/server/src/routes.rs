@@ -330,7 +330,8 @@ async fn answer(
             }
         }
         ProxyRequest::Sumdb { name, rest } => {
-            // Boxed: a tile fetch is a large state machine (see `Proxy::list`).
+            // Boxed: a tile fetch is a large state machine, and would otherwise be part of every
+            // request's future (`agora_core::Proxy` boxes its fetches for the same reason).
             let answer = Box::pin(state.sumdb.get(&name, &rest, mode)).await?;
             let (policy, last_modified) = if answer.immutable {
                 let stored = tile_modified(state, &name, &rest).await;
