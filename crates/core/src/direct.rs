@@ -106,4 +106,15 @@ impl Source for VcsSource {
         let info = repo.zip(version, dest).await.map_err(map_err)?;
         Ok(info.size)
     }
+
+    async fn repository(
+        &self,
+        module: &ModulePath,
+        network: bool,
+    ) -> Result<Option<String>, FetchError> {
+        self.vcs
+            .repository(module.as_str(), network)
+            .await
+            .map_err(map_err)
+    }
 }

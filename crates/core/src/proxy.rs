@@ -247,6 +247,23 @@ impl Proxy {
         self.inner.flights.len()
     }
 
+    /// The repository `module` is read from, as `host/path` (lowercase, no `.git`), for access
+    /// rules that must protect a repository whatever module path reaches it: `.git` suffixes,
+    /// case variants, vanity paths and `[[git.rules]]` aliases all name their repository here.
+    /// Private modules are resolved as a fetch would resolve them (a `go-import` lookup is
+    /// remembered); for public ones only what needs no request is said, since their bytes come
+    /// from an upstream proxy. `None` when nothing names a repository.
+    pub async fn repository(&self, module: &ModulePath) -> Result<Option<String>, Arc<CoreError>> {
+        let network = self.inner.policy.route(module) == Route::Direct;
+        let Some(source) = self.inner.direct.iter().find_map(|h| h.source.as_ref()) else {
+            return Ok(None);
+        };
+        source
+            .repository(module, network)
+            .await
+            .map_err(|e| Arc::new(CoreError::from_fetch(module.as_str(), e)))
+    }
+
     fn hops(&self, module: &ModulePath) -> &[Hop] {
         match self.inner.policy.route(module) {
             Route::Direct => &self.inner.direct,

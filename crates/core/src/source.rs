@@ -29,6 +29,16 @@ pub trait Source: Send + Sync {
     /// Writes the zip to `dest` and returns its size.
     async fn zip(&self, module: &ModulePath, version: &str, dest: &Path)
         -> Result<u64, FetchError>;
+    /// The repository this source reads `module` from, written as a module path
+    /// (`host/group/project`), when the source knows repositories; with `network` false only
+    /// what needs no request. Access rules are checked against it as well as the module path.
+    async fn repository(
+        &self,
+        _module: &ModulePath,
+        _network: bool,
+    ) -> Result<Option<String>, FetchError> {
+        Ok(None)
+    }
 }
 
 /// An upstream module proxy.

@@ -108,6 +108,40 @@ impl Guard {
         }
     }
 
+    /// Whether any client could be refused anything; when not, no repository needs resolving
+    /// for an access check.
+    pub fn restricts(&self) -> bool {
+        !self.rules.is_open()
+    }
+
+    /// May `who` read `repository`, the repository `module` resolved to? Rules protect
+    /// repositories, not only the path a client chose to name one by, so a module path that
+    /// passed [`Guard::authorize`] is checked again against its repository. The refusal speaks
+    /// of the requested module only: a hidden repository stays hidden.
+    pub fn authorize_repository(
+        &self,
+        who: &Principal,
+        repository: &str,
+        module: &ModulePath,
+        version: Option<&str>,
+    ) -> Result<(), AppError> {
+        match self.rules.check(who, repository) {
+            Decision::Allow => Ok(()),
+            denied => {
+                let what = match version {
+                    Some(v) => format!("{module}@{v}"),
+                    None => module.to_string(),
+                };
+                refusal(denied, who, &what)
+            }
+        }
+    }
+
+    /// Whether reads of `repository` go to the audit log (it is readable by fewer than all).
+    pub fn audited_repository(&self, repository: &str) -> bool {
+        self.rules.restricted(repository)
+    }
+
     /// For requests that name no module (checksum-database tiles): the default rule.
     pub fn authorize_unscoped(&self, who: &Principal, what: &str) -> Result<(), AppError> {
         refusal(self.rules.check_unscoped(who), who, what)

@@ -207,8 +207,11 @@ fn subject(req: &ProxyRequest) -> Option<(Cow<'_, ModulePath>, Option<Cow<'_, st
 }
 
 /// Authentication and access rules, before anything is read or fetched. Requests about audited
-/// modules are marked for the audit log first, so refusals are audited too.
-fn admit(
+/// modules are marked for the audit log first, so refusals are audited too. The rules are checked
+/// on the requested module path and again on the repository it resolves to, so that no other
+/// name of a protected repository (`.git`, another case, a vanity path, a `[[git.rules]]` alias)
+/// reads it.
+async fn admit(
     state: &AppState,
     req: &ProxyRequest,
     client: &crate::client::ClientInfo,
@@ -224,9 +227,18 @@ fn admit(
     }
     let who = guard.authenticate(client, headers)?;
     trace.who = Some(who.clone());
-    match &subject {
-        Some((module, version)) => guard.authorize(&who, module, version.as_deref())?,
-        None => guard.authorize_unscoped(&who, "the checksum database")?,
+    let Some((module, version)) = &subject else {
+        guard.authorize_unscoped(&who, "the checksum database")?;
+        return Ok(who);
+    };
+    guard.authorize(&who, module, version.as_deref())?;
+    if guard.restricts() {
+        if let Some(repository) = state.proxy.repository(module).await? {
+            if trace.audit.is_none() && guard.audited_repository(&repository) {
+                trace.audit = Some((module.to_string(), version.as_deref().map(str::to_owned)));
+            }
+            guard.authorize_repository(&who, &repository, module, version.as_deref())?;
+        }
     }
     Ok(who)
 }
@@ -264,7 +276,7 @@ async fn answer(
     }
     let req = request::parse(uri.path())?;
     trace.route = route_label(&req);
-    admit(state, &req, client, headers, trace)?;
+    admit(state, &req, client, headers, trace).await?;
     let mode = if headers
         .get(DISABLE_FETCH)
         .and_then(|v| v.to_str().ok())

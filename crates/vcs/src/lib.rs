@@ -42,7 +42,7 @@ pub use git::redact;
 pub use mirror::{Commit, Mirror, Mirrors, Refs};
 pub use query::RevInfo;
 pub use repo::CodeRepo;
-pub use resolve::{RepoRoot, ResolvedBy, Resolver, ResolverOptions, RewriteRule};
+pub use resolve::{repository_path, RepoRoot, ResolvedBy, Resolver, ResolverOptions, RewriteRule};
 pub use zip::ZipInfo;
 
 /// Settings for [`Vcs`].
@@ -74,6 +74,12 @@ impl Vcs {
     /// The repository of `module` (see [`resolve`]).
     pub async fn resolve(&self, module: &str) -> Result<RepoRoot, Error> {
         self.resolver.resolve(module).await
+    }
+
+    /// The repository `module` is served from, for access checks (see
+    /// [`Resolver::repository`]).
+    pub async fn repository(&self, module: &str, network: bool) -> Result<Option<String>, Error> {
+        self.resolver.repository(module, network).await
     }
 
     /// Resolves `module` and opens (creating or fetching as needed) its repository's mirror.

@@ -27,7 +27,9 @@
 //! only for GOINSECURE paths, and for those TLS certificates are not verified either, again as in
 //! the `go` command. Redirects from `https` to `http` are refused otherwise.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use agora_gomod::{check_import_path, check_path, match_prefix_patterns};
 
@@ -38,6 +40,10 @@ use crate::repo::has_path_prefix;
 
 /// Largest `?go-get=1` response body read; the tags must be in the head anyway.
 const MAX_META_BODY: usize = 1 << 20;
+/// How long a `go-import` answer is reused before the page is asked again.
+const META_FRESH: Duration = Duration::from_secs(60);
+/// Most `go-import` answers remembered (each is a few hundred bytes).
+const META_CACHE_ENTRIES: usize = 8192;
 
 /// A configured mapping from module paths to repository URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +113,83 @@ pub struct RepoRoot {
     pub by: ResolvedBy,
 }
 
+impl RepoRoot {
+    /// The repository as a path that access rules match (see [`repository_path`]).
+    pub fn repository(&self) -> String {
+        repository_path(&self.url)
+    }
+}
+
+/// The repository a git URL names, written like a module path so that module-path patterns
+/// can match it: `ssh://git@Host:2222/Team/Secret.git/` and `https://host/team/secret` are both
+/// `host/team/secret`. Scheme, user, port, a trailing `/` and `.git` are dropped and the result is
+/// in lowercase, because the hosts companies run (GitLab, GitHub, Gitea, Bitbucket) treat repository
+/// paths case-insensitively and serve a repository with or without `.git`: every way of naming
+/// one repository must meet the same access rule.
+pub fn repository_path(url: &str) -> String {
+    let (host, path) = match url.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').unwrap_or((rest, "")),
+        // scp-like `[user@]host:path`; anything else is a local path.
+        None => match url.split_once(':') {
+            Some((host, path)) if !host.contains('/') => (host, path),
+            _ => ("", url),
+        },
+    };
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+        None => host.split_once(':').map_or(host, |(h, _)| h),
+    };
+    let mut path = path.trim_matches('/');
+    loop {
+        let before = path;
+        path = path
+            .strip_suffix(".git")
+            .unwrap_or(path)
+            .trim_end_matches('/');
+        if path == before {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(host.len() + path.len() + 1);
+    for part in [host, path] {
+        if part.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('/');
+        }
+        // Empty elements (`a//b`) name the same repository on every host.
+        let mut first = true;
+        for elem in part.split('/').filter(|e| !e.is_empty()) {
+            if !first {
+                out.push('/');
+            }
+            out.push_str(elem);
+            first = false;
+        }
+    }
+    out.make_ascii_lowercase();
+    out
+}
+
+/// What can be said about a module's repository without asking the network.
+enum Offline {
+    /// Configured rules and known hosts decide completely.
+    Found(RepoRoot),
+    /// A `.git` element: the root is known, the scheme must be probed.
+    VcsSuffix { root: String },
+    /// Only the `go-import` meta tags can tell.
+    Meta,
+}
+
+/// A remembered `go-import` resolution.
+#[derive(Debug)]
+struct MetaEntry {
+    at: Instant,
+    root: RepoRoot,
+}
+
 /// Settings for [`Resolver`].
 #[derive(Debug, Clone)]
 pub struct ResolverOptions {
@@ -143,6 +226,10 @@ pub struct Resolver {
     insecure_client: reqwest::Client,
     /// Tests only: fetch meta pages from `<base>/<path>?go-get=1` instead.
     meta_base: Option<String>,
+    /// Successful `go-import` resolutions by module path: fresh for [`META_FRESH`], and kept
+    /// after that so that [`Resolver::repository`] can still name a repository when the page
+    /// is unreachable.
+    meta_cache: Mutex<HashMap<String, MetaEntry>>,
 }
 
 impl Resolver {
@@ -189,6 +276,7 @@ impl Resolver {
             client,
             insecure_client,
             meta_base: None,
+            meta_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -219,38 +307,118 @@ impl Resolver {
 
     /// Finds the repository of `module` (see the module documentation for the order).
     pub async fn resolve(&self, module: &str) -> Result<RepoRoot, Error> {
+        match self.resolve_offline(module)? {
+            Offline::Found(root) => Ok(root),
+            Offline::VcsSuffix { root } => {
+                let repo = root.strip_suffix(".git").unwrap_or(&root);
+                let url = self.probe_schemes(module, repo).await;
+                Ok(RepoRoot {
+                    root,
+                    url,
+                    by: ResolvedBy::VcsSuffix,
+                })
+            }
+            Offline::Meta => {
+                if let Some(root) = self.cached_meta(module, META_FRESH) {
+                    return Ok(root);
+                }
+                let root = self.resolve_meta(module).await?;
+                self.remember_meta(module, &root);
+                Ok(root)
+            }
+        }
+    }
+
+    /// The repository `module` is served from, as a [`repository_path`], for access checks
+    /// that must hold whatever module path reaches a repository. Configured rules, known hosts
+    /// and `.git` elements answer without the network (no scheme probe: every scheme names the
+    /// same repository). Paths that need their `go-import` tags are answered from the last
+    /// successful lookup when the page cannot be reached now, and give `None` when `network` is
+    /// false and nothing is remembered.
+    pub async fn repository(&self, module: &str, network: bool) -> Result<Option<String>, Error> {
+        match self.resolve_offline(module)? {
+            Offline::Found(root) => Ok(Some(root.repository())),
+            Offline::VcsSuffix { root } => Ok(Some(repository_path(&format!("https://{root}")))),
+            Offline::Meta => {
+                if let Some(root) = self.cached_meta(module, META_FRESH) {
+                    return Ok(Some(root.repository()));
+                }
+                if !network {
+                    return Ok(self
+                        .cached_meta(module, Duration::MAX)
+                        .map(|r| r.repository()));
+                }
+                match self.resolve_meta(module).await {
+                    Ok(root) => {
+                        self.remember_meta(module, &root);
+                        Ok(Some(root.repository()))
+                    }
+                    Err(e) => match self.cached_meta(module, Duration::MAX) {
+                        Some(stale) => {
+                            tracing::debug!(module, error = %e, "go-import lookup failed; using the last answer for the access check");
+                            Ok(Some(stale.repository()))
+                        }
+                        None => Err(e),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Steps 1 to 3 (no network), or that step 4 is needed.
+    fn resolve_offline(&self, module: &str) -> Result<Offline, Error> {
         check_path(module)
             .map_err(|e| Self::fail(module, ResolveFailure::NotFound, e.to_string()))?;
         for rule in &self.opts.rules {
             if let Some(root) = rule.matches(module) {
-                return Ok(RepoRoot {
+                return Ok(Offline::Found(RepoRoot {
                     url: rule.url_for(&root),
                     root,
                     by: ResolvedBy::Rule {
                         pattern: rule.pattern.clone(),
                     },
-                });
+                }));
             }
         }
         if let Some(found) = known_host(module) {
             let root =
                 found.map_err(|reason| Self::fail(module, ResolveFailure::NotFound, reason))?;
-            return Ok(RepoRoot {
+            return Ok(Offline::Found(RepoRoot {
                 url: format!("https://{root}"),
                 root,
                 by: ResolvedBy::KnownHost,
-            });
+            }));
         }
         if let Some(root) = vcs_suffix_root(module) {
-            let repo = root.strip_suffix(".git").unwrap_or(&root);
-            let url = self.probe_schemes(module, repo).await;
-            return Ok(RepoRoot {
-                root,
-                url,
-                by: ResolvedBy::VcsSuffix,
-            });
+            return Ok(Offline::VcsSuffix { root });
         }
-        self.resolve_meta(module).await
+        Ok(Offline::Meta)
+    }
+
+    /// A remembered `go-import` resolution of `module` not older than `max_age`.
+    fn cached_meta(&self, module: &str, max_age: Duration) -> Option<RepoRoot> {
+        let cache = self.meta_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(module)
+            .filter(|e| e.at.elapsed() <= max_age)
+            .map(|e| e.root.clone())
+    }
+
+    fn remember_meta(&self, module: &str, root: &RepoRoot) {
+        let mut cache = self.meta_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= META_CACHE_ENTRIES && !cache.contains_key(module) {
+            cache.retain(|_, e| e.at.elapsed() <= META_FRESH);
+            if cache.len() >= META_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            module.to_owned(),
+            MetaEntry {
+                at: Instant::now(),
+                root: root.clone(),
+            },
+        );
     }
 
     /// The first scheme under which `git ls-remote` answers for `repo` (go: the `Ping` loop).
@@ -768,6 +936,66 @@ mod tests {
             pattern: pattern.into(),
             url: url.into(),
         }
+    }
+
+    #[test]
+    fn every_name_of_a_repository_is_one_repository_path() {
+        for url in [
+            "https://git.corp.test/team/secret",
+            "https://git.corp.test/team/secret.git",
+            "https://git.corp.test/team/secret.git/",
+            "https://git.corp.test//team//secret.git.git",
+            "https://user:pw@git.corp.test:8443/team/secret.git",
+            "ssh://git@Git.Corp.Test:2222/Team/Secret.git",
+            "git@git.corp.test:team/secret.git",
+            "git.corp.test:team/Secret",
+            "git+ssh://git.corp.test/team/secret",
+        ] {
+            assert_eq!(repository_path(url), "git.corp.test/team/secret", "{url}");
+        }
+        assert_eq!(
+            repository_path("https://[::1]:8443/a/b.git"),
+            "::1/a/b",
+            "IPv6 hosts lose their brackets and port"
+        );
+        assert_eq!(repository_path("/srv/git/a.git"), "srv/git/a");
+        assert_eq!(repository_path("file:///srv/git/a"), "srv/git/a");
+    }
+
+    #[tokio::test]
+    async fn repository_needs_no_network_for_rules_known_hosts_and_git_suffixes() {
+        let resolver = Resolver::new(ResolverOptions {
+            rules: vec![rule(
+                "alias.corp.test/*",
+                "ssh://git@git.corp.test/team/{path}.git",
+            )],
+            ..Default::default()
+        })
+        .unwrap();
+        for (module, want) in [
+            ("alias.corp.test/secret/sub", "git.corp.test/team/secret"),
+            ("git.corp.test/team/secret.git", "git.corp.test/team/secret"),
+            (
+                "git.corp.test/Team/Secret.git/v2",
+                "git.corp.test/team/secret",
+            ),
+            (
+                "git.corp.test:8443/team/secret.git",
+                "git.corp.test/team/secret",
+            ),
+            ("github.com/Corp/Secret/sub", "github.com/corp/secret"),
+        ] {
+            assert_eq!(
+                resolver.repository(module, false).await.unwrap().as_deref(),
+                Some(want),
+                "{module}"
+            );
+        }
+        // Meta tags are needed, the network is not allowed and nothing is remembered.
+        assert_eq!(
+            resolver.repository("vanity.test/x", false).await.unwrap(),
+            None
+        );
     }
 
     #[test]

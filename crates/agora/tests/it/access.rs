@@ -416,3 +416,147 @@ fn certificate_rotation_on_sighup_and_on_change() {
     assert_eq!(st, 200);
     assert!(s.agora.stderr_log().contains("reload failed"));
 }
+
+/// Regression: a rule on `git.corp.test/team/secret` (hidden with `not_found`) was walked around
+/// by naming the same repository another way: `secret.git`, another case, a `go-import` vanity
+/// path or a `[[git.rules]]` alias answered 200 with the protected source for anonymous clients,
+/// from git and from the cache alike. Rules protect the repository whatever path reaches it.
+#[test]
+fn access_rules_protect_the_repository_under_every_name() {
+    const H: &str = "git.corp.test";
+    const ALIAS: &str = "alias.corp.test";
+    let host = agora_testkit::GitHost::new().host(H);
+    for name in ["secret", "open"] {
+        let mut r = host.repo(&format!("{H}/team/{name}"));
+        r.write("go.mod", format!("module {H}/team/{name}\n\ngo 1.21\n"))
+            .write(
+                &format!("{name}.go"),
+                format!("package {name}\n\n// Token is confidential.\nconst Token = \"{name}\"\n"),
+            );
+        r.commit(name);
+        r.tag("v1.0.0");
+    }
+    let srv = agora_testkit::HttpsGitServer::builder(host.repo_dir(H))
+        .host(H)
+        .go_import(
+            &format!("{H}/vanity/secret"),
+            &format!("{H}/vanity/secret git https://{H}/team/secret.git"),
+        )
+        .start();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let tokens = dir.join("tokens.toml");
+    let alice = token_add(&tokens, "alice", &["payments"]);
+    let audit = dir.join("audit.log");
+    let config = dir.join("agora.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"ca_file = {ca:?}
+[routing]
+private = ["{H}", "{ALIAS}"]
+
+[[git.rules]]
+pattern = "{ALIAS}/*"
+url = "https://{H}/team/{{path}}.git"
+
+[[git.credentials]]
+host = "{H}"
+username = {user:?}
+password = {token:?}
+
+[auth]
+tokens_file = {tokens:?}
+
+[[access.rules]]
+pattern = "{H}/team/secret"
+allow = ["payments"]
+on_deny = "not_found"
+
+[audit]
+file = {audit:?}
+"#,
+            ca = srv.ca_cert().display().to_string(),
+            user = srv.user(),
+            token = srv.token(),
+        ),
+    )
+    .unwrap();
+    let empty_gitconfig = dir.join("empty.gitconfig");
+    std::fs::write(&empty_gitconfig, "").unwrap();
+    let agora = builder(&dir.join("data"), "off")
+        .arg("--config")
+        .arg(&config)
+        .env("GIT_CONFIG_GLOBAL", &empty_gitconfig)
+        .start();
+    let get = |path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let (st, h, body) = http::get_with(&format!("{}{path}", agora.url()), &headers);
+        (st, h, http::text(&body))
+    };
+
+    // Every name of the protected repository, and what each request asks of it.
+    let names = [
+        format!("{H}/team/secret.git"),
+        format!("{H}/!team/!secret.git"),
+        format!("{H}/vanity/secret"),
+        format!("{ALIAS}/secret"),
+    ];
+    let requests = |name: &str| {
+        [
+            format!("/{name}/@v/list"),
+            format!("/{name}/@latest"),
+            format!("/{name}/@v/master.info"),
+            format!("/{name}/@v/v1.0.0.info"),
+            format!("/{name}/@v/v1.0.0.zip"),
+        ]
+    };
+    // alice may read it under any name; what she fetches is cached, and must stay protected.
+    for name in &names {
+        let (st, _, body) = get(&format!("/{name}/@v/list"), Some(&alice));
+        assert_eq!(st, 200, "alice {name}: {body}\n{}", agora.stderr_log());
+        assert_eq!(body, "v1.0.0\n", "alice {name}");
+    }
+    let (st, _, body) = get(&format!("/{H}/team/secret.git/@v/v1.0.0.zip"), Some(&alice));
+    assert_eq!(st, 200, "{body}");
+
+    for name in &names {
+        for path in requests(name) {
+            let (st, headers, body) = get(&path, None);
+            assert_eq!(st, 404, "anonymous {path} must look missing: {body}");
+            assert!(
+                body.starts_with("not found: ") && !body.contains("Token"),
+                "{path}: {body}"
+            );
+            assert!(headers.get("x-agora-cache").is_none(), "{path}");
+        }
+    }
+    // The checks refuse only the protected repository: another on the same host stays open.
+    let (st, _, body) = get(&format!("/{H}/team/open.git/@v/v1.0.0.info"), None);
+    assert_eq!(st, 200, "{body}");
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for name in [format!("{H}/team/secret.git"), format!("{ALIAS}/secret")] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["client"] == "anonymous" && l["module"] == name && l["status"] == 404),
+            "anonymous probes of {name} are audited: {lines:?}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l["client"] == "anonymous" && l["module"] == name && l["status"] == 200),
+            "{name}: {lines:?}"
+        );
+    }
+}

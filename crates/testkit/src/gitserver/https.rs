@@ -5,7 +5,7 @@
 //! `git http-backend`, the CGI program shipped with git, with the standard CGI variables plus
 //! `GIT_PROJECT_ROOT` (the repositories directory), `GIT_HTTP_EXPORT_ALL`, `REMOTE_USER` and
 //! `GIT_PROTOCOL` (from the `Git-Protocol` header, so protocol v2 works). Like GitLab, a repository
-//! is reachable with or without the `.git` suffix, and fixture work trees (`<repo>/.git`) are served
+//! is reachable with or without the `.git` suffix and in any case, and fixture work trees (`<repo>/.git`) are served
 //! as they are.
 //!
 //! Every request is recorded ([`GitRequest`]: method, path, user, status, and for protocol v2 the
@@ -666,7 +666,8 @@ fn is_repo(dir: &Path) -> bool {
 }
 
 /// Maps the repository part of a URL (`group/project` or `group/project.git`) to an existing
-/// repository under `root`, returned without `.git`. Only plain path segments are accepted.
+/// repository under `root`, returned as stored (without `.git`). Only plain path segments are
+/// accepted. Like GitLab and GitHub, paths match whatever their case (`Group/Project`).
 fn resolve_repo(root: &Path, part: &str) -> Option<String> {
     if part
         .split('/')
@@ -677,8 +678,27 @@ fn resolve_repo(root: &Path, part: &str) -> Option<String> {
     let plain = part.strip_suffix(".git").unwrap_or(part);
     [plain, part]
         .into_iter()
-        .find(|p| !p.is_empty() && is_repo(&root.join(p)))
-        .map(str::to_string)
+        .filter(|p| !p.is_empty())
+        .find_map(|p| stored_path(root, p).filter(|found| is_repo(&root.join(found))))
+}
+
+/// `rel` as it is stored under `root`, each segment matched exactly or else ignoring case.
+fn stored_path(root: &Path, rel: &str) -> Option<String> {
+    let mut dir = root.to_path_buf();
+    let mut found = Vec::new();
+    for seg in rel.split('/') {
+        let name = if dir.join(seg).exists() {
+            seg.to_owned()
+        } else {
+            std::fs::read_dir(&dir)
+                .ok()?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .find(|n| n.eq_ignore_ascii_case(seg))?
+        };
+        dir.push(&name);
+        found.push(name);
+    }
+    Some(found.join("/"))
 }
 
 fn go_get_answer(shared: &Shared, path: &str, authenticated: bool) -> Response<Body> {
@@ -1087,6 +1107,7 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("g/p/.git")).unwrap();
         assert_eq!(resolve_repo(tmp.path(), "g/p"), Some("g/p".into()));
         assert_eq!(resolve_repo(tmp.path(), "g/p.git"), Some("g/p".into()));
+        assert_eq!(resolve_repo(tmp.path(), "G/P.git"), Some("g/p".into()));
         assert_eq!(resolve_repo(tmp.path(), "g/q"), None);
         assert_eq!(resolve_repo(tmp.path(), "g/../g/p"), None);
     }
