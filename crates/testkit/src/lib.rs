@@ -24,6 +24,8 @@
 //!   restarted (an outage), for the shared single-flight tests.
 //! - [`s3`]: [`S3Server`], a private S3-compatible server (moto) on loopback with a bucket per test,
 //!   for the storage contract tests.
+//! - [`sumdb`]: [`SumdbServer`], a checksum database on loopback built from the Go reference
+//!   implementation, with a key of its own and a switch to a forked log.
 //! - [`scratch`]: [`scratch::tempdir`], which makes every temporary directory here, under a
 //!   per-process directory that later test processes delete once this one has exited (the shared
 //!   fixtures live in statics, which are never dropped).
@@ -46,6 +48,7 @@ pub mod redis;
 pub mod s3;
 pub mod scratch;
 mod server_thread;
+pub mod sumdb;
 pub mod webhook;
 
 pub use agora::{Agora, AgoraBuilder};
@@ -56,4 +59,5 @@ pub use go::{GoClient, GoError, ListM, ModDownload};
 pub use proxy::{Fault, UpstreamProxy};
 pub use redis::RedisServer;
 pub use s3::S3Server;
+pub use sumdb::SumdbServer;
 pub use webhook::{Verdict, WebhookServer};
