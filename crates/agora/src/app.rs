@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 
 use agora_access::{AccessRule, AccessRules, Allow, AuditLog, OnDeny, TokenStore};
 use agora_core::{
-    Policy, Proxy, ProxyOptions, RedisLock, RedisLockOptions, SumdbProxy, VcsSource, Webhook,
+    Checksums, Policy, Proxy, ProxyOptions, RedisLock, RedisLockOptions, SumdbProxy, VcsSource,
+    Webhook,
 };
 use agora_server::{Guard, TrustedProxies};
 use agora_storage::Storage;
@@ -23,6 +24,8 @@ pub struct App {
     pub sumdb: SumdbProxy,
     pub vcs: Arc<Vcs>,
     pub policy: Policy,
+    /// The checksum database public modules are verified against, if any.
+    pub checksums: Option<Arc<Checksums>>,
 }
 
 /// Client-facing access control: who may read what, and the audit trail.
@@ -215,8 +218,20 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
             client.clone(),
         )));
     }
+    let endpoint = config.sumdb_endpoint()?;
+    let checksums = match endpoint.as_ref().filter(|e| e.key.is_some()) {
+        Some(e) => Some(Arc::new(
+            Checksums::new(e, client.clone(), storage.clone())
+                .map_err(|m| anyhow::anyhow!("sumdb: {m}"))?,
+        )),
+        None => None,
+    };
+    if let Some(c) = &checksums {
+        proxy = proxy.with_checksums(c.clone());
+    }
     let sumdb = SumdbProxy::new(
-        config.sumdb_endpoint().into_iter().collect(),
+        endpoint.into_iter().collect(),
+        checksums.clone(),
         client,
         storage.clone(),
         policy.clone(),
@@ -227,5 +242,6 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
         sumdb,
         vcs,
         policy,
+        checksums,
     })
 }

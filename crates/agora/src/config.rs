@@ -422,10 +422,14 @@ fn union(a: &[String], b: &[String]) -> Vec<String> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SumdbConfig {
-    /// Checksum database proxied under `/sumdb/<name>/` (`off` to proxy none).
+    /// The checksum database, as the first field of `GOSUMDB`: `off`, a name whose key agora
+    /// knows (`sum.golang.org`, `sum.golang.google.cn`), or a verifier key `name+hash+keydata`.
+    /// Proxied under `/sumdb/<name>/`.
     pub name: String,
     /// Where agora reaches it (default `https://<name>`).
     pub url: String,
+    /// Verify every public module's go.mod and zip against it before caching them.
+    pub verify: bool,
 }
 
 impl Default for Config {
@@ -453,6 +457,7 @@ impl Default for Config {
             sumdb: SumdbConfig {
                 name: "sum.golang.org".into(),
                 url: String::new(),
+                verify: true,
             },
             ca_file: String::new(),
             git: GitConfig {
@@ -615,11 +620,9 @@ fn apply_go_env(config: &mut Config, env: &BTreeMap<String, String>) -> Result<(
     config.routing.nosumdb = list("GONOSUMDB");
     config.routing.insecure = list("GOINSECURE");
     if let Some(v) = env.get("GOSUMDB").filter(|v| !v.trim().is_empty()) {
-        // GOSUMDB is "off", "name", "name+key" or "name+key url".
+        // GOSUMDB is "off", "name", "name+hash+key", each optionally followed by a URL.
         let mut fields = v.split_whitespace();
-        let name = fields.next().unwrap_or_default();
-        let name = name.split('+').next().unwrap_or_default();
-        config.sumdb.name = name.to_owned();
+        config.sumdb.name = fields.next().unwrap_or_default().to_owned();
         config.sumdb.url = fields.next().unwrap_or_default().to_owned();
     }
     Ok(())
@@ -686,23 +689,42 @@ impl Config {
         Ok(())
     }
 
-    /// The checksum database endpoint, if one is proxied.
-    pub fn sumdb_endpoint(&self) -> Option<agora_core::SumdbEndpoint> {
+    /// The checksum database endpoint, if one is proxied. It has a key unless `sumdb.verify` is
+    /// off; a database whose key agora does not know needs its key in `sumdb.name`.
+    pub fn sumdb_endpoint(&self) -> Result<Option<agora_core::SumdbEndpoint>> {
         let name = self.sumdb.name.trim();
         if name.is_empty() || name == "off" {
-            return None;
+            return Ok(None);
         }
-        let url = if self.sumdb.url.is_empty() {
-            format!("https://{name}")
-        } else if self.sumdb.url.contains("://") {
-            self.sumdb.url.trim_end_matches('/').to_owned()
+        let url = self.sumdb.url.trim().trim_end_matches('/');
+        let url = if url.is_empty() || url.contains("://") {
+            url.to_owned()
         } else {
-            format!("https://{}", self.sumdb.url.trim_end_matches('/'))
+            format!("https://{url}")
         };
-        Some(agora_core::SumdbEndpoint {
-            name: name.to_owned(),
-            url,
-        })
+        match agora_sumdb::Database::parse(&format!("{name} {url}")) {
+            Ok(Some(db)) => Ok(Some(agora_core::SumdbEndpoint {
+                name: db.name,
+                url: db.url,
+                key: self.sumdb.verify.then_some(db.key),
+            })),
+            Ok(None) => Ok(None),
+            Err(_) if !self.sumdb.verify && !name.contains('+') => {
+                Ok(Some(agora_core::SumdbEndpoint {
+                    name: name.to_owned(),
+                    url: if url.is_empty() {
+                        format!("https://{name}")
+                    } else {
+                        url
+                    },
+                    key: None,
+                }))
+            }
+            Err(e) => bail!(
+                "sumdb.name = {name:?}: {e}; give the database's verifier key (name+hash+keydata), \
+                 or set sumdb.verify = false to proxy it without verifying anything"
+            ),
+        }
     }
 
     /// Where repository mirrors live.
@@ -853,7 +875,12 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:3000");
         assert_eq!(c.upstream.proxy, "https://proxy.golang.org");
         assert_eq!(c.data_dir, PathBuf::from("/home/u/.local/share/agora"));
-        assert_eq!(c.sumdb_endpoint().unwrap().url, "https://sum.golang.org");
+        let db = c.sumdb_endpoint().unwrap().unwrap();
+        assert_eq!(db.url, "https://sum.golang.org");
+        assert!(
+            db.key.unwrap().starts_with("sum.golang.org+033de0ae+"),
+            "verified by default, with the built-in key"
+        );
     }
 
     #[test]
@@ -864,10 +891,7 @@ mod tests {
         let e = env(&[
             ("GOPROXY", "https://from-go-env.example"),
             ("GONOSUMDB", "secret.example"),
-            (
-                "GOSUMDB",
-                "sum.golang.google.cn+abc https://sum.golang.google.cn",
-            ),
+            ("GOSUMDB", "sum.golang.google.cn"),
             ("AGORA_UPSTREAM_RETRIES", "7"),
             ("AGORA_LISTEN", "127.0.0.1:5000"),
             ("AGORA_CACHE_LIST_FRESH", "5m"),
@@ -886,10 +910,11 @@ mod tests {
             c.routing.nosum_patterns(),
             vec!["gitlab.corp.example", "secret.example"]
         );
-        let s = c.sumdb_endpoint().unwrap();
+        let s = c.sumdb_endpoint().unwrap().unwrap();
         assert_eq!(
             (s.name.as_str(), s.url.as_str()),
-            ("sum.golang.google.cn", "https://sum.golang.google.cn")
+            ("sum.golang.org", "https://sum.golang.google.cn"),
+            "the mirror in China serves sum.golang.org's log"
         );
     }
 

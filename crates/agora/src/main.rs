@@ -157,10 +157,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn import(config: &Config, dir: &std::path::Path) -> Result<()> {
-    let storage = open_storage(config)?;
+    let app = app::build(config, open_storage(config)?)?;
+    let verify = migrate::Verify {
+        policy: &app.policy,
+        checksums: app.checksums.as_deref(),
+    };
     let report = runtime()?.block_on(migrate::import(
-        &storage,
+        &app.storage,
         dir,
+        &verify,
         &mut std::io::stdout().lock(),
     ))?;
     if !report.rejected.is_empty() {

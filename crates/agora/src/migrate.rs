@@ -6,8 +6,9 @@
 //! - an Athens disk storage (`<module>/<version>/{go.mod, source.zip, <version>.info}`).
 //!
 //! Every artifact is checked as if an upstream had sent it (info JSON and its version, the go.mod
-//! module line, the zip's structure and content, and the `.ziphash` when the module cache has one)
-//! and stored write-once: artifacts already in storage are left alone. Anything that fails a
+//! module line, the zip's structure and content, the `.ziphash` when the module cache has one,
+//! and, for public modules, the go.mod's and zip's hashes against the checksum database) and
+//! stored write-once: artifacts already in storage are left alone. Anything that fails a
 //! check is reported and skipped; the command then exits non-zero.
 //!
 //! Export writes the GOPROXY tree of every stored version (`.info`, `.mod`, `.zip`) plus an
@@ -21,7 +22,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 
-use agora_core::validate;
+use agora_core::sumdb::verify_public;
+use agora_core::{validate, Checksums, Policy};
 use agora_gomod::module::{unescape_path, unescape_version, ModulePath};
 use agora_storage::{ArtifactKind, PutOutcome, Storage, StorageKey};
 
@@ -54,8 +56,19 @@ enum Layout {
     Athens,
 }
 
+/// What decides which imported versions are checked against the checksum database.
+pub struct Verify<'a> {
+    pub policy: &'a Policy,
+    pub checksums: Option<&'a Checksums>,
+}
+
 /// Imports every module version under `dir` into `storage`.
-pub async fn import(storage: &Storage, dir: &Path, out: &mut impl Write) -> Result<ImportReport> {
+pub async fn import(
+    storage: &Storage,
+    dir: &Path,
+    verify: &Verify<'_>,
+    out: &mut impl Write,
+) -> Result<ImportReport> {
     let root = if dir.join("cache/download").is_dir() {
         dir.join("cache/download")
     } else {
@@ -84,7 +97,7 @@ pub async fn import(storage: &Storage, dir: &Path, out: &mut impl Write) -> Resu
     };
     for ((module, version), files) in found {
         let what = format!("{module}@{version}");
-        match import_one(storage, &module, &version, &files).await {
+        match import_one(storage, verify, &module, &version, &files).await {
             Ok((stored, present)) => {
                 report.stored += stored;
                 report.already_present += present;
@@ -110,6 +123,7 @@ pub async fn import(storage: &Storage, dir: &Path, out: &mut impl Write) -> Resu
 /// version is stored unless every artifact present in the source passes its check.
 async fn import_one(
     storage: &Storage,
+    verify: &Verify<'_>,
     module: &ModulePath,
     version: &str,
     files: &Found,
@@ -130,6 +144,8 @@ async fn import_one(
     if let Some(p) = &files.go_mod {
         let body = read(p).await?;
         validate::go_mod(module, &body).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        let hash = agora_gomod::dirhash::hash_go_mod(&body);
+        check_sum(verify, module, version, "/go.mod", &hash).await?;
         staged.push((ArtifactKind::Mod, body));
     }
     if let Some(p) = &files.zip {
@@ -146,6 +162,7 @@ async fn import_one(
                 );
             }
         }
+        check_sum(verify, module, version, "", &hash).await?;
     }
     let (mut stored, mut present) = (0, 0);
     let mut count = |o: PutOutcome| match o {
@@ -169,6 +186,17 @@ async fn import_one(
         }
     }
     Ok((stored, present))
+}
+
+async fn check_sum(
+    verify: &Verify<'_>,
+    module: &ModulePath,
+    version: &str,
+    file: &'static str,
+    hash: &str,
+) -> Result<()> {
+    verify_public(verify.policy, verify.checksums, module, version, file, hash).await?;
+    Ok(())
 }
 
 async fn read(p: &Path) -> Result<Bytes> {

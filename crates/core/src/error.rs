@@ -49,6 +49,10 @@ pub enum CoreError {
     /// The upstream answered, but the answer is not acceptable (and was not cached).
     #[error("{what}: invalid upstream answer: {reason}")]
     InvalidUpstream { what: String, reason: String },
+    /// Verification against the checksum database failed: the version is unknown to it, our
+    /// bytes differ from its record, it misbehaved, or it could not be asked.
+    #[error("verifying {0}")]
+    Checksum(#[from] agora_sumdb::SumdbError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("internal error: {0}")]

@@ -18,7 +18,9 @@
 //!   fetch runs as its own task, so it completes even if every client disconnects.
 //! - [`lock`]: [`FetchLock`], one fetch per key across replicas sharing a store ([`RedisLock`]);
 //!   losing Redis degrades to per-replica single-flight, never to an error.
-//! - [`sumdb`]: checksum-database proxying with tile caching and private-path refusal.
+//! - [`sumdb`]: [`Checksums`], verification of public modules against the checksum database
+//!   before they are cached; checksum-database proxying with verified tile caching and
+//!   private-path refusal.
 //! - [`validate`]: checks on fetched artifacts before they are stored.
 //! - [`metrics`]: [`Metrics`], the Prometheus registry (bounded label sets, no module paths).
 //! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
@@ -45,4 +47,4 @@ pub use metrics::Metrics;
 pub use policy::{DownloadMode, Policy, Route};
 pub use proxy::{FetchMode, Freshness, Proxy, ProxyOptions, Served};
 pub use source::{ProxySource, Source};
-pub use sumdb::{SumdbAnswer, SumdbEndpoint, SumdbProxy};
+pub use sumdb::{Checksums, SumdbAnswer, SumdbEndpoint, SumdbProxy};

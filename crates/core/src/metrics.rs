@@ -41,6 +41,11 @@ struct LockWaitLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerificationLabels {
+    result: &'static str,
+}
+
 /// Every metric agora exports. Cheap to share (`Arc<Metrics>`); recording is lock-free.
 pub struct Metrics {
     registry: Registry,
@@ -54,6 +59,7 @@ pub struct Metrics {
     lock_acquired: Counter,
     lock_waits: Family<LockWaitLabels, Counter>,
     lock_errors: Counter,
+    verifications: Family<VerificationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -129,6 +135,13 @@ impl Metrics {
             "Lock service failures; the fetch went ahead without cross-replica coordination",
             lock_errors.clone(),
         );
+        let verifications = Family::<VerificationLabels, Counter>::default();
+        registry.register(
+            "sumdb_verifications",
+            "Checks of a go.mod or zip against the checksum database before caching, by result: \
+             ok, mismatch, not_found, security (the database misbehaved) or unavailable",
+            verifications.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -141,6 +154,7 @@ impl Metrics {
             lock_acquired,
             lock_waits,
             lock_errors,
+            verifications,
         }
     }
 
@@ -200,6 +214,13 @@ impl Metrics {
     pub fn record_lock_wait(&self, outcome: &'static str) {
         self.lock_waits
             .get_or_create(&LockWaitLabels { outcome })
+            .inc();
+    }
+
+    /// A checksum-database verification and its result (see the metric's help).
+    pub fn record_verification(&self, result: &'static str) {
+        self.verifications
+            .get_or_create(&VerificationLabels { result })
             .inc();
     }
 

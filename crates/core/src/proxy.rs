@@ -37,7 +37,9 @@ use crate::metrics::Metrics;
 use crate::policy::{DownloadMode, Policy, Route};
 use crate::singleflight::SingleFlight;
 use crate::source::{ProxySource, Source};
+use crate::sumdb::{verify_public, Checksums};
 use crate::validate;
+use agora_sumdb::SumdbError;
 
 /// Tuning of the proxy's caching.
 #[derive(Clone, Debug)]
@@ -142,6 +144,8 @@ struct Inner {
     approver: Option<Arc<dyn Approver>>,
     /// Shared with the other replicas: one fetch per key across all of them.
     lock: Option<Arc<dyn FetchLock>>,
+    /// The checksum database public modules are verified against before they are cached.
+    checksums: Option<Arc<Checksums>>,
     /// Rate limit of the "lock service unavailable" warning.
     lock_warning: WarnEvery,
 }
@@ -204,6 +208,7 @@ impl Proxy {
                 flights: SingleFlight::default(),
                 approver: None,
                 lock: None,
+                checksums: None,
                 lock_warning: WarnEvery::new(Duration::from_secs(30)),
             }),
         }
@@ -228,6 +233,40 @@ impl Proxy {
             None => panic!("Proxy::with_lock called after the proxy was shared"),
         }
         self
+    }
+
+    /// Verifies every public module's go.mod and zip against a checksum database before they are
+    /// cached. Call it while building, before the proxy is cloned.
+    pub fn with_checksums(mut self, checksums: Arc<Checksums>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.checksums = Some(checksums),
+            None => panic!("Proxy::with_checksums called after the proxy was shared"),
+        }
+        self
+    }
+
+    /// Checks `hash` of `module@version`'s zip (`file` `""`) or go.mod (`"/go.mod"`) against the
+    /// checksum database (see [`verify_public`]), counting the outcome.
+    async fn verify_sum(
+        &self,
+        module: &ModulePath,
+        version: &str,
+        file: &'static str,
+        hash: &str,
+    ) -> Result<(), Arc<CoreError>> {
+        let checksums = self.inner.checksums.as_deref();
+        let result =
+            verify_public(&self.inner.policy, checksums, module, version, file, hash).await;
+        let outcome = match &result {
+            Ok(false) => return Ok(()),
+            Ok(true) => "ok",
+            Err(CoreError::Checksum(SumdbError::NotFound { .. })) => "not_found",
+            Err(CoreError::Checksum(SumdbError::Mismatch(_))) => "mismatch",
+            Err(CoreError::Checksum(SumdbError::Security { .. })) => "security",
+            Err(_) => "unavailable",
+        };
+        self.inner.gate.metrics.record_verification(outcome);
+        result.map(drop).map_err(Arc::new)
     }
 
     pub fn storage(&self) -> &Storage {
@@ -615,6 +654,8 @@ impl Proxy {
             })
             .await
             .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            this.verify_sum(&m, &v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
+                .await?;
             this.approve(Candidate::go_mod(&m, &v, &body)).await?;
             this.store_once(&key, body).await
         };
@@ -684,6 +725,7 @@ impl Proxy {
             })
             .await
             .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            this.verify_sum(&m, &v, "", &hash).await?;
             if this.inner.approver.is_some() {
                 let size = tokio::fs::metadata(scratch.path())
                     .await
@@ -759,7 +801,7 @@ impl Proxy {
                 ArtifactKind::Mod => self.fetch_go_mod(module, version).await.map(drop),
                 ArtifactKind::Zip => self.fetch_zip(module, version).await.map(drop),
             },
-            StorageKey::SumdbTile { .. } => Ok(()),
+            StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => Ok(()),
         };
         if let Err(err) = result {
             tracing::warn!(error = %err, "background fetch failed");
@@ -950,7 +992,7 @@ fn kind_label(key: &StorageKey) -> &'static str {
         StorageKey::List(_) => "list",
         StorageKey::Latest(_) => "latest",
         StorageKey::Artifact { kind, .. } => kind.extension(),
-        StorageKey::SumdbTile { .. } => "tile",
+        StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => "tile",
     }
 }
 
@@ -958,7 +1000,7 @@ fn key_module(key: &StorageKey) -> Option<&ModulePath> {
     match key {
         StorageKey::List(m) | StorageKey::Latest(m) => Some(m),
         StorageKey::Artifact { module, .. } => Some(module),
-        StorageKey::SumdbTile { .. } => None,
+        StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => None,
     }
 }
 
@@ -971,6 +1013,7 @@ fn describe_key(key: &StorageKey) -> String {
             module, version, ..
         } => format!("{module}@{version}"),
         StorageKey::SumdbTile { name, path } => format!("{name} {path}"),
+        StorageKey::SumdbLatest { name } => format!("{name} latest"),
     }
 }
 

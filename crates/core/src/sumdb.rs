@@ -1,27 +1,206 @@
-//! Checksum-database proxying (`/sumdb/<name>/...`).
+//! The checksum database: verifying what agora caches against it ([`Checksums`]), and proxying
+//! it for clients (`/sumdb/<name>/...`, [`SumdbProxy`]).
 //!
 //! The go command asks `<proxy>/sumdb/<name>/supported` and, on 200, sends all its checksum
 //! traffic through the proxy. Bodies pass through unchanged (they are signed). Tiles never change,
-//! so they are cached; lookups for private paths are refused locally and never leave the building.
+//! so they are cached, but only once they are proven to be part of the log (their size, and their
+//! hashes against a verified tree head): one bad answer would otherwise break verification for
+//! every client, for good. Lookups for private paths are refused locally and never leave the
+//! building.
 
 use std::sync::Arc;
 
-use agora_gomod::module::{unescape_path, unescape_version};
+use agora_gomod::module::{unescape_path, unescape_version, ModulePath};
 use agora_storage::{Storage, StorageKey};
-use agora_upstream::UpstreamClient;
+use agora_sumdb::client::{Ops, Remote};
+use agora_sumdb::{Client, Database, SumdbError};
+use agora_upstream::{FetchError, UpstreamClient};
+use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::CoreError;
-use crate::policy::Policy;
+use crate::policy::{Policy, Route};
 use crate::proxy::{FetchMode, Freshness};
 use crate::singleflight::SingleFlight;
 
 /// A checksum database agora proxies: `name` as clients know it (`sum.golang.org`), `url` where
-/// agora reaches it.
+/// agora reaches it, and its verifier key (`name+hash+keydata`), without which nothing is
+/// verified against it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SumdbEndpoint {
     pub name: String,
     pub url: String,
+    pub key: Option<String>,
+}
+
+/// The module whose versions are Go toolchains: always verified, as the go command does, since
+/// toolchains cannot be listed in go.sum.
+pub const TOOLCHAIN_MODULE: &str = "golang.org/toolchain";
+
+/// Verifies hashes against one checksum database before anything is cached. Tiles and the
+/// newest verified tree head are kept in storage, so verification survives restarts and
+/// replicas sharing a store agree on the log they have seen.
+pub struct Checksums {
+    client: Client<StoreOps>,
+}
+
+impl Checksums {
+    /// A verifier for `endpoint`, which must have a key.
+    pub fn new(
+        endpoint: &SumdbEndpoint,
+        client: UpstreamClient,
+        storage: Storage,
+    ) -> Result<Checksums, String> {
+        let key = endpoint
+            .key
+            .as_deref()
+            .ok_or_else(|| format!("no verifier key for checksum database {}", endpoint.name))?;
+        let db = Database::parse(&format!("{key} {}", endpoint.url))?
+            .ok_or("checksum database is off")?;
+        let ops = StoreOps {
+            name: db.name.clone(),
+            url: endpoint.url.clone(),
+            client,
+            storage,
+            flights: SingleFlight::default(),
+        };
+        Ok(Checksums {
+            client: Client::new(db, ops),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.client.database().name
+    }
+
+    /// Checks `hash` of `module@version`'s zip (`file` `""`) or go.mod (`"/go.mod"`).
+    pub async fn verify(
+        &self,
+        module: &str,
+        version: &str,
+        file: &'static str,
+        hash: &str,
+    ) -> Result<(), SumdbError> {
+        self.client.verify(module, version, file, hash).await
+    }
+
+    /// See [`Client::authenticate_tile`].
+    pub async fn authenticate_tile(&self, path: &str, data: &Bytes) -> Result<bool, SumdbError> {
+        self.client.authenticate_tile(path, data).await
+    }
+}
+
+/// Checks `hash` of `module@version`'s zip (`file` `""`) or go.mod (`"/go.mod"`) against the
+/// checksum database, for the modules the go command checks: not private ones (routed to git, or
+/// matching a no-checksum pattern), and always `golang.org/toolchain`, which is refused when no
+/// database is configured. `Ok(true)` when verified, `Ok(false)` when the module is not checked.
+pub async fn verify_public(
+    policy: &Policy,
+    checksums: Option<&Checksums>,
+    module: &ModulePath,
+    version: &str,
+    file: &'static str,
+    hash: &str,
+) -> Result<bool, CoreError> {
+    let toolchain = module.as_str() == TOOLCHAIN_MODULE;
+    if !toolchain
+        && (policy.route(module) == Route::Direct || !policy.sum_lookup_allowed(module.as_str()))
+    {
+        return Ok(false);
+    }
+    let Some(checksums) = checksums else {
+        if toolchain {
+            return Err(CoreError::Blocked(format!(
+                "{module}@{version}: toolchains are served only when they can be verified against a checksum database, and none is configured ([sumdb])"
+            )));
+        }
+        return Ok(false);
+    };
+    match checksums.verify(module.as_str(), version, file, hash).await {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            if e.is_security() {
+                tracing::error!(module.path = %module, module.version = version, error = %e, "checksum verification failed; nothing stored");
+            }
+            Err(CoreError::Checksum(e))
+        }
+    }
+}
+
+/// [`Ops`] over the upstream HTTP client and agora's storage.
+struct StoreOps {
+    name: String,
+    url: String,
+    client: UpstreamClient,
+    storage: Storage,
+    flights: SingleFlight<String, Result<Bytes, Remote>>,
+}
+
+impl StoreOps {
+    fn tile_key(&self, path: &str) -> StorageKey {
+        StorageKey::SumdbTile {
+            name: self.name.clone(),
+            path: path.to_owned(),
+        }
+    }
+
+    fn latest_key(&self) -> StorageKey {
+        StorageKey::SumdbLatest {
+            name: self.name.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Ops for StoreOps {
+    async fn fetch(&self, path: &str) -> Result<Bytes, Remote> {
+        let (client, url, rel) = (self.client.clone(), self.url.clone(), path.to_owned());
+        let (result, _) = self
+            .flights
+            .run(format!("{}/{path}", self.name), async move {
+                client
+                    .get_bytes(&url, &rel, MAX_SUMDB_BODY)
+                    .await
+                    .map_err(|e| match e {
+                        FetchError::NotFound { message, .. } => Remote::NotFound(message),
+                        other => Remote::Failed(other.to_string()),
+                    })
+            })
+            .await;
+        result.map_err(|p| Remote::Failed(p.to_string()))?
+    }
+
+    async fn cached_tile(&self, path: &str) -> Option<Bytes> {
+        match self.storage.get_bytes(&self.tile_key(path)).await {
+            Ok(found) => found.map(|(b, _)| b),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a checksum-database tile from storage");
+                None
+            }
+        }
+    }
+
+    async fn save_tile(&self, path: &str, data: Bytes) {
+        if let Err(e) = self.storage.put_once(&self.tile_key(path), data).await {
+            tracing::warn!(error = %e, "keeping a verified checksum-database tile");
+        }
+    }
+
+    async fn load_latest(&self) -> Option<Bytes> {
+        match self.storage.get_bytes_fresh(&self.latest_key()).await {
+            Ok(found) => found.map(|(b, _)| b),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the verified tree head from storage");
+                None
+            }
+        }
+    }
+
+    async fn save_latest(&self, note: Bytes) {
+        if let Err(e) = self.storage.put_overwrite(&self.latest_key(), note).await {
+            tracing::warn!(error = %e, "keeping the verified tree head");
+        }
+    }
 }
 
 /// A checksum-database answer.
@@ -46,6 +225,8 @@ const MAX_SUMDB_BODY: u64 = 1 << 20;
 
 pub struct SumdbProxy {
     endpoints: Vec<SumdbEndpoint>,
+    /// The verifier of the endpoint of the same name, when it has a key.
+    checksums: Option<Arc<Checksums>>,
     client: UpstreamClient,
     storage: Storage,
     policy: Policy,
@@ -53,14 +234,18 @@ pub struct SumdbProxy {
 }
 
 impl SumdbProxy {
+    /// Proxies `endpoints`; tiles of the database `checksums` verifies are authenticated before
+    /// they are kept, others only checked for size.
     pub fn new(
         endpoints: Vec<SumdbEndpoint>,
+        checksums: Option<Arc<Checksums>>,
         client: UpstreamClient,
         storage: Storage,
         policy: Policy,
     ) -> Self {
         SumdbProxy {
             endpoints,
+            checksums,
             client,
             storage,
             policy,
@@ -126,26 +311,64 @@ impl SumdbProxy {
                     name: name.to_owned(),
                     path: rest.to_owned(),
                 };
+                let expected = agora_sumdb::tile::expected_len(rest);
                 if let Some((body, _)) = self.storage.get_bytes(&key).await.map_err(arc)? {
-                    return Ok(SumdbAnswer {
-                        body,
-                        content_type,
-                        immutable: true,
-                        freshness: Freshness::Hit,
-                    });
+                    if expected.is_none_or(|len| len == body.len()) {
+                        return Ok(SumdbAnswer {
+                            body,
+                            content_type,
+                            immutable: true,
+                            freshness: Freshness::Hit,
+                        });
+                    }
+                    // Kept before tiles were checked; write-once, so it is bypassed, not replaced.
+                    tracing::error!(
+                        sumdb = name,
+                        tile = rest,
+                        len = body.len(),
+                        "a kept checksum-database tile has the wrong size; delete it from storage"
+                    );
                 }
                 if mode == FetchMode::CacheOnly {
                     return Err(Arc::new(CoreError::NotCached(format!("{name} {rest}"))));
                 }
                 let body = self.fetch(endpoint, rest).await?;
-                self.storage
-                    .put_once(&key, body.clone())
-                    .await
-                    .map_err(arc)?;
+                let kept = match self.checksums.as_ref().filter(|c| c.name() == name) {
+                    Some(checksums) => match checksums.authenticate_tile(rest, &body).await {
+                        Ok(kept) => kept,
+                        // The tree head could not be fetched: the client checks the tile itself,
+                        // but it is not kept.
+                        Err(e @ SumdbError::Unavailable { .. }) => {
+                            tracing::debug!(error = %e, "tile served unverified and not kept");
+                            false
+                        }
+                        Err(e) => {
+                            tracing::error!(sumdb = name, tile = rest, error = %e, "refusing a checksum-database tile");
+                            return Err(Arc::new(CoreError::Checksum(e)));
+                        }
+                    },
+                    None => {
+                        if expected.is_some_and(|len| len != body.len()) {
+                            return Err(Arc::new(CoreError::InvalidUpstream {
+                                what: format!("{name} {rest}"),
+                                reason: format!(
+                                    "{} bytes for a tile of {} bytes",
+                                    body.len(),
+                                    expected.unwrap_or_default()
+                                ),
+                            }));
+                        }
+                        self.storage
+                            .put_once(&key, body.clone())
+                            .await
+                            .map_err(arc)?;
+                        true
+                    }
+                };
                 Ok(SumdbAnswer {
                     body,
                     content_type,
-                    immutable: true,
+                    immutable: kept,
                     freshness: Freshness::Miss,
                 })
             }

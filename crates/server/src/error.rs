@@ -72,6 +72,19 @@ impl AppError {
                     (status, e.to_string())
                 }
                 e @ CoreError::InvalidUpstream { .. } => (StatusCode::BAD_GATEWAY, e.to_string()),
+                e @ CoreError::Checksum(c) => {
+                    use agora_sumdb::SumdbError;
+                    let status = match c {
+                        // Refused content: 403 also keeps the go command from trying the next
+                        // proxy, which would have to refuse the same bytes.
+                        SumdbError::NotFound { .. } | SumdbError::Mismatch(_) => {
+                            StatusCode::FORBIDDEN
+                        }
+                        SumdbError::Security { .. } => StatusCode::BAD_GATEWAY,
+                        SumdbError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    };
+                    (status, e.to_string())
+                }
                 CoreError::Storage(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage unavailable; try again later".into(),
@@ -112,7 +125,9 @@ impl IntoResponse for AppError {
                         resp.headers_mut().insert(header::LOCATION, v);
                     }
                 }
-                CoreError::Overloaded(_) | CoreError::Unavailable(_) => {
+                CoreError::Overloaded(_)
+                | CoreError::Unavailable(_)
+                | CoreError::Checksum(agora_sumdb::SumdbError::Unavailable { .. }) => {
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 }

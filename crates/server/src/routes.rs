@@ -146,8 +146,17 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
     let resp = match answer(&state, method, uri, headers, &client, &mut trace).await {
         Ok(resp) => resp,
         Err(err) => {
-            if matches!(&err, AppError::Core(e) if matches!(**e, CoreError::Storage(_))) {
-                state.proxy.metrics().record_storage_error();
+            if let AppError::Core(e) = &err {
+                match &**e {
+                    CoreError::Storage(_) => state.proxy.metrics().record_storage_error(),
+                    // Refused content is audited whatever module it concerns.
+                    CoreError::Checksum(c) if c.is_security() && trace.audit.is_none() => {
+                        trace.audit = request::parse(uri.path()).ok().and_then(|r| {
+                            subject(&r).map(|(m, v)| (m.to_string(), v.map(Cow::into_owned)))
+                        });
+                    }
+                    _ => {}
+                }
             }
             err.into_response()
         }

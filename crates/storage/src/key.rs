@@ -65,6 +65,9 @@ pub enum StorageKey {
     /// `sumdb/<name>/<path>`: an immutable checksum-database object (a tile). `name` is a validated
     /// database host name and `path` a validated tile path; see `agora-core`'s sumdb module.
     SumdbTile { name: String, path: String },
+    /// `_agora/sumdb/<name>/latest`: the newest signed tree head of database `name` that agora
+    /// verified (every newer one must be consistent with it). Proxy-private, overwritten.
+    SumdbLatest { name: String },
 }
 
 impl StorageKey {
@@ -94,12 +97,13 @@ impl StorageKey {
                 format!("{}/@v/{}.{}", module.escaped(), v, kind.extension())
             }
             StorageKey::SumdbTile { name, path } => format!("sumdb/{name}/{path}"),
+            StorageKey::SumdbLatest { name } => format!("_agora/sumdb/{name}/latest"),
         }
     }
 
     pub fn content_type(&self) -> &'static str {
         match self {
-            StorageKey::List(_) => "text/plain; charset=utf-8",
+            StorageKey::List(_) | StorageKey::SumdbLatest { .. } => "text/plain; charset=utf-8",
             StorageKey::Latest(_) => "application/json",
             StorageKey::Artifact { kind, .. } => match kind {
                 ArtifactKind::Info => "application/json",
@@ -119,7 +123,9 @@ impl StorageKey {
 
     pub fn cache_policy(&self) -> CachePolicy {
         match self {
-            StorageKey::List(_) | StorageKey::Latest(_) => CachePolicy::Mutable,
+            StorageKey::List(_) | StorageKey::Latest(_) | StorageKey::SumdbLatest { .. } => {
+                CachePolicy::Mutable
+            }
             StorageKey::Artifact { .. } | StorageKey::SumdbTile { .. } => CachePolicy::Immutable,
         }
     }
@@ -160,6 +166,13 @@ mod tests {
             }
             .path(),
             "sumdb/sum.golang.org/tile/8/0/x001/234.p/5"
+        );
+        assert_eq!(
+            StorageKey::SumdbLatest {
+                name: "sum.golang.org".into()
+            }
+            .path(),
+            "_agora/sumdb/sum.golang.org/latest"
         );
     }
 

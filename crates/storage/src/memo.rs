@@ -63,7 +63,7 @@ impl SmallObjects {
         match key {
             StorageKey::Artifact { kind, .. } => *kind != ArtifactKind::Zip,
             StorageKey::SumdbTile { .. } => true,
-            StorageKey::List(_) | StorageKey::Latest(_) => false,
+            StorageKey::List(_) | StorageKey::Latest(_) | StorageKey::SumdbLatest { .. } => false,
         }
     }
 

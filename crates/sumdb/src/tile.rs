@@ -22,6 +22,28 @@ pub fn parse(path: &str) -> Option<Tile> {
     (tile.height() == TILE_HEIGHT && tile.path() == path).then_some(tile)
 }
 
+/// The size a hash tile at `path` (`tile/H/L/NNN[.p/W]`, any height) must have: `W` hashes, or
+/// `2^H` for a full tile. `None` for data tiles (no fixed size) and paths that are not tiles.
+pub fn expected_len(path: &str) -> Option<usize> {
+    let mut parts = path.strip_prefix("tile/")?.split('/');
+    let height: u32 = parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|h| (1..=30).contains(h))?;
+    if parts.next()? == "data" {
+        return None;
+    }
+    let width = match path.rsplit_once(".p/") {
+        Some((_, w)) => w
+            .parse::<usize>()
+            .ok()
+            .filter(|w| *w >= 1 && *w < 1 << height)?,
+        None => 1 << height,
+    };
+    Some(width * HASH_SIZE)
+}
+
 /// The size in bytes of a hash tile (data tiles have no fixed size).
 pub fn hash_tile_len(tile: &Tile) -> usize {
     tile.width() as usize * HASH_SIZE
@@ -68,6 +90,12 @@ mod tests {
         let full = parse("tile/8/1/000").unwrap();
         assert_eq!(hash_tile_len(&full), 8192);
         assert!(parse("tile/8/data/000").unwrap().is_data());
+        assert_eq!(expected_len("tile/8/0/x001/234.p/5"), Some(160));
+        assert_eq!(expected_len("tile/8/2/000"), Some(8192));
+        assert_eq!(expected_len("tile/4/0/000"), Some(512));
+        assert_eq!(expected_len("tile/8/data/000"), None);
+        assert_eq!(expected_len("tile/8/0/000.p/0"), None);
+        assert!(parse("tile/8/64/000").is_none());
         for bad in [
             "tile/4/0/000",
             "tile/8/0/0000",

@@ -92,7 +92,9 @@ impl SumdbServer {
             .arg(&hashes)
             .arg("-fork-hashes")
             .arg(&fork_hashes)
-            .stdin(Stdio::null())
+            // The database exits when this pipe closes, so one kept in a static (never dropped)
+            // does not outlive the test process.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -5,13 +5,29 @@ use std::path::Path;
 
 use crate::support::*;
 
+/// `agora import DIR --data DATA`, verifying against the tests' checksum database.
 fn import(data: &Path, dir: &Path) -> (bool, String) {
-    agora_cmd([
-        "import".as_ref(),
-        dir.as_os_str(),
-        "--data".as_ref(),
-        data.as_os_str(),
-    ])
+    import_with(data, dir, &world().sumdb.gosumdb())
+}
+
+fn import_with(data: &Path, dir: &Path, gosumdb: &str) -> (bool, String) {
+    let out = std::process::Command::new(agora_bin())
+        .arg("import")
+        .arg(dir)
+        .arg("--data")
+        .arg(data)
+        .env_remove("GOPROXY")
+        .env("GOSUMDB", gosumdb)
+        .output()
+        .expect("run agora import");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// Every baseline version downloads through an agora that has no upstream (`off`), with the hashes
@@ -111,6 +127,43 @@ fn import_a_go_module_cache_verifying_every_zip() {
     assert!(fresh
         .join("github.com/agora-fixtures/greet/@v/v1.0.0.zip")
         .exists());
+}
+
+/// A module cache can hold what no checksum database vouches for (a cache filled with
+/// `GONOSUMDB`, or tampered with on disk): public versions are checked before they are imported.
+#[test]
+fn import_refuses_public_versions_the_checksum_database_does_not_vouch_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("gomodcache");
+    std::fs::create_dir_all(cache.join("cache/download")).unwrap();
+    copy_tree(&world().go.download_cache(), &cache.join("cache/download"));
+    // A database that knows greet v1.0.0 only, with another go.mod hash than the cache's.
+    let db = agora_testkit::SumdbServer::start("sumdb.agora.test");
+    let greet = agora_testkit::fixtures::GREET;
+    let real = &world().baseline[&format!("{greet}@v1.0.0")];
+    db.know(
+        greet,
+        "v1.0.0",
+        real.sum.as_deref().unwrap(),
+        "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    let data = tmp.path().join("data");
+    let (ok, out) = import_with(&data, &cache, &db.gosumdb());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("rejected {greet}@v1.0.0")) && out.contains("checksum mismatch"),
+        "{out}"
+    );
+    assert!(out.contains("not found in checksum database"), "{out}");
+    assert_eq!(
+        files_under(&data)
+            .iter()
+            .filter(|f| f.ends_with(".mod") || f.ends_with(".zip"))
+            .count(),
+        0,
+        "{:?}",
+        files_under(&data)
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agora_testkit::{
     public_modules, Agora, AgoraBuilder, GitHost, GoClient, ModDownload, PublicFixtures,
-    UpstreamProxy,
+    SumdbServer, UpstreamProxy,
 };
 
 pub struct World {
@@ -23,6 +23,9 @@ pub struct World {
     _upstream: UpstreamProxy,
     /// The client that made the baseline; its module cache holds every fixture version.
     pub go: GoClient,
+    /// The checksum database every agora of the tests verifies public modules against: it
+    /// knows the go command's hashes of every fixture version.
+    pub sumdb: SumdbServer,
 }
 
 pub fn world() -> &'static World {
@@ -40,7 +43,14 @@ pub fn world() -> &'static World {
                 .unwrap_or_else(|e| panic!("baseline download {q}: {e}"));
             baseline.insert(q.to_string(), d);
         }
+        let sumdb = SumdbServer::start("sumdb.agora.test");
+        for (q, d) in &baseline {
+            let (module, version) = q.split_once('@').unwrap();
+            let (zip, go_mod) = (d.sum.as_deref(), d.go_mod_sum.as_deref());
+            sumdb.know(module, version, zip.unwrap(), go_mod.unwrap());
+        }
         World {
+            sumdb,
             upstream_root: upstream.root().to_owned(),
             host,
             fixtures,
@@ -79,6 +89,7 @@ pub fn builder(data: &Path, upstream: &str) -> AgoraBuilder {
         b = b.env_remove(var);
     }
     b.env("AGORA_LOG_LEVEL", "agora=debug,info")
+        .env("GOSUMDB", world().sumdb.gosumdb())
 }
 
 /// Runs an agora subcommand (`import`, `token`, `config show`, ...) to completion, with no GO*

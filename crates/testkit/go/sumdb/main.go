@@ -9,13 +9,15 @@
 // database, which clients that saw the first log must refuse. GET /_requests lists the paths
 // asked so far, one a line.
 //
-// It prints "VKEY <verifier key>" and "URL http://127.0.0.1:PORT" on stdout, then serves.
+// It prints "VKEY <verifier key>" and "URL http://127.0.0.1:PORT" on stdout, then serves until
+// its standard input is closed (its parent test process is gone).
 package main
 
 import (
 	"crypto/rand"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -85,6 +87,10 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
 	fmt.Printf("VKEY %s\nURL http://%s\n", vkey, ln.Addr())
 	os.Stdout.Sync()
 	log.Fatal(http.Serve(ln, nil))
