@@ -25,7 +25,7 @@ pub mod remote;
 pub mod store;
 
 pub use config::{AzureConfig, BackendKind, GcsConfig, S3Config, Secret, StorageConfig};
-pub use key::{ArtifactKind, CachePolicy, StorageKey};
+pub use key::{ArtifactKind, CachePolicy, StorageKey, MAX_NAME_BYTES};
 pub use list::Listed;
 pub use remote::{RemoteLocation, WriteStats};
 pub use store::{Backend, Object, ObjectInfo, PutOutcome, Storage, StorageError};
