@@ -10,8 +10,10 @@
 //! skipped while the last one is younger than the configured refresh interval (measured from
 //! `FETCH_HEAD`'s mtime after a restart).
 //!
-//! Credentials configured for a mirror's host ([`Mirrors::with_credentials`]) reach every git
-//! command run on that mirror through its environment (see [`crate::credentials`]).
+//! Credentials configured for a mirror's host ([`Mirrors::with_credentials`]), or a password in
+//! the repository URL itself, reach every git command run on that mirror through its
+//! environment (see [`crate::credentials`]); git's command lines and the mirror's config file
+//! only ever hold the URL without the password.
 //!
 //! # Fewer git processes
 //!
@@ -228,20 +230,15 @@ impl Mirrors {
         &self.credentials
     }
 
-    /// The git environment for a repository URL: the credentials for its host, if any.
-    pub(crate) fn env_for(&self, url: &str) -> Arc<Vec<(String, String)>> {
-        Arc::new(credentials::git_env(&self.credentials, url))
-    }
-
     /// `git ls-remote <url>` with the URL's credentials: the number of refs the remote has.
     /// For `agora doctor`; errors are classified as for fetches.
     pub async fn ls_remote(&self, url: &str) -> Result<usize, Error> {
         check_url(url)?;
-        let env = self.env_for(url);
+        let remote = credentials::git_remote(&self.credentials, url);
         // `--` keeps the URL from being taken for an option (check_url refuses a leading '-'
-        // too); the displayed command has credentials redacted.
-        let out = Git::new(None, &["ls-remote", "--", url])
-            .envs(&env)
+        // too); a password in the configured URL travels in the environment, not here.
+        let out = Git::new(None, &["ls-remote", "--", &remote.url])
+            .envs(&remote.env)
             .run()
             .await?;
         Ok(String::from_utf8_lossy(&out).lines().count())
@@ -261,17 +258,26 @@ impl Mirrors {
 
     /// Returns the mirror of `url`, creating it or fetching into it first unless it was
     /// refreshed within the refresh interval.
+    ///
+    /// A password in `url` never reaches git's command lines or the mirror's config: git gets
+    /// the URL without it, and the password in its environment (see [`credentials::git_remote`]).
+    /// The mirror is named after that URL too, so changing the password keeps the mirror.
     pub async fn open(&self, url: &str) -> Result<Mirror, Error> {
         check_url(url)?;
+        let remote = credentials::git_remote(&self.credentials, url);
         let slot = {
             let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
-            repos.entry(url.to_owned()).or_default().clone()
+            repos.entry(remote.url.clone()).or_default().clone()
         };
         let mut slot = slot.lock().await;
+        if remote.url != url {
+            self.remove_mirror_with_password(url);
+        }
+        let url = remote.url.as_str();
         let mirror = Mirror {
             dir: self.dir_for(url),
             url: redact(url),
-            env: self.env_for(url),
+            env: Arc::new(remote.env.clone()),
             refs: slot.refs.clone(),
             objects: self.objects.clone(),
             skipped: slot.skipped.clone(),
@@ -299,6 +305,19 @@ impl Mirrors {
         slot.last_fetch = Some(Instant::now());
         mirror.maintain(&slot.maintaining);
         Ok(mirror)
+    }
+
+    /// Removes the mirror an older agora made for `url` with its password in it (in the
+    /// directory's name's hash and in its config file); the mirror of the URL without the
+    /// password replaces it.
+    fn remove_mirror_with_password(&self, url: &str) {
+        let old = self.dir_for(url);
+        if old.join("HEAD").is_file() && std::fs::remove_dir_all(&old).is_ok() {
+            tracing::info!(
+                repo.url = %redact(url),
+                "removed a mirror whose config held the repository URL's password"
+            );
+        }
     }
 
     fn is_fresh(&self, slot: &Slot, dir: &Path) -> bool {
@@ -340,8 +359,8 @@ impl Mirrors {
             )
             .run()
             .await?;
-            // The URL goes into the config file rather than onto a command line, where `ps`
-            // would show any credentials in it.
+            // The URL (without password, see `open`) goes into the config file rather than
+            // onto a command line.
             let config = tmp.join("config");
             let mut text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
             text.push_str(&format!(

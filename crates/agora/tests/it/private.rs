@@ -521,3 +521,69 @@ fn refs_that_cannot_be_mirrored_are_skipped_not_fatal() {
         "the skipped refs are logged: {log}"
     );
 }
+
+/// Every file under `dir` whose contents include `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(dir.join(f))
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Regression: a `[[git.rules]]` URL with `user:password@` put the password on git's command
+/// lines (`git remote-https origin https://user:password@…`, visible in `ps`) and into the
+/// mirror's `config` file. The credentials are taken out of the URL and handed to git like
+/// `[[git.credentials]]` (an `Authorization` header through the environment); the fetch works.
+#[test]
+fn credentials_in_a_rule_url_reach_neither_command_lines_nor_files() {
+    const H: &str = "gitlab-userinfo.corp.example";
+    let host = GitHost::new().host(H);
+    let module = format!("{H}/team/lib");
+    let mut repo = host.repo(&module);
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
+        .write("lib.go", "package lib\n");
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    let srv = HttpsGitServer::serve(&host, H);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("agora.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ca_file = {ca:?}\n[routing]\nprivate = [\"{H}\"]\n\n[[git.rules]]\npattern = \"{H}/*/*\"\nurl = \"https://{user}:{token}@{H}/{{path}}.git\"\n",
+            ca = srv.ca_cert().display().to_string(),
+            user = srv.user(),
+            token = srv.token(),
+        ),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let trace = run.join("git-trace.log");
+    let agora = private_agora(
+        &run,
+        &config,
+        "off",
+        &[("GIT_TRACE", trace.clone().into_os_string())],
+    );
+    for ext in ["info", "mod", "zip"] {
+        let (status, _, body) = http::get(&format!(
+            "{}{}",
+            agora.url(),
+            artifact_path(&module, "v1.0.0", ext)
+        ));
+        assert_eq!(status, 200, "{ext}: {}", http::text(&body));
+    }
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    assert!(traced.contains("remote-https"), "git was traced: {traced}");
+    assert_eq!(
+        files_containing(&run, srv.token()),
+        Vec::<String>::new(),
+        "the password is in these files (mirror config, git trace of command lines, ...)"
+    );
+    assert!(!agora.stderr_log().contains(srv.token()));
+    assert!(!agora.stdout_log().contains(srv.token()));
+}
