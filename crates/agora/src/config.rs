@@ -294,13 +294,18 @@ pub struct RuleConfig {
     /// Path elements; each `*` matches one element: `gitlab.corp.example/*/*`.
     pub pattern: String,
     /// Repository URL template: `{root}` is the matched prefix, `{path}` the same without its host,
-    /// e.g. `ssh://git@gitlab.corp.example/{path}.git`.
+    /// e.g. `ssh://git@gitlab.corp.example/{path}.git`. A `user:password@` in an https URL is
+    /// taken out before git sees the URL and handed to git as a header, like `[[git.credentials]]`;
+    /// prefer those, which can read the secret from a file or the environment.
     pub url: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CredentialConfig {
+    /// The host the credential is for. With a port (`git.corp.example:8443`) it applies to that
+    /// port only (a URL without a port has its scheme's default one); without a port, to every
+    /// port of the host, so give the port on a host that serves several things (`127.0.0.1`).
     pub host: String,
     /// HTTPS user name (GitLab tokens: any non-empty name, e.g. `oauth2`).
     pub username: String,

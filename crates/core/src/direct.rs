@@ -1,7 +1,7 @@
 //! [`VcsSource`]: answering for a module straight from its git repository (agora-vcs), with no Go
 //! toolchain. Used for private-module patterns and for `direct` entries of the upstream chain.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agora_gomod::module::ModulePath;
@@ -36,10 +36,21 @@ pub fn info_json(rev: &RevInfo) -> Bytes {
 }
 
 /// Maps a vcs failure to the proxy's vocabulary: "does not exist" is not-found (404, the client
-/// may try elsewhere), rejected credentials or an untrusted certificate are refusals (403),
-/// everything else is a transport failure (502).
+/// may try elsewhere), rejected credentials or an untrusted certificate are refusals (403), our
+/// own disk failing under git (full, read-only) is a storage failure (503, like a download that
+/// cannot be written), everything else is a transport failure (502).
 pub fn map_err(err: agora_vcs::Error) -> FetchError {
     let message = err.to_string();
+    if err.is_local_storage() {
+        let path = match &err {
+            agora_vcs::Error::Io { path, .. } => path.clone(),
+            _ => PathBuf::from("git mirror"),
+        };
+        return FetchError::Scratch {
+            path,
+            source: std::io::Error::other(message),
+        };
+    }
     if err.is_not_found() {
         return FetchError::NotFound {
             status: 404,
@@ -116,5 +127,37 @@ impl Source for VcsSource {
             .repository(module.as_str(), network)
             .await
             .map_err(map_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CoreError;
+
+    /// Regression: a full local disk during git work answered 502 "upstream git failed"; it is
+    /// a storage failure (503, generic body, counted as a storage error).
+    #[test]
+    fn a_full_local_disk_under_git_is_a_storage_error() {
+        let full = agora_vcs::Error::Git {
+            command: "git fetch".into(),
+            kind: GitFailure::LocalStorage,
+            stderr: "fatal: write error: No space left on device".into(),
+        };
+        let io = agora_vcs::Error::Io {
+            path: "/data/_agora/mirrors/x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        for err in [full, io] {
+            let core = CoreError::from_fetch("m@v1.0.0", map_err(err));
+            assert!(matches!(core, CoreError::Storage(_)), "{core:?}");
+        }
+        let other = agora_vcs::Error::Git {
+            command: "git fetch".into(),
+            kind: GitFailure::Other,
+            stderr: "fatal: bad object".into(),
+        };
+        let core = CoreError::from_fetch("m@v1.0.0", map_err(other));
+        assert!(matches!(core, CoreError::Upstream { .. }), "{core:?}");
     }
 }

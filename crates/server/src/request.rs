@@ -1,7 +1,7 @@
 //! Request paths → typed requests. Everything after this module works with validated values.
 
 use agora_gomod::module::{unescape_version, ModulePath};
-use agora_storage::ArtifactKind;
+use agora_storage::{ArtifactKind, MAX_NAME_BYTES};
 
 use crate::error::AppError;
 
@@ -57,6 +57,13 @@ pub fn parse(raw: &str) -> Result<ProxyRequest, AppError> {
         return Err(AppError::BadRequest(
             "empty, '.' or '..' path segments are not allowed".into(),
         ));
+    }
+    // Request paths are storage paths (the GOPROXY layout), so a longer element could never be
+    // stored; refused here rather than failing in the file system as a storage error.
+    if path.split('/').any(|seg| seg.len() > MAX_NAME_BYTES) {
+        return Err(AppError::NotFound(format!(
+            "a path element is longer than {MAX_NAME_BYTES} bytes"
+        )));
     }
 
     if let Some(rest) = path.strip_prefix("sumdb/") {
@@ -227,6 +234,19 @@ mod tests {
         for p in not_found {
             assert!(matches!(parse(p), Err(AppError::NotFound(_))), "{p}");
         }
+        // Regression: longer than a file name can be: cannot exist (was a storage error, 503).
+        let long_name = "a".repeat(MAX_NAME_BYTES + 1);
+        let fits = "a".repeat(MAX_NAME_BYTES);
+        for p in [
+            format!("/example.com/{long_name}/@v/list"),
+            format!("/example.com/{long_name}/@latest"),
+            format!("/example.com/m/@v/v1.0.0-{}.info", &long_name[7..]),
+            format!("/sumdb/sum.golang.org/tile/8/0/{long_name}"),
+        ] {
+            assert!(matches!(parse(&p), Err(AppError::NotFound(_))), "{p}");
+        }
+        assert!(parse(&format!("/example.com/{fits}/@v/list")).is_ok());
+        assert!(parse(&format!("/example.com/m/@v/v1.0.0-{}.zip", &fits[11..])).is_ok());
         let long = format!("/example.com/{}/@v/list", "a".repeat(MAX_PATH));
         assert!(matches!(parse(&long), Err(AppError::UriTooLong)));
     }

@@ -2,6 +2,12 @@
 
 use agora_gomod::module::{escape_version, ModulePath};
 
+/// Longest path element (a module path element, `<escaped version>.<ext>`) a key may have: a
+/// file name's limit on the file systems a local data directory lives on. Requests naming a
+/// longer one are refused as "not found" before storage is asked (see `agora-server`'s request
+/// parsing), since no file, and so no module or version, can exist under such a name.
+pub const MAX_NAME_BYTES: usize = 255;
+
 /// The kinds of per-version artifacts of the GOPROXY protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ArtifactKind {

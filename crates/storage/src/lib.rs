@@ -13,6 +13,8 @@
 //! - [`list`]: [`Storage::list`], a prefix walk for tools and tests (never on the request path).
 //! - `local` (private): reads from a local data directory, without a hop to the blocking thread
 //!   pool when the kernel can answer from its caches.
+//! - `scratch` (private): the per-process scratch directories under `_agora/tmp` where downloads
+//!   land before they are published, and removing those of processes that are gone.
 //! - `memo` (private): an in-memory copy of small write-once objects (`.info`, `.mod`, tiles) in
 //!   front of the backend; never of lists, `@latest` or zips.
 
@@ -22,10 +24,11 @@ pub mod list;
 mod local;
 mod memo;
 pub mod remote;
+mod scratch;
 pub mod store;
 
 pub use config::{AzureConfig, BackendKind, GcsConfig, S3Config, Secret, StorageConfig};
-pub use key::{ArtifactKind, CachePolicy, StorageKey};
+pub use key::{ArtifactKind, CachePolicy, StorageKey, MAX_NAME_BYTES};
 pub use list::Listed;
 pub use remote::{RemoteLocation, WriteStats};
 pub use store::{Backend, Object, ObjectInfo, PutOutcome, Storage, StorageError};

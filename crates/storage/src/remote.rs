@@ -70,7 +70,7 @@ use crate::config::{
     check_bucket, check_endpoint, invalid, normalize_prefix, resolve_secret, BackendKind,
     StorageConfig,
 };
-use crate::store::{sweep_scratch, Backend, PutOutcome, Storage, StorageError, SCRATCH_MAX_AGE};
+use crate::store::{Backend, PutOutcome, Storage, StorageError, SCRATCH_MAX_AGE};
 
 /// Files up to this size are published with one conditional `PUT`; larger ones are uploaded in
 /// parts of this size. S3 needs parts of at least 5 MiB (but the last).
@@ -159,12 +159,11 @@ impl Storage {
             BackendKind::Gcs => build_gcs(config)?,
             BackendKind::Azure => build_azure(config)?,
         };
-        let scratch = data_dir.join("_agora").join("tmp");
-        std::fs::create_dir_all(&scratch).map_err(|source| StorageError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        sweep_scratch(&scratch, SCRATCH_MAX_AGE);
+        let scratch = crate::scratch::claim(&data_dir.join("_agora").join("tmp"), SCRATCH_MAX_AGE)
+            .map_err(|source| StorageError::DataDir {
+                path: data_dir.to_owned(),
+                source,
+            })?;
         tracing::info!(storage.backend = %location, "remote storage configured");
         Ok(Storage::from_parts(
             store,

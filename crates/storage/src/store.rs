@@ -4,7 +4,8 @@
 //! validated by the caller, and only then are published with [`Storage::put_file_once`], which is
 //! atomic on every backend (a hard link on local disk; on object stores a conditional put, or a
 //! multipart upload to a staging key and a conditional copy, see [`crate::remote`]). A crash
-//! therefore leaves at most an orphan scratch file, never a partial artifact under a served key.
+//! therefore leaves at most an orphan scratch file, never a partial artifact under a served key,
+//! and the next start removes it (see [`crate::scratch`]).
 
 use std::fmt;
 use std::ops::Range;
@@ -136,9 +137,9 @@ impl Storage {
         };
         std::fs::create_dir_all(dir).map_err(data_dir_err)?;
         let root = dir.canonicalize().map_err(data_dir_err)?;
-        let scratch = root.join(PRIVATE_PREFIX).join("tmp");
-        std::fs::create_dir_all(&scratch).map_err(data_dir_err)?;
-        sweep_scratch(&scratch, SCRATCH_MAX_AGE);
+        let scratch =
+            crate::scratch::claim(&root.join(PRIVATE_PREFIX).join("tmp"), SCRATCH_MAX_AGE)
+                .map_err(data_dir_err)?;
         let store = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| data_dir_err(std::io::Error::other(e.to_string())))?
             .with_fsync(true);
@@ -562,30 +563,9 @@ impl Drop for ScratchFile {
 }
 
 /// Scratch files older than this are leftovers of a crashed process (a download in progress is
-/// bounded by the upstream's zip timeout, 10 minutes by default). Younger ones may belong to
-/// another live process sharing the directory and are left alone.
+/// bounded by the upstream's zip timeout, 10 minutes by default), where [`crate::scratch`]
+/// cannot tell whether their owner is alive.
 pub(crate) const SCRATCH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Best-effort removal of scratch files older than `max_age` (they are never served: published
-/// artifacts are links or copies, so removing a scratch name never loses data).
-pub(crate) fn sweep_scratch(dir: &Path, max_age: std::time::Duration) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let now = SystemTime::now();
-    for entry in entries.flatten() {
-        let old = entry
-            .metadata()
-            .ok()
-            .filter(|m| m.is_file())
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age > max_age);
-        if old && std::fs::remove_file(entry.path()).is_ok() {
-            tracing::info!(path = %entry.path().display(), "removed stale scratch file");
-        }
-    }
-}
 
 fn info_of(meta: &object_store::ObjectMeta) -> ObjectInfo {
     ObjectInfo {

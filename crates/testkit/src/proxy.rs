@@ -52,6 +52,10 @@ pub enum Fault {
     /// Send the normal status and headers (including the full `Content-Length`) but only the first
     /// N bytes of the body, then drop the connection.
     Truncate(usize),
+    /// Send the normal status and headers and the first N bytes of the body, then nothing more
+    /// while the connection stays open: a download that is in progress for as long as the test
+    /// wants.
+    Stall(usize),
 }
 
 #[derive(Debug, Default)]
@@ -323,6 +327,7 @@ async fn handle(
     lock(&shared.raw_log).push(raw);
     let fault = lock(&shared.faults).for_path(&path);
     let mut truncate = None;
+    let mut stall = false;
     match fault {
         Fault::None => {}
         Fault::Status(code) => {
@@ -336,6 +341,10 @@ async fn handle(
         Fault::Hang => std::future::pending::<()>().await,
         Fault::CloseConnection => return Err(InjectedClose),
         Fault::Truncate(n) => truncate = Some(n),
+        Fault::Stall(n) => {
+            truncate = Some(n);
+            stall = true;
+        }
     }
     let resp = match router.oneshot(req.map(Body::new)).await {
         Ok(resp) => resp,
@@ -343,17 +352,18 @@ async fn handle(
     };
     Ok(match truncate {
         None => resp,
-        Some(n) => truncated(resp, n),
+        Some(n) => truncated(resp, n, stall),
     })
 }
 
 /// Keeps the headers but cuts the body after `limit` bytes with an error, which makes hyper abort
-/// the connection: the client sees a short body against its `Content-Length`.
-fn truncated(resp: Response<Body>, limit: usize) -> Response<Body> {
+/// the connection: the client sees a short body against its `Content-Length`. With `stall`, the
+/// body never ends instead.
+fn truncated(resp: Response<Body>, limit: usize, stall: bool) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let stream = futures::stream::unfold(
         (body.into_data_stream(), limit, false),
-        |(mut data, left, done)| async move {
+        move |(mut data, left, done)| async move {
             if done {
                 return None;
             }
@@ -361,6 +371,9 @@ fn truncated(resp: Response<Body>, limit: usize) -> Response<Body> {
                 // Pause first: hyper flushes what it has buffered while the body is pending, so
                 // the client really receives the first bytes before the connection dies.
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                if stall {
+                    std::future::pending::<()>().await;
+                }
                 let err = std::io::Error::other("injected fault: truncated body");
                 return Some((Err(err), (data, 0, true)));
             }

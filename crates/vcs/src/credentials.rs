@@ -10,7 +10,16 @@
 //!   and the private `git` module always sets it (batch mode).
 //!
 //! Both apply only to URLs of the credential's host: a mirror has one URL, so its environment is
-//! computed once from that URL (see [`crate::Mirrors::with_credentials`]).
+//! computed once from that URL (see [`crate::Mirrors::with_credentials`]). A `host` with a port
+//! (`git.corp.example:8443`) applies to that port only (a URL without a port has its scheme's
+//! default one: 443 for https, 80 for http); a `host` without a port applies to every port of
+//! that host, as `.netrc` machines do, so on a host that serves several services (`127.0.0.1`)
+//! give the port.
+//!
+//! A configured repository URL (a rule's template, a `go-import` answer) may carry
+//! `user:password@`. git would show it on command lines (`git remote-https origin URL`) and keep
+//! it in the mirror's `config`, so [`git_remote`] takes the password out of the URL and hands it
+//! to git like a configured credential; it wins over a configured credential for the host.
 //!
 //! Without a configured credential, git falls back to the machine's own setup (credential
 //! helpers, `~/.netrc` read by libcurl, `~/.ssh/config`, ssh-agent), and the `?go-get=1` request
@@ -112,16 +121,158 @@ pub(crate) enum Transport {
     Git,
 }
 
-/// Whether a credential's `host` names the URL host `url_host` (which may carry a port).
-fn host_matches(cred_host: &str, url_host: &str) -> bool {
-    let cred = cred_host.to_ascii_lowercase();
-    let url = url_host.to_ascii_lowercase();
-    cred == url || url.rsplit_once(':').is_some_and(|(h, _)| h == cred)
+/// The host of `host[:port]` (brackets kept for IPv6) and its port, if it has one.
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((h, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!h.starts_with('[') || h.ends_with(']')) =>
+        {
+            (h, Some(port))
+        }
+        _ => (host, None),
+    }
 }
 
-/// The configured credential for `host`, first match wins.
-pub(crate) fn find<'a>(creds: &'a [HostCredential], host: &str) -> Option<&'a HostCredential> {
-    creds.iter().find(|c| host_matches(&c.host, host))
+/// Whether a credential's `host` names the URL host `url_host` (which may carry a port; without
+/// one, a URL's port is `default_port`). A credential without a port matches every port.
+fn host_matches(cred_host: &str, url_host: &str, default_port: Option<&str>) -> bool {
+    let cred = cred_host.to_ascii_lowercase();
+    let url = url_host.to_ascii_lowercase();
+    let (cred_name, cred_port) = split_port(&cred);
+    let (url_name, url_port) = split_port(&url);
+    cred_name == url_name
+        && match cred_port {
+            None => true,
+            Some(port) => url_port.or(default_port) == Some(port),
+        }
+}
+
+/// The default port of a URL scheme, for matching credentials that name a port.
+fn default_port(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "https" => Some("443"),
+        "http" => Some("80"),
+        "ssh" | "git+ssh" => Some("22"),
+        "git" => Some("9418"),
+        _ => None,
+    }
+}
+
+/// The configured credential for `host` (as in a URL of `scheme`), first match wins.
+pub(crate) fn find<'a>(
+    creds: &'a [HostCredential],
+    scheme: &str,
+    host: &str,
+) -> Option<&'a HostCredential> {
+    creds
+        .iter()
+        .find(|c| host_matches(&c.host, host, default_port(scheme)))
+}
+
+/// What git is given for a repository URL.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct GitRemote {
+    /// The URL without any password: safe on a command line and in a config file.
+    pub url: String,
+    /// The environment that hands git the credentials for the URL (see the module docs).
+    pub env: Vec<(String, String)>,
+}
+
+/// Leaves out the environment, which holds credentials.
+impl fmt::Debug for GitRemote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitRemote")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits a repository URL into what git may see and how it gets the credentials: a password
+/// in the URL (`https://user:password@host/…`) is taken out and becomes the `Authorization`
+/// header for the URL's host; otherwise the configured credentials for the host apply
+/// ([`git_env`]). A user name without a password stays in the URL (it is no secret, and for SSH
+/// it is the account to log in as).
+pub(crate) fn git_remote(creds: &[HostCredential], url: &str) -> GitRemote {
+    let Some((url, user, password)) = split_password(url) else {
+        return GitRemote {
+            url: url.to_owned(),
+            env: git_env(creds, url),
+        };
+    };
+    let env = match url_host(&url) {
+        Some((Transport::Http, host)) => {
+            let scheme = url.split_once("://").map_or("https", |(s, _)| s);
+            basic_header_env(scheme, &host, &user, &password)
+        }
+        // ssh and git:// cannot use a password from the URL (ssh never reads it): dropping it
+        // loses nothing, and the configured credentials apply as for any URL.
+        _ => git_env(creds, &url),
+    };
+    GitRemote { url, env }
+}
+
+/// `(url without the password, user, password)` for a `scheme://user:password@host/…` URL,
+/// with user and password percent-decoded as git decodes them; `None` when the URL has no
+/// password. For HTTP(S) the user goes too (it travels in the header); other schemes keep it.
+fn split_password(url: &str) -> Option<(String, String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (userinfo, host) = rest[..end].rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    let path = &rest[end..];
+    let clean = if matches!(scheme, "http" | "https") {
+        format!("{scheme}://{host}{path}")
+    } else {
+        format!("{scheme}://{user}@{host}{path}")
+    };
+    Some((clean, percent_decode(user), percent_decode(password)))
+}
+
+/// Decodes `%XX` escapes; anything malformed is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+}
+
+/// The environment that makes git send `Authorization: Basic user:password` to `scheme://host/`.
+fn basic_header_env(scheme: &str, host: &str, user: &str, password: &str) -> Vec<(String, String)> {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    // Entries the operator set this way stay in place; ours come after them.
+    let base: usize = std::env::var("GIT_CONFIG_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    vec![
+        ("GIT_CONFIG_COUNT".to_owned(), (base + 1).to_string()),
+        (
+            format!("GIT_CONFIG_KEY_{base}"),
+            format!("http.{scheme}://{host}/.extraHeader"),
+        ),
+        (
+            format!("GIT_CONFIG_VALUE_{base}"),
+            format!("Authorization: Basic {token}"),
+        ),
+    ]
 }
 
 /// The environment that hands the configured credentials for `url`'s host to git. Empty when
@@ -130,30 +281,15 @@ pub(crate) fn git_env(creds: &[HostCredential], url: &str) -> Vec<(String, Strin
     let Some((transport, host)) = url_host(url) else {
         return Vec::new();
     };
-    let Some(cred) = find(creds, &host) else {
+    let scheme = url.split_once("://").map_or("ssh", |(s, _)| s);
+    let Some(cred) = find(creds, scheme, &host) else {
         return Vec::new();
     };
     let mut env = Vec::new();
     match transport {
         Transport::Http => {
             if let Some((user, password)) = cred.basic() {
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                let scheme = url.split_once("://").map_or("https", |(s, _)| s);
-                // Entries the operator set this way stay in place; ours come after them.
-                let base: usize = std::env::var("GIT_CONFIG_COUNT")
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                env.push(("GIT_CONFIG_COUNT".to_owned(), (base + 1).to_string()));
-                env.push((
-                    format!("GIT_CONFIG_KEY_{base}"),
-                    format!("http.{scheme}://{host}/.extraHeader"),
-                ));
-                env.push((
-                    format!("GIT_CONFIG_VALUE_{base}"),
-                    format!("Authorization: Basic {token}"),
-                ));
+                env = basic_header_env(scheme, &host, &user, &password);
             }
         }
         Transport::Ssh => {
@@ -182,7 +318,11 @@ pub(crate) fn source(creds: &[HostCredential], url: &str) -> String {
     let Some((transport, host)) = url_host(url) else {
         return "none (local repository)".to_owned();
     };
-    if let Some(cred) = find(creds, &host) {
+    if transport == Transport::Http && split_password(url).is_some() {
+        return "password in the configured URL (handed to git as a header)".to_owned();
+    }
+    let scheme = url.split_once("://").map_or("ssh", |(s, _)| s);
+    if let Some(cred) = find(creds, scheme, &host) {
         let applies = match transport {
             Transport::Http => cred.password.is_some(),
             Transport::Ssh => cred.ssh_key.is_some(),
@@ -319,8 +459,8 @@ mod tests {
         );
         assert_eq!(h("file:///tmp/x"), None);
         assert_eq!(h("/tmp/a:b"), None);
-        assert!(host_matches("h.example", "H.example:443"));
-        assert!(!host_matches("h.example", "xh.example"));
+        assert!(host_matches("h.example", "H.example:443", None));
+        assert!(!host_matches("h.example", "xh.example", None));
     }
 
     #[test]
@@ -348,6 +488,90 @@ mod tests {
                     .to_owned()
             )]
         );
+    }
+
+    /// Regression: credentials for `127.0.0.1` were sent to every port of that host. A host with
+    /// a port is that port only; one without applies to every port (documented).
+    #[test]
+    fn a_credential_with_a_port_is_for_that_port_only() {
+        let with_port = [HostCredential {
+            host: "127.0.0.1:8443".into(),
+            ..cred()
+        }];
+        assert!(!git_env(&with_port, "https://127.0.0.1:8443/g/p.git").is_empty());
+        assert!(git_env(&with_port, "https://127.0.0.1:9443/g/p.git").is_empty());
+        assert!(git_env(&with_port, "https://127.0.0.1/g/p.git").is_empty());
+        assert!(git_env(&with_port, "https://127.0.0.10:8443/g/p.git").is_empty());
+        let default_port = [HostCredential {
+            host: "h.example:443".into(),
+            ..cred()
+        }];
+        assert!(!git_env(&default_port, "https://h.example/g/p.git").is_empty());
+        assert!(git_env(&default_port, "http://h.example/g/p.git").is_empty());
+        let any_port = [HostCredential {
+            host: "127.0.0.1".into(),
+            ..cred()
+        }];
+        for url in ["https://127.0.0.1/x", "https://127.0.0.1:9443/x"] {
+            assert!(!git_env(&any_port, url).is_empty(), "{url}");
+        }
+        let v6 = [HostCredential {
+            host: "[::1]:8443".into(),
+            ..cred()
+        }];
+        assert!(!git_env(&v6, "https://[::1]:8443/x").is_empty());
+        assert!(git_env(&v6, "https://[::1]/x").is_empty());
+    }
+
+    fn header_of(env: &[(String, String)]) -> (String, String) {
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n.starts_with(k))
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let value = get("GIT_CONFIG_VALUE_");
+        let b64 = value.strip_prefix("Authorization: Basic ").unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        (get("GIT_CONFIG_KEY_"), String::from_utf8(raw).unwrap())
+    }
+
+    /// Regression: a rule URL with `user:password@` reached git's command line and the mirror's
+    /// config file. The password leaves the URL and travels as a header.
+    #[test]
+    fn passwords_leave_urls_and_travel_as_headers() {
+        let creds = [cred()];
+        let r = git_remote(
+            &creds,
+            "https://bob:p%40ss:w@gitlab.corp.example:8443/g/p.git",
+        );
+        assert_eq!(r.url, "https://gitlab.corp.example:8443/g/p.git");
+        assert!(!format!("{r:?}").contains("p%40ss"));
+        assert_eq!(
+            header_of(&r.env),
+            (
+                "http.https://gitlab.corp.example:8443/.extraHeader".to_owned(),
+                "bob:p@ss:w".to_owned()
+            )
+        );
+        // The URL's own credentials win over the configured ones for the host.
+        let r = git_remote(&creds, "https://bob:pw@gitlab.corp.example/g/p.git");
+        assert_eq!(header_of(&r.env).1, "bob:pw");
+        // No password: nothing to take out; the configured credentials apply.
+        let r = git_remote(&creds, "https://gitlab.corp.example/g/p.git");
+        assert_eq!(r.url, "https://gitlab.corp.example/g/p.git");
+        assert_eq!(header_of(&r.env).1, "bot:s3cr3t-token");
+        let r = git_remote(&[], "https://oauth2@h.example/g/p.git");
+        assert_eq!(r.url, "https://oauth2@h.example/g/p.git");
+        assert!(r.env.is_empty());
+        // SSH keeps its user; the password is dropped, the configured key applies.
+        let r = git_remote(&creds, "ssh://git:pw@gitlab.corp.example/g/p.git");
+        assert_eq!(r.url, "ssh://git@gitlab.corp.example/g/p.git");
+        assert_eq!(r.env[0].0, "GIT_SSH_COMMAND");
+        let r = git_remote(&[], "git@h.example:g/p.git");
+        assert_eq!(r.url, "git@h.example:g/p.git");
     }
 
     #[test]

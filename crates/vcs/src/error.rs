@@ -1,7 +1,8 @@
 //! The crate's single error type.
 //!
 //! Failures of `git` itself are classified ([`GitFailure`]) from git's stderr so that the server
-//! can answer 404/403/502 and `agora doctor` can print a hint; everything about a module or a
+//! can answer 404/403/502 (503 when our own disk failed under git) and `agora doctor` can print
+//! a hint; everything about a module or a
 //! version that does not exist is [`Error::InvalidVersion`] or [`Error::Module`], which the server
 //! answers with 404/410 ("not here, try the next proxy").
 
@@ -19,6 +20,9 @@ pub enum GitFailure {
     Unreachable,
     /// TLS verification failed, typically an internal CA that is not configured.
     UnknownCa,
+    /// Our own disk failed under git (full, over quota, read-only): a local storage failure,
+    /// not the remote's.
+    LocalStorage,
     /// Anything else; the stderr says more.
     Other,
 }
@@ -30,6 +34,7 @@ impl fmt::Display for GitFailure {
             GitFailure::AuthFailed => "authentication failed",
             GitFailure::Unreachable => "host unreachable",
             GitFailure::UnknownCa => "TLS certificate signed by unknown authority",
+            GitFailure::LocalStorage => "local storage failed",
             GitFailure::Other => "git failed",
         })
     }
@@ -150,6 +155,16 @@ impl Error {
         }
     }
 
+    /// Whether our own disk failed (full, over quota, read-only) under git or while writing a
+    /// mirror or an archive: a storage failure of this machine, not the remote's.
+    pub fn is_local_storage(&self) -> bool {
+        match self {
+            Error::Git { kind, .. } => *kind == GitFailure::LocalStorage,
+            Error::Io { source, .. } => is_disk_failure(source),
+            _ => false,
+        }
+    }
+
     /// The classification of a resolution failure, if this is one.
     pub fn resolve_failure(&self) -> Option<ResolveFailure> {
         match self {
@@ -175,4 +190,13 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// Whether an I/O error says the local disk cannot take writes.
+pub(crate) fn is_disk_failure(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::ReadOnlyFilesystem
+    )
 }

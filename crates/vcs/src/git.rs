@@ -75,6 +75,7 @@ impl<'a> Git<'a> {
     pub(crate) async fn run_to_file(
         &self,
         file: &mut tokio::fs::File,
+        path: &Path,
         limit: u64,
     ) -> Result<u64, Error> {
         use tokio::io::AsyncReadExt;
@@ -117,9 +118,17 @@ impl<'a> Git<'a> {
                     limit,
                 });
             }
-            file.write_all(&buf[..n]).await.map_err(spawn_err)?;
+            // Writing is our disk's business (it may be full), not git's.
+            let write_err = |source| Error::Io {
+                path: path.to_owned(),
+                source,
+            };
+            file.write_all(&buf[..n]).await.map_err(write_err)?;
         }
-        file.flush().await.map_err(spawn_err)?;
+        file.flush().await.map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let status = child.wait().await.map_err(spawn_err)?;
         let stderr = stderr_task.await.unwrap_or_default();
         let out = Output {
@@ -192,7 +201,23 @@ impl<'a> Git<'a> {
 pub(crate) fn classify(stderr: &str) -> GitFailure {
     let s = stderr.to_ascii_lowercase();
     let any = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
-    if any(&[
+    // Our own disk, first: whatever else git says afterwards follows from it. Lines from the
+    // remote ("remote: ...") are the server's disk, not ours.
+    let local = s
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("remote:"))
+        .any(|line| {
+            [
+                "no space left on device",
+                "disk quota exceeded",
+                "read-only file system",
+            ]
+            .iter()
+            .any(|n| line.contains(n))
+        });
+    if local {
+        GitFailure::LocalStorage
+    } else if any(&[
         "server certificate verification failed",
         "ssl certificate problem",
         "unable to get local issuer certificate",
@@ -327,6 +352,25 @@ mod tests {
                 GitFailure::UnknownCa,
             ),
             ("fatal: bad object", GitFailure::Other),
+            // Regression: a full local disk was "upstream git failed" (502). git 2.47's words
+            // when a mirror's 1 MiB tmpfs filled during a fetch (a big pack, a small one):
+            (
+                "fatal: write error: No space left on device\nfatal: fetch-pack: invalid index-pack output",
+                GitFailure::LocalStorage,
+            ),
+            (
+                "fatal: unable to write loose object file: No space left on device\nfatal: unpack-objects failed",
+                GitFailure::LocalStorage,
+            ),
+            (
+                "error: could not lock config file config: Read-only file system",
+                GitFailure::LocalStorage,
+            ),
+            // The server's full disk is the server's problem.
+            (
+                "remote: fatal: write error: No space left on device\nfatal: the remote end hung up unexpectedly",
+                GitFailure::Other,
+            ),
         ];
         for (stderr, want) in cases {
             assert_eq!(classify(stderr), want, "{stderr}");

@@ -10,8 +10,10 @@
 //! skipped while the last one is younger than the configured refresh interval (measured from
 //! `FETCH_HEAD`'s mtime after a restart).
 //!
-//! Credentials configured for a mirror's host ([`Mirrors::with_credentials`]) reach every git
-//! command run on that mirror through its environment (see [`crate::credentials`]).
+//! Credentials configured for a mirror's host ([`Mirrors::with_credentials`]), or a password in
+//! the repository URL itself, reach every git command run on that mirror through its
+//! environment (see [`crate::credentials`]); git's command lines and the mirror's config file
+//! only ever hold the URL without the password.
 //!
 //! # Fewer git processes
 //!
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::credentials::{self, HostCredential};
-use crate::error::Error;
+use crate::error::{Error, GitFailure};
 use crate::git::{redact, Git};
 
 /// Refspecs of a fetch: branches and tags only (not `refs/pull/*` and other host-specific
@@ -68,6 +70,10 @@ const REMOTE_HEAD: &str = "refs/agora/head";
 
 /// The refspec that fills [`REMOTE_HEAD`].
 const REMOTE_HEAD_SPEC: &str = "+HEAD:refs/agora/head";
+
+/// Longest ref name element a mirror can hold: git writes `<element>.lock` before the ref
+/// itself, and a file name has at most 255 bytes on the file systems mirrors live on.
+const MAX_REF_ELEMENT: usize = 255 - ".lock".len();
 
 /// Largest file kept in the object memo (go.mod files, LICENSE files of subdirectory modules).
 const MEMO_MAX_FILE: usize = 64 << 10;
@@ -94,6 +100,9 @@ struct Slot {
     refs: Arc<RefsMemo>,
     /// Set while a `git maintenance` run for this repository is under way.
     maintaining: Arc<AtomicBool>,
+    /// Remote refs the last fetch found it cannot store (see [`unmirrorable`]), left out of
+    /// later fetches.
+    skipped: Arc<Mutex<Vec<String>>>,
 }
 
 /// A repository's refs as of its last fetch, shared by every [`Mirror`] handle on it.
@@ -221,20 +230,15 @@ impl Mirrors {
         &self.credentials
     }
 
-    /// The git environment for a repository URL: the credentials for its host, if any.
-    pub(crate) fn env_for(&self, url: &str) -> Arc<Vec<(String, String)>> {
-        Arc::new(credentials::git_env(&self.credentials, url))
-    }
-
     /// `git ls-remote <url>` with the URL's credentials: the number of refs the remote has.
     /// For `agora doctor`; errors are classified as for fetches.
     pub async fn ls_remote(&self, url: &str) -> Result<usize, Error> {
         check_url(url)?;
-        let env = self.env_for(url);
+        let remote = credentials::git_remote(&self.credentials, url);
         // `--` keeps the URL from being taken for an option (check_url refuses a leading '-'
-        // too); the displayed command has credentials redacted.
-        let out = Git::new(None, &["ls-remote", "--", url])
-            .envs(&env)
+        // too); a password in the configured URL travels in the environment, not here.
+        let out = Git::new(None, &["ls-remote", "--", &remote.url])
+            .envs(&remote.env)
             .run()
             .await?;
         Ok(String::from_utf8_lossy(&out).lines().count())
@@ -254,19 +258,29 @@ impl Mirrors {
 
     /// Returns the mirror of `url`, creating it or fetching into it first unless it was
     /// refreshed within the refresh interval.
+    ///
+    /// A password in `url` never reaches git's command lines or the mirror's config: git gets
+    /// the URL without it, and the password in its environment (see [`credentials::git_remote`]).
+    /// The mirror is named after that URL too, so changing the password keeps the mirror.
     pub async fn open(&self, url: &str) -> Result<Mirror, Error> {
         check_url(url)?;
+        let remote = credentials::git_remote(&self.credentials, url);
         let slot = {
             let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
-            repos.entry(url.to_owned()).or_default().clone()
+            repos.entry(remote.url.clone()).or_default().clone()
         };
         let mut slot = slot.lock().await;
+        if remote.url != url {
+            self.remove_mirror_with_password(url);
+        }
+        let url = remote.url.as_str();
         let mirror = Mirror {
             dir: self.dir_for(url),
             url: redact(url),
-            env: self.env_for(url),
+            env: Arc::new(remote.env.clone()),
             refs: slot.refs.clone(),
             objects: self.objects.clone(),
+            skipped: slot.skipped.clone(),
         };
         let exists = mirror.dir.join("HEAD").is_file();
         if exists && self.is_fresh(&slot, &mirror.dir) {
@@ -291,6 +305,19 @@ impl Mirrors {
         slot.last_fetch = Some(Instant::now());
         mirror.maintain(&slot.maintaining);
         Ok(mirror)
+    }
+
+    /// Removes the mirror an older agora made for `url` with its password in it (in the
+    /// directory's name's hash and in its config file); the mirror of the URL without the
+    /// password replaces it.
+    fn remove_mirror_with_password(&self, url: &str) {
+        let old = self.dir_for(url);
+        if old.join("HEAD").is_file() && std::fs::remove_dir_all(&old).is_ok() {
+            tracing::info!(
+                repo.url = %redact(url),
+                "removed a mirror whose config held the repository URL's password"
+            );
+        }
     }
 
     fn is_fresh(&self, slot: &Slot, dir: &Path) -> bool {
@@ -332,8 +359,8 @@ impl Mirrors {
             )
             .run()
             .await?;
-            // The URL goes into the config file rather than onto a command line, where `ps`
-            // would show any credentials in it.
+            // The URL (without password, see `open`) goes into the config file rather than
+            // onto a command line.
             let config = tmp.join("config");
             let mut text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
             text.push_str(&format!(
@@ -347,6 +374,7 @@ impl Mirrors {
                 env: mirror.env.clone(),
                 refs: Arc::default(),
                 objects: mirror.objects.clone(),
+                skipped: mirror.skipped.clone(),
             };
             staged.fetch().await
         }
@@ -406,6 +434,46 @@ fn check_url(url: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The refs among `names` that a mirror cannot store, sorted: those with an element longer than
+/// [`MAX_REF_ELEMENT`], and those below another ref (`refs/tags/v1` and `refs/tags/v1/x` cannot
+/// both be files; the shorter one is kept). Names git refuses anyway (`a..b`, `x.lock`) are not
+/// listed: git skips them itself, and would refuse them in a refspec too.
+fn unmirrorable(names: &[String]) -> Vec<String> {
+    let valid: std::collections::BTreeSet<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| is_valid_ref_name(n))
+        .collect();
+    let storable = |n: &str| n.split('/').all(|e| e.len() <= MAX_REF_ELEMENT);
+    valid
+        .iter()
+        .filter(|n| {
+            !storable(n)
+                || n.match_indices('/')
+                    .any(|(i, _)| storable(&n[..i]) && valid.contains(&n[..i]))
+        })
+        .map(|n| (*n).to_owned())
+        .collect()
+}
+
+/// Whether git accepts `name` as a ref name (`git check-ref-format`'s rules).
+fn is_valid_ref_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "@"
+        && !name.ends_with('/')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.contains("@{")
+        && !name.bytes().any(|b| {
+            b < 0x20
+                || b == 0x7f
+                || matches!(b, b' ' | b'~' | b'^' | b':' | b'?' | b'*' | b'[' | b'\\')
+        })
+        && name
+            .split('/')
+            .all(|e| !e.is_empty() && !e.starts_with('.') && !e.ends_with(".lock"))
+}
+
 /// A commit's full hash and committer time (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
@@ -448,6 +516,8 @@ pub struct Mirror {
     env: Arc<Vec<(String, String)>>,
     refs: Arc<RefsMemo>,
     objects: Arc<ObjectMemo>,
+    /// Remote refs to leave out of fetches (shared with the repository's slot).
+    skipped: Arc<Mutex<Vec<String>>>,
 }
 
 /// Leaves out the environment, which may hold credentials.
@@ -493,20 +563,76 @@ impl Mirror {
 
     /// Fetches branches, tags and the commit the remote's `HEAD` names (into [`REMOTE_HEAD`]),
     /// all in one `git fetch`.
+    ///
+    /// One remote ref that git cannot store here (see [`unmirrorable`]) fails the whole fetch,
+    /// which would make the repository unusable for good. So when a fetch fails for no reason
+    /// the classification knows, the remote's refs are listed, and the fetch runs again without
+    /// those that cannot be mirrored; they are logged, and left out of later fetches without
+    /// the detour.
     async fn fetch(&self) -> Result<(), Error> {
+        let skipped = self
+            .skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let err = match self.fetch_without(&skipped).await {
+            Ok(()) => return Ok(()),
+            Err(
+                err @ Error::Git {
+                    kind: GitFailure::Other,
+                    ..
+                },
+            ) => err,
+            Err(err) => return Err(err),
+        };
+        let Ok(remote) = self.remote_refs().await else {
+            return Err(err);
+        };
+        let skip = unmirrorable(&remote);
+        if skip.is_empty() || skip == skipped {
+            return Err(err);
+        }
+        tracing::warn!(
+            repo.url = %self.url,
+            refs = ?skip,
+            "skipping refs that cannot be mirrored (a name element longer than {MAX_REF_ELEMENT} \
+             bytes, or a ref that is also a directory of another)"
+        );
+        let fetched = self.fetch_without(&skip).await;
+        *self.skipped.lock().unwrap_or_else(|e| e.into_inner()) = skip;
+        fetched
+    }
+
+    /// One `git fetch` of branches, tags and `HEAD`, leaving out the refs in `skip` (negative
+    /// refspecs, which keep `--prune` working for the rest).
+    async fn fetch_without(&self, skip: &[String]) -> Result<(), Error> {
+        let negative: Vec<String> = skip.iter().map(|r| format!("^{r}")).collect();
         let mut args = FETCH_ARGS.to_vec();
+        args.extend(negative.iter().map(String::as_str));
+        let without_head = args.clone();
         args.push(REMOTE_HEAD_SPEC);
         match self.git(&args).run().await {
             Ok(_) => Ok(()),
             // An empty repository, or one whose HEAD names a missing branch, has no HEAD to
             // follow: fetch the rest, and forget the HEAD of an earlier fetch.
             Err(Error::Git { stderr, .. }) if stderr.contains("couldn't find remote ref HEAD") => {
-                self.git(FETCH_ARGS).run().await?;
+                self.git(&without_head).run().await?;
                 self.git(&["update-ref", "-d", REMOTE_HEAD]).run().await?;
                 Ok(())
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The names of the remote's branches and tags (`git ls-remote --refs origin`).
+    async fn remote_refs(&self) -> Result<Vec<String>, Error> {
+        let out = self.git(&["ls-remote", "--refs", "origin"]).run().await?;
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|line| line.split_once('\t').map(|(_, name)| name))
+            .filter(|name| name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
+            .map(str::to_owned)
+            .collect())
     }
 
     /// All branches and tags, and the remote's `HEAD`: one `git for-each-ref` per fetch, shared
@@ -855,6 +981,40 @@ mod tests {
         ] {
             assert!(check_url(url).is_ok(), "{url}");
         }
+    }
+
+    #[test]
+    fn refs_a_mirror_cannot_store() {
+        let long = format!("refs/tags/v1.0.0-{}", "x".repeat(300));
+        let fits = format!("refs/tags/v1.0.0-{}", "x".repeat(MAX_REF_ELEMENT - 7));
+        let names: Vec<String> = [
+            "refs/heads/main",
+            "refs/tags/v1.0.0",
+            "refs/tags/v1.1.0",
+            "refs/tags/v1.1.0/x",
+            "refs/tags/v1.1.0/x/y",
+            "refs/heads/bad..name",
+            "refs/tags/x.lock",
+            long.as_str(),
+            fits.as_str(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            unmirrorable(&names),
+            [long.as_str(), "refs/tags/v1.1.0/x", "refs/tags/v1.1.0/x/y"]
+        );
+        assert!(unmirrorable(&names[..3]).is_empty());
+        // A ref below one that is too long is too long itself.
+        let below = vec![long.clone(), format!("{long}/a")];
+        assert_eq!(unmirrorable(&below), below);
+        for bad in [
+            "a..b", "a/.b", "a/b.lock", "a b", "a^", "a:b", "a@{1}", "a/", "a.", "@",
+        ] {
+            assert!(!is_valid_ref_name(bad), "{bad}");
+        }
+        assert!(is_valid_ref_name("refs/tags/v1.0.0+incompatible"));
     }
 
     #[test]

@@ -534,8 +534,9 @@ impl Resolver {
             &self.client
         };
         let mut req = client.get(url);
+        let scheme = url.split_once("://").map_or("https", |(s, _)| s);
         if let Some((user, password)) =
-            credentials::find(&self.opts.credentials, host).and_then(HostCredential::basic)
+            credentials::find(&self.opts.credentials, scheme, host).and_then(HostCredential::basic)
         {
             req = req.basic_auth(user, Some(password));
         } else if let Some((user, password, _)) = credentials::netrc_lookup(host) {

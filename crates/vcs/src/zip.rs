@@ -129,7 +129,7 @@ impl CodeRepo {
         }
         let git = self.mirror.git(&args);
         let mut spool = tokio::fs::File::from_std(tmp.try_clone().map_err(io_err(spool_dir))?);
-        match git.run_to_file(&mut spool, MAX_ARCHIVE).await {
+        match git.run_to_file(&mut spool, spool_dir, MAX_ARCHIVE).await {
             Ok(_) => Ok(tmp),
             // The subdirectory holds nothing: cmd/go maps this to "not exist".
             Err(Error::Git { stderr, .. }) if stderr.contains("did not match any files") => {

@@ -881,3 +881,67 @@ fn random_and_hostile_request_paths_never_get_a_5xx_or_touch_files() {
         .collect();
     assert!(new.is_empty(), "request paths wrote files: {new:?}");
 }
+
+/// Waits until `_agora/tmp` holds a scratch file that is not in `known`, and returns it.
+fn new_scratch_file(data: &Path, known: &[String]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = scratch_files(data);
+        if let Some(f) = now.iter().find(|f| !known.contains(f)) {
+            return f.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new scratch file appeared: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Regression: after `kill -9` in the middle of downloads, their scratch files (13 MB and 53 MB
+/// in the attack) stayed in `_agora/tmp` across restarts. A starting agora removes the scratch
+/// files of dead processes, and keeps those of a live agora sharing the data directory.
+#[test]
+fn scratch_files_of_a_killed_agora_go_at_restart_a_live_ones_stay() {
+    let tree = SynthTree::new(2, 1 << 20);
+    let up = UpstreamProxy::serve_dir(tree.root());
+    let zips: Vec<String> = tree
+        .modules
+        .iter()
+        .map(|m| artifact_path(&m.path, VERSION, "zip"))
+        .collect();
+    // Both downloads stall after their first bytes: they are in progress until the test ends.
+    for zip in &zips {
+        up.set_path_fault(zip, Fault::Stall(64 << 10));
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mut doomed = builder(data.path(), &up.url())
+        .env("AGORA_UPSTREAM_RETRIES", "0")
+        .start();
+    let live = builder(data.path(), &up.url())
+        .env("AGORA_UPSTREAM_RETRIES", "0")
+        .start();
+    let download = |base: &str, path: &str| {
+        let url = format!("{base}{path}");
+        std::thread::spawn(move || {
+            let _ = http::try_request("GET", &url, &[], None);
+        });
+    };
+    download(doomed.url(), &zips[0]);
+    let doomed_file = new_scratch_file(data.path(), &[]);
+    download(live.url(), &zips[1]);
+    let live_file = new_scratch_file(data.path(), std::slice::from_ref(&doomed_file));
+    doomed.kill();
+
+    let _restarted = builder(data.path(), &up.url()).start();
+    let left = scratch_files(data.path());
+    assert!(
+        !left.contains(&doomed_file),
+        "the killed process's scratch file {doomed_file} survived the restart: {left:?}"
+    );
+    assert!(
+        left.contains(&live_file),
+        "the live process's scratch file {live_file} was removed: {left:?}"
+    );
+    drop(live);
+}

@@ -450,3 +450,140 @@ fn netrc_credentials_are_used_like_on_a_laptop() {
     assert!(srv.requests().iter().any(|r| r.authenticated));
     assert!(!agora.stderr_log().contains(srv.token()));
 }
+
+/// Adds tags to `repo` that no mirror on a file system can hold: an element longer than a file
+/// name, and a tag that is also a "directory" of another (`v1.1.0` and `v1.1.0/x`). Only a
+/// `packed-refs` file holds such refs, as on a git server that stores refs in a database.
+fn add_unmirrorable_tags(repo: &agora_testkit::Repo) -> String {
+    let long = format!("v1.2.0-{}", "x".repeat(300));
+    repo.git(["pack-refs", "--all"]);
+    let head = repo.head();
+    let packed = repo.path().join(".git/packed-refs");
+    let text = std::fs::read_to_string(&packed).unwrap();
+    // Without the "sorted" trait git sorts the file itself when reading it.
+    let mut text = text.replacen(" sorted", "", 1);
+    for tag in [long.as_str(), "v1.1.0/x"] {
+        text.push_str(&format!("{head} refs/tags/{tag}\n"));
+    }
+    std::fs::write(&packed, text).unwrap();
+    assert!(
+        repo.git(["tag", "-l"]).contains(&long),
+        "the long tag exists"
+    );
+    long
+}
+
+/// Regression: one ref git cannot store in a mirror (a name element longer than a file name,
+/// or a name that is also a directory of another ref) made the whole `git fetch` fail, and every
+/// request for the repository answered 502. Such refs are skipped (and logged); the rest of the
+/// repository is served.
+#[test]
+fn refs_that_cannot_be_mirrored_are_skipped_not_fatal() {
+    const H: &str = "gitlab-refs.corp.example";
+    let host = GitHost::new().host(H);
+    let module = format!("{H}/team/lib");
+    let mut repo = host.repo(&module);
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
+        .write("lib.go", "package lib\n");
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    repo.write("more.go", "package lib\n");
+    repo.commit("two");
+    repo.tag("v1.1.0");
+    add_unmirrorable_tags(&repo);
+    let srv = HttpsGitServer::serve(&host, H);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = gitlab_config(tmp.path(), &srv, &[H], "[git]\nrefresh_interval = \"0s\"\n");
+    let agora = private_agora(tmp.path(), &config, "off", &[]);
+
+    let get = |path: String| {
+        let (status, _, body) = http::get(&format!("{}{path}", agora.url()));
+        (status, http::text(&body))
+    };
+    let (status, list) = get(format!("/{module}/@v/list"));
+    assert_eq!(status, 200, "{list}\n{}", agora.stderr_log());
+    let mut versions: Vec<&str> = list.lines().collect();
+    versions.sort_unstable();
+    assert_eq!(versions, ["v1.0.0", "v1.1.0"]);
+    for v in ["v1.0.0", "v1.1.0"] {
+        let (status, body) = get(artifact_path(&module, v, "zip"));
+        assert_eq!(status, 200, "{v}: {body}");
+    }
+    // A second fetch (refresh interval 0) still works, and so does a new tag.
+    repo.write("third.go", "package lib\n");
+    repo.commit("three");
+    repo.tag("v1.3.0");
+    let (status, body) = get(artifact_path(&module, "v1.3.0", "info"));
+    assert_eq!(status, 200, "{body}");
+    let log = agora.stderr_log();
+    assert!(
+        log.contains("cannot be mirrored") && log.contains("v1.1.0/x"),
+        "the skipped refs are logged: {log}"
+    );
+}
+
+/// Every file under `dir` whose contents include `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(dir.join(f))
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Regression: a `[[git.rules]]` URL with `user:password@` put the password on git's command
+/// lines (`git remote-https origin https://user:password@…`, visible in `ps`) and into the
+/// mirror's `config` file. The credentials are taken out of the URL and handed to git like
+/// `[[git.credentials]]` (an `Authorization` header through the environment); the fetch works.
+#[test]
+fn credentials_in_a_rule_url_reach_neither_command_lines_nor_files() {
+    const H: &str = "gitlab-userinfo.corp.example";
+    let host = GitHost::new().host(H);
+    let module = format!("{H}/team/lib");
+    let mut repo = host.repo(&module);
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
+        .write("lib.go", "package lib\n");
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    let srv = HttpsGitServer::serve(&host, H);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("agora.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ca_file = {ca:?}\n[routing]\nprivate = [\"{H}\"]\n\n[[git.rules]]\npattern = \"{H}/*/*\"\nurl = \"https://{user}:{token}@{H}/{{path}}.git\"\n",
+            ca = srv.ca_cert().display().to_string(),
+            user = srv.user(),
+            token = srv.token(),
+        ),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let trace = run.join("git-trace.log");
+    let agora = private_agora(
+        &run,
+        &config,
+        "off",
+        &[("GIT_TRACE", trace.clone().into_os_string())],
+    );
+    for ext in ["info", "mod", "zip"] {
+        let (status, _, body) = http::get(&format!(
+            "{}{}",
+            agora.url(),
+            artifact_path(&module, "v1.0.0", ext)
+        ));
+        assert_eq!(status, 200, "{ext}: {}", http::text(&body));
+    }
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    assert!(traced.contains("remote-https"), "git was traced: {traced}");
+    assert_eq!(
+        files_containing(&run, srv.token()),
+        Vec::<String>::new(),
+        "the password is in these files (mirror config, git trace of command lines, ...)"
+    );
+    assert!(!agora.stderr_log().contains(srv.token()));
+    assert!(!agora.stdout_log().contains(srv.token()));
+}
