@@ -138,6 +138,35 @@ fn credentials(config: &Config) -> Result<Vec<HostCredential>> {
         .collect()
 }
 
+/// The hosts of every URL the configuration names for the upstream client: only these may
+/// resolve to internal addresses (see `agora_upstream::egress`).
+fn configured_hosts(config: &Config, chain: &[agora_upstream::ChainEntry]) -> Vec<String> {
+    let mut urls: Vec<&str> = chain
+        .iter()
+        .filter_map(|e| match &e.target {
+            agora_upstream::Target::Proxy(base) => Some(base.as_str()),
+            _ => None,
+        })
+        .collect();
+    urls.extend([config.sumdb.url.as_str(), config.validation.url.as_str()]);
+    let name = config.sumdb.name.split('+').next().unwrap_or_default();
+    let mut hosts: Vec<String> = urls
+        .into_iter()
+        .filter_map(|u| {
+            let authority = u.split_once("://")?.1.split('/').next()?;
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let host = match host.strip_prefix('[') {
+                Some(v6) => v6.split(']').next()?,
+                None => host.split(':').next()?,
+            };
+            Some(host.to_owned())
+        })
+        .collect();
+    hosts.push(name.split('/').next().unwrap_or_default().to_owned());
+    hosts.retain(|h| !h.is_empty());
+    hosts
+}
+
 /// Builds every part. `storage` is the artifact store to use (the data directory for `serve`; a
 /// throw-away memory store for `doctor`, which must not write artifacts).
 pub fn build(config: &Config, storage: Storage) -> Result<App> {
@@ -154,6 +183,7 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
         zip_timeout: config.upstream.zip_timeout,
         retries: config.upstream.retries,
         extra_ca_pem: extra_ca_pem.clone(),
+        internal_hosts: configured_hosts(config, &chain),
         ..ClientOptions::default()
     })?;
     let download = config

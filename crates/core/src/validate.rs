@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use agora_gomod::gomodfile::{self, GoMod};
+use agora_gomod::gomodfile::GoMod;
 use agora_gomod::module::{check_path_major, ModulePath};
 use agora_gomod::{pseudo, semver};
 use bytes::Bytes;
@@ -78,16 +78,16 @@ pub fn list(body: &[u8]) -> Result<Bytes, String> {
     Ok(Bytes::from(out))
 }
 
-/// Checks a go.mod: it must parse (as leniently as the go command reads a dependency's go.mod),
-/// and the module path it declares, if any, must be `module`.
-pub fn go_mod(module: &ModulePath, body: &[u8]) -> Result<(), String> {
-    GoMod::parse(body).map_err(|e| e.to_string())?;
-    match gomodfile::module_path(body) {
-        Some(path) if path != module.as_str() => Err(format!(
-            "go.mod declares module {path:?}, not {:?}",
-            module.as_str()
-        )),
-        _ => Ok(()),
+/// Checks a go.mod as the go command checks a dependency's: it must parse (leniently, as
+/// `modfile.ParseLax` does) and declare a module. The declared path need not be `module`'s: a
+/// fork's go.mod keeps the path of the module it replaces (`replace old => fork v1.2.3`), and the
+/// go command and proxy.golang.org serve it as it is. A body with no `module` line (an HTML page,
+/// `hello world`, an empty answer) is something no go command accepts from a proxy.
+pub fn go_mod(_module: &ModulePath, body: &[u8]) -> Result<(), String> {
+    let parsed = GoMod::parse(body).map_err(|e| e.to_string())?;
+    match parsed.module {
+        Some(path) if !path.is_empty() => Ok(()),
+        _ => Err("not a go.mod: it declares no module".to_owned()),
     }
 }
 
@@ -111,6 +111,27 @@ mod tests {
 
     fn m(s: &str) -> ModulePath {
         ModulePath::new(s).unwrap()
+    }
+
+    #[test]
+    fn go_mod_checks() {
+        let m = m("example.com/a");
+        assert!(go_mod(&m, b"module example.com/a\n\ngo 1.21\n").is_ok());
+        // A fork's go.mod declares the path it replaces.
+        assert!(go_mod(&m, b"module example.com/original\n").is_ok());
+        for bad in [
+            &b""[..],
+            b"hello world",
+            b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n",
+            b"go 1.21\n",
+            b"\x00\x01garbage(",
+        ] {
+            assert!(
+                go_mod(&m, bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub enum Fault {
     /// while the connection stays open: a download that is in progress for as long as the test
     /// wants.
     Stall(usize),
+    /// Answer `302 Found` with this `Location` (an upstream that sends agora elsewhere).
+    Redirect(String),
 }
 
 #[derive(Debug, Default)]
@@ -336,6 +338,14 @@ async fn handle(
                 status,
                 format!("injected fault: status {code} for {path}\n"),
             ));
+        }
+        Fault::Redirect(location) => {
+            let mut resp = text(StatusCode::FOUND, String::new());
+            resp.headers_mut().insert(
+                http::header::LOCATION,
+                http::HeaderValue::from_str(&location).expect("a valid Location"),
+            );
+            return Ok(resp);
         }
         Fault::Delay(d) => tokio::time::sleep(d).await,
         Fault::Hang => std::future::pending::<()>().await,

@@ -25,6 +25,9 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// Extra trusted CA certificates (PEM), added to the system store.
     pub extra_ca_pem: Vec<Vec<u8>>,
+    /// Host names the configuration names (upstream proxies, the checksum database, the
+    /// webhook): only these may resolve to internal addresses (see [`crate::egress`]).
+    pub internal_hosts: Vec<String>,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +41,7 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(200),
             user_agent: format!("agora/{} (+Go module proxy)", env!("CARGO_PKG_VERSION")),
             extra_ca_pem: Vec::new(),
+            internal_hosts: Vec::new(),
         }
     }
 }
@@ -119,6 +123,8 @@ impl UpstreamClient {
             .user_agent(opts.user_agent.clone())
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.idle_timeout)
+            .redirect(crate::egress::redirect_policy())
+            .dns_resolver(crate::egress::GuardedResolver::new(&opts.internal_hosts))
             .tls_certs_merge(certs)
             .build()
             .map_err(|e| FetchError::Transport {

@@ -980,10 +980,6 @@ mod tests {
                 "git.corp.test/Team/Secret.git/v2",
                 "git.corp.test/team/secret",
             ),
-            (
-                "git.corp.test:8443/team/secret.git",
-                "git.corp.test/team/secret",
-            ),
             ("github.com/Corp/Secret/sub", "github.com/corp/secret"),
         ] {
             assert_eq!(

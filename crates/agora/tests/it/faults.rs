@@ -390,9 +390,9 @@ fn upstream_death_and_garbage_are_refused_and_never_cached() {
             Bad::Body(b"{\"Version\":\"v1.0.1\",\"Time\":\"2024-01-02T03:04:05Z\"}".to_vec()),
         ),
         (
-            "mod: another module",
+            "mod: no module line",
             p(12, "mod"),
-            Bad::Body(b"module example.com/someone/else\n\ngo 1.21\n".to_vec()),
+            Bad::Body(b"hello world".to_vec()),
         ),
         (
             "mod: not a go.mod",

@@ -111,3 +111,85 @@ fn direct_and_off_entries_are_understood() {
     assert_eq!(got["Version"], want["Version"]);
     assert_eq!(got["Time"], want["Time"]);
 }
+
+/// Regression: for modules the checksum database does not cover, a `.mod` of `hello world`, an
+/// empty body or an HTML page answered 200 and was stored write-once (`go list -m all` then fails
+/// for everyone, for good); an upstream that redirected to an internal page had it stored as a
+/// go.mod. Such answers are refused (502) and nothing is stored. A go.mod that declares another
+/// module path (a fork used through `replace`) is served, as the go command and
+/// proxy.golang.org serve it.
+#[test]
+fn go_mod_files_no_go_command_accepts_and_redirects_inward_are_refused() {
+    use agora_testkit::fixtures::{BIG, MIXED_CASE};
+    let up = upstream();
+    // An "internal" page reachable by a name that resolves to loopback.
+    let internal = upstream();
+    internal.add_file(
+        "/admin.mod",
+        "module internal.example/secret\n",
+        "text/plain",
+    );
+    let internal_by_name = internal.url().replace("127.0.0.1", "localhost");
+    let data = tempfile::tempdir().unwrap();
+    let agora = builder(data.path(), &up.url())
+        .env("AGORA_ROUTING_NOSUMDB", "github.com/agora-fixtures")
+        .env("AGORA_UPSTREAM_RETRIES", "0")
+        .start();
+    let get = |path: &str| {
+        let (s, _, body) = http::get(&format!("{}{path}", agora.url()));
+        (s, http::text(&body))
+    };
+    let greet = |v: &str| artifact_path(GREET, v, "mod");
+    let cases = [
+        ("hello world", greet("v1.0.0"), "hello world"),
+        ("empty", greet("v1.1.0"), ""),
+        (
+            "HTML",
+            artifact_path(MIXED_CASE, "v1.0.0", "mod"),
+            "<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n",
+        ),
+    ];
+    for (name, path, body) in &cases {
+        up.add_file(path, body.to_string(), "text/html");
+        let (s, text) = get(path);
+        assert_eq!(s, 502, "{name}: {text}");
+        assert!(
+            text.contains("declares no module") || text.contains("invalid"),
+            "{name}: {text}"
+        );
+    }
+    let big = artifact_path(BIG, "v1.0.0", "mod");
+    for (name, location) in [
+        (
+            "to a name resolving inward",
+            format!("{internal_by_name}/admin.mod"),
+        ),
+        (
+            "to another scheme",
+            format!("https://127.0.0.1:{}/admin.mod", internal.addr().port()),
+        ),
+    ] {
+        up.set_path_fault(&big, Fault::Redirect(location));
+        let (s, text) = get(&big);
+        assert_eq!(s, 502, "{name}: {text}");
+    }
+    assert!(internal.requests().is_empty(), "{:?}", internal.requests());
+    let stored: Vec<_> = files_under(data.path())
+        .into_iter()
+        .filter(|f| f.ends_with(".mod"))
+        .collect();
+    assert!(stored.is_empty(), "{stored:?}");
+
+    // A fork's go.mod keeps the path it replaces: served and stored as it is.
+    up.clear_faults();
+    up.add_file(
+        &big,
+        "module example.com/original\n\ngo 1.21\n",
+        "text/plain",
+    );
+    let (s, text) = get(&big);
+    assert_eq!(
+        (s, text.as_str()),
+        (200, "module example.com/original\n\ngo 1.21\n")
+    );
+}
