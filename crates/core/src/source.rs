@@ -9,8 +9,10 @@ use bytes::Bytes;
 
 /// Largest `.info`/`@latest` answer accepted (they are a few hundred bytes in practice).
 pub const MAX_INFO: u64 = 1 << 20;
-/// Largest go.mod accepted (the go command reads a go.mod without a limit; this bounds memory).
-pub const MAX_MOD: u64 = 64 << 20;
+/// Largest go.mod accepted from an upstream proxy: the go command's go.mod limit. (The go command
+/// reads a proxy's `.mod` without a limit, but refuses the zip of a module whose go.mod is larger,
+/// so no proxy that builds its zips, proxy.golang.org included, has such a version to serve.)
+pub const MAX_MOD: u64 = agora_gomod::zip::MAX_GO_MOD;
 /// Largest version list accepted.
 pub const MAX_LIST: u64 = 16 << 20;
 /// Largest module zip, as the go command enforces (500 MiB).

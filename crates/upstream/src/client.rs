@@ -1,12 +1,14 @@
 //! One HTTP client for every upstream proxy and checksum database.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Client settings. The defaults suit a proxy in front of a public mirror.
 #[derive(Clone, Debug)]
@@ -25,6 +27,10 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// Extra trusted CA certificates (PEM), added to the system store.
     pub extra_ca_pem: Vec<Vec<u8>>,
+    /// Most bytes of answers held in memory while they download (info, mod, list, checksum
+    /// database), across all requests: a fetch that would go beyond it fails as overloaded
+    /// (503, retry), so that many concurrent large answers cannot exhaust memory.
+    pub memory_budget: usize,
     /// Host names the configuration names (upstream proxies, the checksum database, the
     /// webhook): only these may resolve to internal addresses (see [`crate::egress`]).
     pub internal_hosts: Vec<String>,
@@ -41,6 +47,7 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(200),
             user_agent: format!("agora/{} (+Go module proxy)", env!("CARGO_PKG_VERSION")),
             extra_ca_pem: Vec::new(),
+            memory_budget: 48 << 20,
             internal_hosts: Vec::new(),
         }
     }
@@ -103,7 +110,12 @@ impl FetchError {
 pub struct UpstreamClient {
     http: reqwest::Client,
     opts: ClientOptions,
+    /// [`ClientOptions::memory_budget`] in KiB permits.
+    budget: Arc<Semaphore>,
 }
+
+/// Permits of the memory budget are KiB, so that a `u32` count covers any budget.
+const BUDGET_UNIT: usize = 1024;
 
 /// Upper bound on the text kept from a "not found" body (the go command prints at most 8 lines).
 const MESSAGE_LIMIT: usize = 1024;
@@ -131,7 +143,12 @@ impl UpstreamClient {
                 url: "(client setup)".into(),
                 message: e.to_string(),
             })?;
-        Ok(UpstreamClient { http, opts })
+        let permits = (opts.memory_budget / BUDGET_UNIT).clamp(1, Semaphore::MAX_PERMITS);
+        Ok(UpstreamClient {
+            http,
+            budget: Arc::new(Semaphore::new(permits)),
+            opts,
+        })
     }
 
     pub fn options(&self) -> &ClientOptions {
@@ -144,17 +161,40 @@ impl UpstreamClient {
         if let Some(path) = url.strip_prefix("file://") {
             return read_file(&url, Path::new(path), limit).await;
         }
+        let too_large = || FetchError::TooLarge {
+            url: redact(&url),
+            limit,
+        };
         self.with_retries(&url, || async {
             let resp = self.send(&url, self.opts.timeout).await?;
+            // A declared size over the limit is refused before a byte is read.
+            if resp.content_length().is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
             let mut body = BytesMut::new();
+            let mut held: Option<OwnedSemaphorePermit> = None;
             let mut stream = resp.bytes_stream();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| transport(&url, e))?;
                 if (body.len() + chunk.len()) as u64 > limit {
-                    return Err(FetchError::TooLarge {
-                        url: url.clone(),
-                        limit,
-                    });
+                    return Err(too_large());
+                }
+                let units = (body.len() + chunk.len()).div_ceil(BUDGET_UNIT)
+                    - held.as_ref().map_or(0, |p| p.num_permits());
+                if units > 0 {
+                    let more = u32::try_from(units)
+                        .ok()
+                        .and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok())
+                        .ok_or_else(|| {
+                            FetchError::Overloaded(format!(
+                                "more than {} MiB of upstream answers are downloading; retry shortly",
+                                self.opts.memory_budget >> 20
+                            ))
+                        })?;
+                    match &mut held {
+                        Some(p) => p.merge(more),
+                        None => held = Some(more),
+                    }
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -509,5 +549,59 @@ mod tests {
             redact("https://proxy.example/a@b"),
             "https://proxy.example/a@b"
         );
+    }
+
+    /// Regression: 32 concurrent fetches of distinct 60 MiB go.mod files held up to 64 MiB each
+    /// in memory (1.96 GB). A declared size over the limit is refused unread, and answers of
+    /// unknown size share one memory budget.
+    #[tokio::test]
+    async fn large_answers_are_refused_unread_and_share_a_memory_budget() {
+        // A 600 KiB chunk, a pause, another: chunked, so no Content-Length.
+        let slow = || async {
+            let chunks = futures::stream::unfold(0, |i| async move {
+                if i == 2 {
+                    return None;
+                }
+                if i == 1 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Some((Ok::<_, std::io::Error>(vec![b'x'; 600 << 10]), i + 1))
+            });
+            axum::body::Body::from_stream(chunks)
+        };
+        let base = serve(
+            axum::Router::new()
+                .route("/chunked", get(slow))
+                .route("/declared", get(|| async { vec![b'm'; 2 << 20] })),
+        )
+        .await;
+        // 1.5 MiB: one 1.2 MiB answer fits; two at once do not.
+        let client = UpstreamClient::new(ClientOptions {
+            memory_budget: 1536 << 10,
+            ..fast()
+        })
+        .unwrap();
+        let err = client
+            .get_bytes(&base, "declared", 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::TooLarge { .. }), "{err}");
+        let (a, b) = tokio::join!(
+            client.get_bytes(&base, "chunked", 4 << 20),
+            client.get_bytes(&base, "chunked", 4 << 20)
+        );
+        let refused = [&a, &b]
+            .into_iter()
+            .filter(|r| matches!(r, Err(FetchError::Overloaded(_))))
+            .count();
+        assert_eq!(refused, 1, "{a:?} {b:?}");
+        assert!([&a, &b]
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|b| b.len() == 1200 << 10)));
+        // What a fetch held is given back.
+        for _ in 0..2 {
+            let body = client.get_bytes(&base, "chunked", 4 << 20).await.unwrap();
+            assert_eq!(body.len(), 1200 << 10);
+        }
     }
 }
