@@ -32,10 +32,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{fetch_all, median, ms};
 use agora_testkit::fixtures::{deterministic_bytes, GREET};
 use agora_testkit::git::git_command;
 use agora_testkit::{public_modules, AgoraBuilder, GitHost, GoClient};
+use support::{fetch_all, median, ms};
 
 /// The refresh interval of the agora that serves the new-tag row: long enough that `.info`,
 /// `.mod` and `.zip` of one version share one fetch, short enough to wait out between versions.
@@ -45,7 +45,6 @@ const REFRESH: Duration = Duration::from_secs(2);
 const HISTORY: &str = "github.com/agora-fixtures/history";
 const HISTORY_COMMITS: usize = 1500;
 const HISTORY_BLOB: usize = 16 << 10;
-
 
 fn main() {
     let runs: usize = std::env::var("AGORA_BENCH_RUNS")
@@ -335,7 +334,6 @@ fn empty_agora(data: &Path, gitconfig: &Path, trace: Option<PathBuf>) -> AgoraBu
     }
 }
 
-
 fn download_all(go: &GoClient, goproxy: &str, queries: &[String]) {
     let mut args = vec!["mod".to_string(), "download".into(), "-json".into()];
     args.extend(queries.iter().cloned());
@@ -349,4 +347,3 @@ fn download_all(go: &GoClient, goproxy: &str, queries: &[String]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-

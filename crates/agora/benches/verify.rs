@@ -85,7 +85,11 @@ fn main() {
     .iter()
     .enumerate()
     {
-        println!("| {name} | {:.0} ms | {:.2} |", ms(t[i]), ms(t[i]) / ms(t[0]));
+        println!(
+            "| {name} | {:.0} ms | {:.2} |",
+            ms(t[i]),
+            ms(t[i]) / ms(t[0])
+        );
     }
 }
 

@@ -354,3 +354,39 @@ fn a_forked_log_is_refused_and_stays_refused_after_a_restart() {
         .iter()
         .all(|p| !p.contains("!mixed!case/@v/v1.0.0.mod")));
 }
+
+/// `golang.org/toolchain` is verified even where a no-checksum pattern matches it, and refused
+/// when no checksum database is configured, as the go command requires for toolchains.
+#[test]
+fn toolchains_are_always_verified() {
+    const TOOLCHAIN: &str = "golang.org/toolchain";
+    const V: &str = "v0.0.1-go1.99.0.linux-amd64";
+    let go_mod = format!("module {TOOLCHAIN}\n");
+    let up = upstream();
+    let path = artifact_path(TOOLCHAIN, V, "mod");
+    up.add_file(&path, go_mod.clone(), "text/plain");
+    let db = SumdbServer::start(DB);
+    let data = tempfile::tempdir().unwrap();
+    let agora = builder(&data.path().join("a"), &up.url())
+        .env("GOSUMDB", db.gosumdb())
+        .env("AGORA_ROUTING_NOSUMDB", "golang.org")
+        .start();
+    let (s, _, body) = http::get(&format!("{}{path}", agora.url()));
+    assert_eq!(s, 403, "{}", http::text(&body));
+    assert!(http::text(&body).contains("not found in checksum database"));
+    db.know(
+        TOOLCHAIN,
+        V,
+        "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        &agora_gomod::dirhash::hash_go_mod(go_mod.as_bytes()),
+    );
+    let (s, _, body) = http::get(&format!("{}{path}", agora.url()));
+    assert_eq!((s, http::text(&body)), (200, go_mod));
+
+    let off = builder(&data.path().join("b"), &up.url())
+        .env("GOSUMDB", "off")
+        .start();
+    let (s, _, body) = http::get(&format!("{}{path}", off.url()));
+    assert_eq!(s, 403, "{}", http::text(&body));
+    assert!(http::text(&body).contains("verified against a checksum database"));
+}
