@@ -87,7 +87,8 @@ impl AppError {
                     } else {
                         StatusCode::BAD_GATEWAY
                     };
-                    // Upstream URLs are redacted by the upstream crate; the message is safe.
+                    // Upstream URLs are redacted by the upstream crate, and git failures arrive
+                    // as their client text (agora-core's `direct`): the message is safe.
                     (status, e.to_string())
                 }
                 e @ CoreError::InvalidUpstream { .. } => (StatusCode::BAD_GATEWAY, e.to_string()),
