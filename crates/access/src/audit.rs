@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::error::AccessError;
+use crate::rules::DenyStatus;
 
 /// How often at most a failing audit file is complained about.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -33,6 +34,10 @@ pub struct AuditRecord {
     /// "list", "latest", "info", "mod", "zip" or "sumdb".
     pub request: &'static str,
     pub status: u16,
+    /// Set when authentication or the access rules refused the request, with how the client was
+    /// answered. A refusal answered as 404 (`on_deny = "not_found"`) is still a denial here:
+    /// the client must not tell it from a miss, auditors must.
+    pub denied: Option<DenyStatus>,
     /// How the cache answered ("hit", "miss", ...), when the request got that far.
     pub cache: Option<&'static str>,
     pub bytes: u64,
@@ -51,21 +56,32 @@ struct Line<'a> {
     request: &'a str,
     status: u16,
     result: &'static str,
+    /// Denials only: whether the client was answered as if the module did not exist.
+    hidden: Option<bool>,
     cache: Option<&'a str>,
     bytes: u64,
     duration_ms: f64,
 }
 
 impl AuditRecord {
-    /// The status in one word, for filtering: "ok" (2xx, 304), "denied" (401, 403), "not_found"
-    /// (404, 410), else "error".
+    /// The outcome in one word, for filtering: "denied" for refusals by authentication or the
+    /// access rules whatever their status, else by status: "ok" (2xx, 304), "denied" (401, 403),
+    /// "not_found" (404, 410), else "error".
     pub fn result(&self) -> &'static str {
+        if self.denied.is_some() {
+            return "denied";
+        }
         match self.status {
             200..=299 | 304 => "ok",
             401 | 403 => "denied",
             404 | 410 => "not_found",
             _ => "error",
         }
+    }
+
+    /// For denials, whether the refusal was hidden behind a "not found".
+    pub fn hidden(&self) -> Option<bool> {
+        self.denied.map(|d| d == DenyStatus::NotFound)
     }
 
     fn duration_ms(&self) -> f64 {
@@ -85,6 +101,7 @@ impl AuditRecord {
             request: self.request,
             status: self.status,
             result: self.result(),
+            hidden: self.hidden(),
             cache: self.cache,
             bytes: self.bytes,
             duration_ms: self.duration_ms(),
@@ -170,6 +187,7 @@ impl AuditLog {
                 request = rec.request,
                 status = rec.status,
                 result = rec.result(),
+                hidden = rec.hidden(),
                 cache = rec.cache,
                 bytes = rec.bytes,
                 duration_ms = rec.duration_ms(),
@@ -232,6 +250,7 @@ mod tests {
             version: Some("v1.2.3".into()),
             request: "zip",
             status,
+            denied: None,
             cache: Some("hit"),
             bytes: 4096,
             duration: Duration::from_micros(1_234_567),
@@ -252,10 +271,11 @@ mod tests {
         assert_eq!(v["request"], "zip");
         assert_eq!(v["status"], 200);
         assert_eq!(v["result"], "ok");
+        assert!(v["hidden"].is_null());
         assert_eq!(v["cache"], "hit");
         assert_eq!(v["bytes"], 4096);
         assert_eq!(v["duration_ms"], 1234.567);
-        assert_eq!(v.as_object().unwrap().len(), 12);
+        assert_eq!(v.as_object().unwrap().len(), 13);
 
         let mut r = rec(404);
         r.version = None;
@@ -275,6 +295,27 @@ mod tests {
         ] {
             assert_eq!(rec(status).result(), want, "{status}");
         }
+    }
+
+    /// Regression: a refusal under `on_deny = "not_found"` was logged as `"not_found"`, like a
+    /// real miss, so probing for protected modules left no trace an auditor could find.
+    #[test]
+    fn hidden_denials_are_denials() {
+        for (denied, hidden) in [
+            (DenyStatus::NotFound, true),
+            (DenyStatus::Forbidden, false),
+            (DenyStatus::Unauthorized, false),
+        ] {
+            let mut r = rec(denied.http_status());
+            r.denied = Some(denied);
+            let v: Value = serde_json::from_str(&r.to_json_line()).unwrap();
+            assert_eq!(v["status"], denied.http_status(), "{denied:?}");
+            assert_eq!(v["result"], "denied", "{denied:?}");
+            assert_eq!(v["hidden"], hidden, "{denied:?}");
+        }
+        let miss: Value = serde_json::from_str(&rec(404).to_json_line()).unwrap();
+        assert_eq!(miss["result"], "not_found");
+        assert!(miss["hidden"].is_null());
     }
 
     #[test]

@@ -22,8 +22,16 @@ impl VcsSource {
     }
 
     async fn repo(&self, module: &ModulePath) -> Result<agora_vcs::CodeRepo, FetchError> {
-        self.vcs.code_repo(module.as_str()).await.map_err(map_err)
+        self.vcs
+            .code_repo(module.as_str())
+            .await
+            .map_err(failed(module))
     }
+}
+
+/// [`map_err`] for `module`, for `Result::map_err`.
+fn failed(module: &ModulePath) -> impl FnOnce(agora_vcs::Error) -> FetchError + '_ {
+    move |err| map_err(module.as_str(), err)
 }
 
 /// The `.info` JSON the go command expects: `{"Version":…,"Time":…}`.
@@ -35,12 +43,15 @@ pub fn info_json(rev: &RevInfo) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-/// Maps a vcs failure to the proxy's vocabulary: "does not exist" is not-found (404, the client
-/// may try elsewhere), rejected credentials or an untrusted certificate are refusals (403), our
-/// own disk failing under git (full, read-only) is a storage failure (503, like a download that
-/// cannot be written), everything else is a transport failure (502).
-pub fn map_err(err: agora_vcs::Error) -> FetchError {
-    let message = err.to_string();
+/// Maps a vcs failure of `module` to the proxy's vocabulary: "does not exist" is not-found (404,
+/// the client may try elsewhere), rejected credentials or an untrusted certificate are refusals
+/// (403), our own disk failing under git (full, read-only) is a storage failure (503, like a
+/// download that cannot be written), everything else is a transport failure (502).
+///
+/// What goes on to the client is the error's [`agora_vcs::Error::for_client`] text. The detail
+/// (git command lines, mirror paths, rewritten repository URLs) is logged here, once per fetch,
+/// except for storage failures, whose detail travels on to the server's log line for 5xx.
+pub fn map_err(module: &str, err: agora_vcs::Error) -> FetchError {
     if err.is_local_storage() {
         let path = match &err {
             agora_vcs::Error::Io { path, .. } => path.clone(),
@@ -48,24 +59,21 @@ pub fn map_err(err: agora_vcs::Error) -> FetchError {
         };
         return FetchError::Scratch {
             path,
-            source: std::io::Error::other(message),
+            source: std::io::Error::other(err.to_string()),
         };
     }
+    let message = err.for_client().to_string();
     if err.is_not_found() {
+        // An everyday answer (the go command probes path prefixes): detail for debugging only.
+        tracing::debug!(module.path = module, error = %err, "not found in git");
         return FetchError::NotFound {
             status: 404,
             message,
         };
     }
+    tracing::warn!(module.path = module, error = %err, "git failed");
     match err.git_failure() {
-        Some(GitFailure::AuthFailed) => FetchError::Refused {
-            message: format!("the git server refused agora's credentials: {message}"),
-        },
-        Some(GitFailure::UnknownCa) => FetchError::Refused {
-            message: format!(
-                "the git server's TLS certificate is not trusted (configure ca_file): {message}"
-            ),
-        },
+        Some(GitFailure::AuthFailed | GitFailure::UnknownCa) => FetchError::Refused { message },
         _ => FetchError::Transport {
             url: "git".into(),
             message,
@@ -81,7 +89,7 @@ impl Source for VcsSource {
 
     async fn list(&self, module: &ModulePath) -> Result<Bytes, FetchError> {
         let repo = self.repo(module).await?;
-        let versions = repo.versions().await.map_err(map_err)?;
+        let versions = repo.versions().await.map_err(failed(module))?;
         let mut out = String::new();
         for v in versions {
             out.push_str(&v);
@@ -92,18 +100,21 @@ impl Source for VcsSource {
 
     async fn latest(&self, module: &ModulePath) -> Result<Bytes, FetchError> {
         let repo = self.repo(module).await?;
-        Ok(info_json(&repo.latest().await.map_err(map_err)?))
+        Ok(info_json(&repo.latest().await.map_err(failed(module))?))
     }
 
     async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, FetchError> {
         let repo = self.repo(module).await?;
-        Ok(info_json(&repo.stat(query).await.map_err(map_err)?))
+        Ok(info_json(&repo.stat(query).await.map_err(failed(module))?))
     }
 
     async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, FetchError> {
         let repo = self.repo(module).await?;
-        let rev = repo.stat(version).await.map_err(map_err)?;
-        let body = repo.go_mod_at(&rev.hash, version).await.map_err(map_err)?;
+        let rev = repo.stat(version).await.map_err(failed(module))?;
+        let body = repo
+            .go_mod_at(&rev.hash, version)
+            .await
+            .map_err(failed(module))?;
         Ok(Bytes::from(body))
     }
 
@@ -114,7 +125,7 @@ impl Source for VcsSource {
         dest: &Path,
     ) -> Result<u64, FetchError> {
         let repo = self.repo(module).await?;
-        let info = repo.zip(version, dest).await.map_err(map_err)?;
+        let info = repo.zip(version, dest).await.map_err(failed(module))?;
         Ok(info.size)
     }
 
@@ -126,7 +137,7 @@ impl Source for VcsSource {
         self.vcs
             .repository(module.as_str(), network)
             .await
-            .map_err(map_err)
+            .map_err(failed(module))
     }
 }
 
@@ -149,7 +160,7 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::StorageFull),
         };
         for err in [full, io] {
-            let core = CoreError::from_fetch("m@v1.0.0", map_err(err));
+            let core = CoreError::from_fetch("m@v1.0.0", map_err("m", err));
             assert!(matches!(core, CoreError::Storage(_)), "{core:?}");
         }
         let other = agora_vcs::Error::Git {
@@ -157,7 +168,7 @@ mod tests {
             kind: GitFailure::Other,
             stderr: "fatal: bad object".into(),
         };
-        let core = CoreError::from_fetch("m@v1.0.0", map_err(other));
+        let core = CoreError::from_fetch("m@v1.0.0", map_err("m", other));
         assert!(matches!(core, CoreError::Upstream { .. }), "{core:?}");
     }
 }

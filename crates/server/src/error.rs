@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use agora_access::DenyStatus;
 use agora_core::CoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,10 +21,14 @@ pub enum AppError {
     NotFound(String),
     UriTooLong,
     MethodNotAllowed,
-    /// No usable credentials where a token is needed (answered with `WWW-Authenticate`).
-    Unauthorized(String),
-    /// The client may not do this (access rules, credentials over plain HTTP).
-    Forbidden(String),
+    /// Refused by the guard (credentials, access rules, credentials over plain HTTP), answered
+    /// with `status`: 401 (with `WWW-Authenticate`) when a token could get in, 403 when not, or a
+    /// 404 that reads exactly like [`AppError::NotFound`] when the module's existence is itself
+    /// confidential. Being its own variant lets the audit log tell a refusal from a miss.
+    Denied {
+        status: DenyStatus,
+        message: String,
+    },
     Core(Arc<CoreError>),
 }
 
@@ -34,6 +39,14 @@ impl From<Arc<CoreError>> for AppError {
 }
 
 impl AppError {
+    /// How the guard refused the request, if it did.
+    pub fn denied(&self) -> Option<DenyStatus> {
+        match self {
+            AppError::Denied { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// The status and the client-visible message.
     pub fn status_and_message(&self) -> (StatusCode, String) {
         match self {
@@ -44,8 +57,14 @@ impl AppError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "only GET and HEAD are supported".into(),
             ),
-            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, format!("unauthorized: {m}")),
-            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, format!("forbidden: {m}")),
+            AppError::Denied { status, message } => match status {
+                DenyStatus::Unauthorized => {
+                    (StatusCode::UNAUTHORIZED, format!("unauthorized: {message}"))
+                }
+                DenyStatus::Forbidden => (StatusCode::FORBIDDEN, format!("forbidden: {message}")),
+                // Word for word what a miss says.
+                DenyStatus::NotFound => (StatusCode::NOT_FOUND, format!("not found: {message}")),
+            },
             AppError::Core(e) => match &**e {
                 CoreError::NotFound(m) => (StatusCode::NOT_FOUND, format!("not found: {m}")),
                 e @ (CoreError::NotCached(_) | CoreError::Disabled(_)) => {
@@ -68,7 +87,8 @@ impl AppError {
                     } else {
                         StatusCode::BAD_GATEWAY
                     };
-                    // Upstream URLs are redacted by the upstream crate; the message is safe.
+                    // Upstream URLs are redacted by the upstream crate, and git failures arrive
+                    // as their client text (agora-core's `direct`): the message is safe.
                     (status, e.to_string())
                 }
                 e @ CoreError::InvalidUpstream { .. } => (StatusCode::BAD_GATEWAY, e.to_string()),
@@ -134,7 +154,7 @@ impl IntoResponse for AppError {
                 _ => {}
             }
         }
-        if matches!(self, AppError::Unauthorized(_)) {
+        if self.denied() == Some(DenyStatus::Unauthorized) {
             // curl and browsers prompt; the go command reports the message (it sends .netrc
             // credentials for the proxy's host up front).
             resp.headers_mut().insert(

@@ -77,15 +77,23 @@ impl Guard {
             return Ok(Principal::Anonymous);
         };
         if self.require_tls && !client.secure {
-            return Err(AppError::Forbidden(
+            return Err(denied(
+                DenyStatus::Forbidden,
                 "credentials must be sent over HTTPS (auth.require_tls); this token may have been exposed and should be replaced".into(),
             ));
         }
-        let credential = parse_authorization(value.as_bytes())
-            .map_err(|e| AppError::Unauthorized(format!("unusable Authorization header: {e}")))?;
+        let credential = parse_authorization(value.as_bytes()).map_err(|e| {
+            denied(
+                DenyStatus::Unauthorized,
+                format!("unusable Authorization header: {e}"),
+            )
+        })?;
         match self.tokens.authenticate(&credential) {
             Some(identity) => Ok(Principal::Token(identity)),
-            None => Err(AppError::Unauthorized("unknown or revoked token".into())),
+            None => Err(denied(
+                DenyStatus::Unauthorized,
+                "unknown or revoked token".into(),
+            )),
         }
     }
 
@@ -154,6 +162,10 @@ impl Guard {
     }
 }
 
+fn denied(status: DenyStatus, message: String) -> AppError {
+    AppError::Denied { status, message }
+}
+
 fn refusal(decision: Decision, who: &Principal, what: &str) -> Result<(), AppError> {
     let Decision::Deny { status, rule } = decision else {
         return Ok(());
@@ -162,13 +174,13 @@ fn refusal(decision: Decision, who: &Principal, what: &str) -> Result<(), AppErr
         Some(i) => format!("access rule {}", i + 1),
         None => "the default access rule".into(),
     };
-    Err(match status {
-        DenyStatus::Unauthorized => AppError::Unauthorized(format!(
-            "{what} needs a token ({rule}); put one in .netrc for this host"
-        )),
-        DenyStatus::Forbidden => {
-            AppError::Forbidden(format!("{} may not read {what} ({rule})", who.name()))
+    let message = match status {
+        DenyStatus::Unauthorized => {
+            format!("{what} needs a token ({rule}); put one in .netrc for this host")
         }
-        DenyStatus::NotFound => AppError::NotFound(what.to_owned()),
-    })
+        DenyStatus::Forbidden => format!("{} may not read {what} ({rule})", who.name()),
+        // No more than the client said: this must read like any other "not found".
+        DenyStatus::NotFound => what.to_owned(),
+    };
+    Err(denied(status, message))
 }

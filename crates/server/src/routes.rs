@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use agora_access::{AuditRecord, Principal};
+use agora_access::{AuditRecord, DenyStatus, Principal};
 use agora_core::{CoreError, FetchMode, Freshness, Proxy, Served, SumdbProxy};
 use agora_gomod::module::ModulePath;
 use agora_storage::{ArtifactKind, CachePolicy, StorageKey};
@@ -129,6 +129,8 @@ struct Trace {
     who: Option<Principal>,
     /// Set when the request concerns a module whose fetches are audited.
     audit: Option<(String, Option<String>)>,
+    /// Set when the guard refused the request, with how the client was answered.
+    denied: Option<DenyStatus>,
 }
 
 /// Every GOPROXY and checksum-database request: answered by [`answer`], recorded in the metrics
@@ -142,10 +144,12 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
         route: "other",
         who: None,
         audit: None,
+        denied: None,
     };
     let resp = match answer(&state, method, uri, headers, &client, &mut trace).await {
         Ok(resp) => resp,
         Err(err) => {
+            trace.denied = err.denied();
             if let AppError::Core(e) = &err {
                 match &**e {
                     CoreError::Storage(_) => state.proxy.metrics().record_storage_error(),
@@ -183,6 +187,7 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
             version,
             request: trace.route,
             status: resp.status().as_u16(),
+            denied: trace.denied,
             cache: resp
                 .headers()
                 .get(CACHE_STATUS)

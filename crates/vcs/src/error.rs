@@ -5,6 +5,12 @@
 //! a hint; everything about a module or a
 //! version that does not exist is [`Error::InvalidVersion`] or [`Error::Module`], which the server
 //! answers with 404/410 ("not here, try the next proxy").
+//!
+//! An [`Error`] has two faces. Its `Display` is for operators (logs, `agora doctor`): git command
+//! lines and stderr, mirror paths, the repository URLs rules rewrite module paths to.
+//! [`Error::for_client`] is what a client of the proxy may read: the cause in the go command's
+//! terms, built from the module path, the version and the failure's kind only, never from that
+//! detail.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -37,6 +43,22 @@ impl fmt::Display for GitFailure {
             GitFailure::LocalStorage => "local storage failed",
             GitFailure::Other => "git failed",
         })
+    }
+}
+
+impl GitFailure {
+    /// The failure as a client of the proxy is told it: the cause, no detail.
+    fn for_client(self) -> &'static str {
+        match self {
+            GitFailure::NotFound => "repository not found",
+            GitFailure::AuthFailed => "the git server refused agora's credentials",
+            GitFailure::Unreachable => "the git server is unreachable",
+            GitFailure::UnknownCa => {
+                "untrusted certificate: the git server's TLS certificate is not trusted by agora"
+            }
+            GitFailure::LocalStorage => "agora's storage failed",
+            GitFailure::Other => "unexpected git failure (the details are in agora's log)",
+        }
     }
 }
 
@@ -192,6 +214,56 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error as a client of the proxy may read it (see the module documentation); `Display`
+    /// is the detailed version, for agora's log.
+    pub fn for_client(&self) -> ForClient<'_> {
+        ForClient(self)
+    }
+}
+
+/// [`Error::for_client`]: the cause in the go command's terms, without command lines, paths or
+/// repository URLs. Failures of git or of resolution do not name the module (the caller says
+/// what it was fetching); version and module errors do, as the go command's messages do.
+#[derive(Debug)]
+pub struct ForClient<'a>(&'a Error);
+
+impl fmt::Display for ForClient<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Error::Git { kind, .. } => f.write_str(kind.for_client()),
+            Error::Spawn { .. } => f.write_str("agora could not run git"),
+            Error::Io { .. } => f.write_str("agora's git mirror failed"),
+            Error::BadUrl { reason, .. } => write!(f, "unsupported repository URL: {reason}"),
+            Error::BadOutput { .. } => f.write_str("git gave output agora does not understand"),
+            // Built from the module path, the version and go's own wording of what is wrong
+            // with them: already in the go command's terms.
+            e @ (Error::Module { .. } | Error::InvalidVersion { .. } | Error::Zip { .. }) => {
+                write!(f, "{e}")
+            }
+            Error::Resolve { kind, .. } => {
+                // The reason names the URLs that were tried: the kind is the cause.
+                let cause = match kind {
+                    ResolveFailure::NotFound => GitFailure::NotFound.for_client(),
+                    ResolveFailure::AuthFailed => GitFailure::AuthFailed.for_client(),
+                    ResolveFailure::Unreachable => GitFailure::Unreachable.for_client(),
+                    ResolveFailure::UnknownCa => GitFailure::UnknownCa.for_client(),
+                    ResolveFailure::BadMeta => "invalid go-import meta tags",
+                    ResolveFailure::Unsupported => {
+                        "not served from a git repository agora can fetch (a module proxy, \
+                         another version control system or a repository subdirectory)"
+                    }
+                };
+                f.write_str(cause)
+            }
+            Error::TooLarge { limit, .. } => {
+                write!(f, "the module's files are larger than {limit} bytes")
+            }
+            Error::Config(_) => f.write_str("agora's git configuration is invalid"),
+        }
+    }
+}
+
 /// Whether an I/O error says the local disk cannot take writes.
 pub(crate) fn is_disk_failure(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;
@@ -199,4 +271,73 @@ pub(crate) fn is_disk_failure(e: &std::io::Error) -> bool {
         e.kind(),
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::ReadOnlyFilesystem
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: clients were sent the `Display` of these errors, with git's command line, the
+    /// mirror path and the rewritten repository URL in it.
+    #[test]
+    fn the_client_text_names_the_cause_and_nothing_internal() {
+        let url = "https://git.internal.example/team/lib.git";
+        let cases = [
+            (
+                Error::Git {
+                    command: format!("git -C /data/_agora/mirrors/x fetch -- {url}"),
+                    kind: GitFailure::AuthFailed,
+                    stderr: format!("fatal: Authentication failed for '{url}'"),
+                },
+                "the git server refused agora's credentials",
+            ),
+            (
+                Error::Resolve {
+                    module: "alias.example/lib".into(),
+                    kind: ResolveFailure::NotFound,
+                    reason: format!("{url}: git ls-remote -- {url} HEAD: not found"),
+                },
+                "repository not found",
+            ),
+            (
+                Error::Resolve {
+                    module: "alias.example/lib".into(),
+                    kind: ResolveFailure::UnknownCa,
+                    reason: format!("{url}: certificate signed by unknown authority"),
+                },
+                "untrusted certificate",
+            ),
+            (
+                Error::Io {
+                    path: "/data/_agora/mirrors/x".into(),
+                    source: std::io::Error::other("boom"),
+                },
+                "agora's git mirror failed",
+            ),
+            (
+                Error::BadOutput {
+                    command: "git -C /data/_agora/mirrors/x rev-parse".into(),
+                    output: "garbage".into(),
+                },
+                "git gave output agora does not understand",
+            ),
+        ];
+        for (err, cause) in cases {
+            let client = err.for_client().to_string();
+            assert!(client.starts_with(cause), "{client}");
+            for internal in ["git.internal", "/data", "--", "ls-remote", "fetch"] {
+                assert!(!client.contains(internal), "{internal}: {client}");
+            }
+            assert!(err.to_string().contains("/data") || err.to_string().contains(url));
+        }
+        let unknown = Error::InvalidVersion {
+            module: "alias.example/lib".into(),
+            version: "v1.2.3".into(),
+            reason: "invalid version: unknown revision v1.2.3".into(),
+        };
+        assert_eq!(
+            unknown.for_client().to_string(),
+            "alias.example/lib@v1.2.3: invalid version: unknown revision v1.2.3"
+        );
+    }
 }

@@ -20,7 +20,8 @@
 //! - [`query`]: resolving a query (tag, branch, commit, pseudo-version, `latest`) to a canonical
 //!   version, commit hash and commit time (`@v/<query>.info`).
 //! - [`zip`]: the module zip of a version (`@v/<version>.zip`) and `@latest`.
-//! - [`error`]: the crate's single [`Error`] type, with failures classified for callers.
+//! - [`error`]: the crate's single [`Error`] type, with failures classified for callers, and
+//!   [`ForClient`], what a client of the proxy may read of one.
 //! - `git` (private): running `git` with a safe environment; redacting credentials.
 
 pub mod credentials;
@@ -37,7 +38,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use credentials::HostCredential;
-pub use error::{Error, GitFailure, ResolveFailure};
+pub use error::{Error, ForClient, GitFailure, ResolveFailure};
 pub use git::redact;
 pub use mirror::{Commit, Mirror, Mirrors, Refs};
 pub use query::RevInfo;

@@ -265,6 +265,63 @@ fn go_client_with_netrc_over_https_and_rules_per_path() {
     assert!(!text.contains(&s.alice) && !text.contains(&s.bob));
 }
 
+/// Regression: a refusal hidden behind a 404 (`on_deny = "not_found"`) was audited as
+/// `"result": "not_found"`, exactly like a real miss, so an auditor could not see anyone probing
+/// for protected modules. It is a denial marked `"hidden": true` in the audit log, and the client
+/// still gets the plain 404 a miss gets.
+#[test]
+fn hidden_denials_are_audited_as_denials() {
+    let s = setup("");
+    let mixed_info = artifact_path(MIXED_CASE, "v1.0.0", "info");
+    let escaped = agora_gomod::module::escape_path(MIXED_CASE).unwrap();
+    let mixed_list = format!("/{escaped}/@v/list");
+
+    // Wrong group and anonymous: a plain "not found", nothing about a rule.
+    for (token, path) in [(Some(s.bob.as_str()), &mixed_info), (None, &mixed_list)] {
+        let (st, _, body) = https_get(&s, path, token);
+        assert_eq!(st, 404, "{path}: {body}");
+        assert!(
+            body.starts_with("not found: ") && !body.contains("rule") && !body.contains("denied"),
+            "{path}: {body}"
+        );
+    }
+    // A real miss of the same module, by a client allowed to read it.
+    let (st, _, body) = https_get(
+        &s,
+        &artifact_path(MIXED_CASE, "v9.9.9", "info"),
+        Some(&s.alice),
+    );
+    assert_eq!(st, 404, "{body}");
+    // A refusal the client is told about.
+    let (st, _, body) = https_get(&s, &artifact_path(GREET, "v1.1.0", "info"), Some(&s.bob));
+    assert_eq!(st, 403, "{body}");
+
+    let lines = audit_lines(&s);
+    let find = |client: &str, module: &str, version: Option<&str>| {
+        lines
+            .iter()
+            .find(|l| {
+                l["client"] == client && l["module"] == module && l["version"].as_str() == version
+            })
+            .unwrap_or_else(|| panic!("no audit line for {client} {module}: {lines:?}"))
+    };
+    for probe in [
+        find("bob", MIXED_CASE, Some("v1.0.0")),
+        find("anonymous", MIXED_CASE, None),
+    ] {
+        assert_eq!(probe["status"], 404, "{probe}");
+        assert_eq!(probe["result"], "denied", "{probe}");
+        assert_eq!(probe["hidden"], true, "{probe}");
+    }
+    let miss = find("alice", MIXED_CASE, Some("v9.9.9"));
+    assert_eq!(miss["status"], 404, "{miss}");
+    assert_eq!(miss["result"], "not_found", "{miss}");
+    assert!(miss["hidden"].is_null(), "{miss}");
+    let shown = find("bob", GREET, Some("v1.1.0"));
+    assert_eq!(shown["result"], "denied", "{shown}");
+    assert_eq!(shown["hidden"], false, "{shown}");
+}
+
 #[test]
 fn revoked_token_stops_working_without_restart() {
     let s = setup("");
@@ -547,10 +604,12 @@ file = {audit:?}
         .collect();
     for name in [format!("{H}/team/secret.git"), format!("{ALIAS}/secret")] {
         assert!(
-            lines
-                .iter()
-                .any(|l| l["client"] == "anonymous" && l["module"] == name && l["status"] == 404),
-            "anonymous probes of {name} are audited: {lines:?}"
+            lines.iter().any(|l| l["client"] == "anonymous"
+                && l["module"] == name
+                && l["status"] == 404
+                && l["result"] == "denied"
+                && l["hidden"] == true),
+            "anonymous probes of {name} are audited as hidden denials: {lines:?}"
         );
         assert!(
             !lines

@@ -587,3 +587,137 @@ fn credentials_in_a_rule_url_reach_neither_command_lines_nor_files() {
     assert!(!agora.stderr_log().contains(srv.token()));
     assert!(!agora.stdout_log().contains(srv.token()));
 }
+
+/// Regression: error bodies sent to clients carried agora's internals: git command lines
+/// (`git ls-remote -- https://...`), the mirror directory under the data directory and the
+/// repository URL a `[[git.rules]]` entry rewrote the module path to. Clients get the cause in
+/// the go command's terms; agora's log keeps the detail for the operator.
+#[test]
+fn error_bodies_name_the_cause_not_commands_paths_or_internal_urls() {
+    const H: &str = "gitlab-leaks.corp.example";
+    const ALIAS: &str = "alias-leaks.corp.example";
+    let host = GitHost::new().host(H);
+    let mut r = host.repo(&format!("{H}/team/lib"));
+    r.write("go.mod", format!("module {ALIAS}/lib\n\ngo 1.21\n"));
+    r.commit("one");
+    r.tag("v1.0.0");
+    let srv = HttpsGitServer::serve(&host, H);
+    // The module path names a host that is not the git server's: the URL must stay internal.
+    let rule = format!(
+        "\n[[git.rules]]\npattern = \"{ALIAS}/*\"\nurl = \"https://{H}/team/{{path}}.git\"\n"
+    );
+
+    struct Case {
+        name: &'static str,
+        module: String,
+        version: &'static str,
+        status: u16,
+        cause: String,
+        /// What agora's log must still say about it.
+        detail: Vec<String>,
+    }
+    let lib = format!("{ALIAS}/lib");
+    let cases = [
+        Case {
+            name: "unknown version",
+            module: lib.clone(),
+            version: "v1.2.3",
+            status: 404,
+            cause: format!("{lib}@v1.2.3: invalid version: unknown revision v1.2.3"),
+            detail: vec!["unknown revision v1.2.3".into()],
+        },
+        Case {
+            name: "missing repository",
+            module: format!("{ALIAS}/nothing"),
+            version: "v1.0.0",
+            status: 404,
+            cause: "repository not found".into(),
+            detail: vec!["fetch".into(), format!("https://{H}/team/nothing.git")],
+        },
+        Case {
+            name: "wrong credentials",
+            module: lib.clone(),
+            version: "v1.0.0",
+            status: 403,
+            cause: "the git server refused agora's credentials".into(),
+            detail: vec!["fetch".into(), format!("https://{H}")],
+        },
+        Case {
+            name: "unknown CA",
+            module: lib.clone(),
+            version: "v1.0.0",
+            status: 403,
+            cause: "untrusted certificate".into(),
+            detail: vec!["fetch".into(), format!("https://{H}")],
+        },
+    ];
+    for case in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config_text =
+            std::fs::read_to_string(gitlab_config(tmp.path(), &srv, &[ALIAS, H], &rule)).unwrap();
+        match case.name {
+            "wrong credentials" => {
+                config_text = config_text.replace(srv.token(), "glpat-wrong-secret-456")
+            }
+            "unknown CA" => {
+                config_text = config_text.replace(
+                    &format!("ca_file = {:?}\n", srv.ca_cert().display().to_string()),
+                    "",
+                )
+            }
+            _ => {}
+        }
+        let config = tmp.path().join("case.toml");
+        std::fs::write(&config, &config_text).unwrap();
+        let agora = private_agora(tmp.path(), &config, "off", &[]);
+        let mut said = Vec::new();
+        for ext in ["info", "mod", "zip"] {
+            let (status, _, body) = http::get(&format!(
+                "{}{}",
+                agora.url(),
+                artifact_path(&case.module, case.version, ext)
+            ));
+            let body = http::text(&body);
+            assert_eq!(status, case.status, "{} .{ext}: {body}", case.name);
+            assert!(body.contains(&case.cause), "{} .{ext}: {body}", case.name);
+            said.push(body);
+        }
+        // What the go command shows its user: the body, after its own words.
+        let go_said = go_via(&agora)
+            .mod_download(agora.url(), &format!("{}@{}", case.module, case.version))
+            .expect_err(case.name)
+            .to_string();
+        assert!(go_said.contains(&case.cause), "{}: {go_said}", case.name);
+        said.push(go_said);
+        let data_dir = tmp.path().display().to_string();
+        for text in &said {
+            for leak in [
+                data_dir.as_str(),
+                "_agora",
+                "git fetch",
+                "git clone",
+                "ls-remote",
+                "git archive",
+                " --",
+                "file://",
+                H,
+                "glpat-",
+            ] {
+                assert!(
+                    !text.contains(leak),
+                    "{}: {leak:?} reached the client:\n{text}",
+                    case.name
+                );
+            }
+        }
+        let log = agora.stderr_log();
+        for detail in &case.detail {
+            assert!(
+                log.contains(detail),
+                "{}: {detail:?} is gone from agora's log:\n{log}",
+                case.name
+            );
+        }
+        assert!(!log.contains("glpat-wrong-secret-456"), "{}", case.name);
+    }
+}
