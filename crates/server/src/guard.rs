@@ -104,16 +104,7 @@ impl Guard {
         module: &ModulePath,
         version: Option<&str>,
     ) -> Result<(), AppError> {
-        match self.rules.check(who, module.as_str()) {
-            Decision::Allow => Ok(()),
-            denied => {
-                let what = match version {
-                    Some(v) => format!("{module}@{v}"),
-                    None => module.to_string(),
-                };
-                refusal(denied, who, &what)
-            }
-        }
+        self.check(who, module.as_str(), module, version)
     }
 
     /// Whether any client could be refused anything; when not, no repository needs resolving
@@ -133,7 +124,18 @@ impl Guard {
         module: &ModulePath,
         version: Option<&str>,
     ) -> Result<(), AppError> {
-        match self.rules.check(who, repository) {
+        self.check(who, repository, module, version)
+    }
+
+    /// The rules for `path`, refused in the words of the request for `module@version`.
+    fn check(
+        &self,
+        who: &Principal,
+        path: &str,
+        module: &ModulePath,
+        version: Option<&str>,
+    ) -> Result<(), AppError> {
+        match self.rules.check(who, path) {
             Decision::Allow => Ok(()),
             denied => {
                 let what = match version {
