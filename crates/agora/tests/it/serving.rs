@@ -252,7 +252,7 @@ fn stale_lists_are_served_at_once_and_refreshed_in_the_background() {
 fn invalid_upstream_answers_are_refused_and_not_cached() {
     let up = upstream();
     let bad_mod = "/github.com/agora-fixtures/greet/@v/v1.9.9.mod";
-    up.add_file(bad_mod, "module github.com/someone/else\n", "text/plain");
+    up.add_file(bad_mod, "<html><body>Sign in</body></html>\n", "text/html");
     let bad_info = "/github.com/agora-fixtures/greet/@v/v1.9.8.info";
     up.add_file(bad_info, "{\"Version\":\"v1.9.7\"}", "application/json");
     let data = tempfile::tempdir().unwrap();
