@@ -58,6 +58,9 @@ pub enum ResolveFailure {
     /// The path is served by something agora cannot fetch from: a `mod` (proxy) or non-git VCS
     /// tag, or a `go-import` subdirectory.
     Unsupported,
+    /// The `?go-get=1` page redirects from https to http and the path is not GOINSECURE: refused,
+    /// as by the go command. The meta server is misconfigured; the host is reachable.
+    InsecureRedirect,
 }
 
 impl fmt::Display for ResolveFailure {
@@ -69,6 +72,7 @@ impl fmt::Display for ResolveFailure {
             ResolveFailure::UnknownCa => "TLS certificate signed by unknown authority",
             ResolveFailure::BadMeta => "bad go-import meta tag",
             ResolveFailure::Unsupported => "unsupported",
+            ResolveFailure::InsecureRedirect => "insecure redirect",
         })
     }
 }
@@ -149,7 +153,10 @@ impl Error {
             // and every retry: "not here" lets the client try its next proxy.
             Error::Resolve { kind, .. } => matches!(
                 kind,
-                ResolveFailure::NotFound | ResolveFailure::BadMeta | ResolveFailure::Unsupported
+                ResolveFailure::NotFound
+                    | ResolveFailure::BadMeta
+                    | ResolveFailure::Unsupported
+                    | ResolveFailure::InsecureRedirect
             ),
             _ => false,
         }
@@ -185,7 +192,9 @@ impl Error {
                 ResolveFailure::AuthFailed => GitFailure::AuthFailed,
                 ResolveFailure::Unreachable => GitFailure::Unreachable,
                 ResolveFailure::UnknownCa => GitFailure::UnknownCa,
-                ResolveFailure::BadMeta | ResolveFailure::Unsupported => GitFailure::Other,
+                ResolveFailure::BadMeta
+                | ResolveFailure::Unsupported
+                | ResolveFailure::InsecureRedirect => GitFailure::Other,
             }),
             _ => None,
         }

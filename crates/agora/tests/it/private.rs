@@ -670,3 +670,73 @@ fn a_hardened_git_configuration_works_as_for_the_go_command() {
         agora.stderr_log()
     );
 }
+
+/// Regression: a `?go-get=1` page that redirects from https to http (without GOINSECURE) was
+/// "host unreachable ... error following redirect" (502), as if the host were down. The go
+/// command refuses such a redirect as insecure; so does agora, in the go command's words, as a
+/// bad answer of the meta server (not here: 404), and `agora doctor` names it.
+#[test]
+fn a_go_get_redirect_to_http_is_refused_as_insecure_like_the_go_command() {
+    const H: &str = "gitlab-redirect.corp.example";
+    let host = GitHost::new().host(H);
+    let module = format!("{H}/team/lib");
+    let mut repo = host.repo(&module);
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"));
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    let srv = HttpsGitServer::builder(host.repo_dir(H))
+        .host(H)
+        .go_get_redirect(&format!("http://{H}"))
+        .start();
+    let insecure = format!("to insecure URL http://{H}/team/lib?go-get=1");
+
+    let go_err = srv
+        .configure_go(GoClient::find())
+        .mod_download("direct", &format!("{module}@v1.0.0"))
+        .expect_err("the go command refuses the redirect");
+    let go_said = go_err
+        .download()
+        .and_then(|d| d.error.clone())
+        .unwrap_or_else(|| go_err.to_string());
+    assert!(
+        go_said.contains("redirected from secure URL") && go_said.contains(&insecure),
+        "the go command said: {go_said}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = gitlab_config(tmp.path(), &srv, &[H], "");
+    let agora = private_agora(tmp.path(), &config, "off", &[]);
+    let (status, _, body) = http::get(&format!(
+        "{}{}",
+        agora.url(),
+        artifact_path(&module, "v1.0.0", "info")
+    ));
+    let body = http::text(&body);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("redirected from secure URL") && body.contains(&insecure),
+        "{body}"
+    );
+    assert!(!body.contains("unreachable"), "{body}");
+
+    let out = std::process::Command::new(agora_bin())
+        .args(["doctor", &format!("{module}@v1.0.0"), "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(tmp.path().join("doctor-data"))
+        .env("GIT_CONFIG_GLOBAL", tmp.path().join("empty.gitconfig"))
+        .env_remove("GOPRIVATE")
+        .env_remove("GOPROXY")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains("insecure redirect") && report.contains("GOINSECURE"),
+        "doctor said:\n{report}"
+    );
+    assert!(
+        !report.contains("host unreachable"),
+        "doctor said:\n{report}"
+    );
+}
