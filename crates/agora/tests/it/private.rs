@@ -74,7 +74,7 @@ fn private_matrix_through_agora_matches_the_go_command() {
     let mut answers = fx.record(&go_via(&agora), agora.url());
     let mut golden = fx.golden();
 
-    // Modules that ask for Go 1.24: Go 1.23 refuses to build their zip itself (direct) but
+    // Modules that ask for Go 1.24 or newer: Go 1.23 refuses to build their zip itself (direct) but
     // downloads a proxy's; so check agora's zip against the file list the zip rules give.
     for m in fx.modules() {
         for case in &m.cases {
