@@ -10,7 +10,7 @@ use anyhow::Result;
 use agora_core::{FetchMode, Route};
 use agora_gomod::module::ModulePath;
 use agora_storage::Storage;
-use agora_vcs::{GitFailure, ResolvedBy};
+use agora_vcs::{GitFailure, ResolveFailure, ResolvedBy};
 
 use crate::app;
 use crate::config::Config;
@@ -153,6 +153,9 @@ async fn diagnose_direct(app: &app::App, mut r: Report, module: &ModulePath, que
                 .unwrap_or_default()
                 .to_owned();
             let hint = match e.git_failure() {
+                _ if e.resolve_failure() == Some(ResolveFailure::InsecureRedirect) => format!(
+                    "insecure redirect: {host} redirects the ?go-get=1 request from https to http, which agora (like the go command) refuses: make {host} answer over https, or add a [[git.rules]] entry for this path; only if plain http is really meant, list the path in routing.insecure (GOINSECURE)"
+                ),
                 Some(f @ (GitFailure::Unreachable | GitFailure::AuthFailed | GitFailure::UnknownCa)) => {
                     hint_for(Some(f), &host)
                 }

@@ -80,6 +80,9 @@ pub enum ResolveFailure {
     /// The path is served by something agora cannot fetch from: a `mod` (proxy) or non-git VCS
     /// tag, or a `go-import` subdirectory.
     Unsupported,
+    /// The `?go-get=1` page redirects from https to http and the path is not GOINSECURE: refused,
+    /// as by the go command. The meta server is misconfigured; the host is reachable.
+    InsecureRedirect,
 }
 
 impl fmt::Display for ResolveFailure {
@@ -91,6 +94,7 @@ impl fmt::Display for ResolveFailure {
             ResolveFailure::UnknownCa => "TLS certificate signed by unknown authority",
             ResolveFailure::BadMeta => "bad go-import meta tag",
             ResolveFailure::Unsupported => "unsupported",
+            ResolveFailure::InsecureRedirect => "insecure redirect",
         })
     }
 }
@@ -171,7 +175,10 @@ impl Error {
             // and every retry: "not here" lets the client try its next proxy.
             Error::Resolve { kind, .. } => matches!(
                 kind,
-                ResolveFailure::NotFound | ResolveFailure::BadMeta | ResolveFailure::Unsupported
+                ResolveFailure::NotFound
+                    | ResolveFailure::BadMeta
+                    | ResolveFailure::Unsupported
+                    | ResolveFailure::InsecureRedirect
             ),
             _ => false,
         }
@@ -207,7 +214,9 @@ impl Error {
                 ResolveFailure::AuthFailed => GitFailure::AuthFailed,
                 ResolveFailure::Unreachable => GitFailure::Unreachable,
                 ResolveFailure::UnknownCa => GitFailure::UnknownCa,
-                ResolveFailure::BadMeta | ResolveFailure::Unsupported => GitFailure::Other,
+                ResolveFailure::BadMeta
+                | ResolveFailure::Unsupported
+                | ResolveFailure::InsecureRedirect => GitFailure::Other,
             }),
             _ => None,
         }
@@ -241,9 +250,17 @@ impl fmt::Display for ForClient<'_> {
             e @ (Error::Module { .. } | Error::InvalidVersion { .. } | Error::Zip { .. }) => {
                 write!(f, "{e}")
             }
+            // The go command shows both URLs of a refused redirect: the client could fetch the
+            // page itself, and nothing in them is agora's.
+            Error::Resolve {
+                kind: ResolveFailure::InsecureRedirect,
+                reason,
+                ..
+            } => write!(f, "insecure redirect: {reason}"),
             Error::Resolve { kind, .. } => {
                 // The reason names the URLs that were tried: the kind is the cause.
                 let cause = match kind {
+                    ResolveFailure::InsecureRedirect => "insecure redirect",
                     ResolveFailure::NotFound => GitFailure::NotFound.for_client(),
                     ResolveFailure::AuthFailed => GitFailure::AuthFailed.for_client(),
                     ResolveFailure::Unreachable => GitFailure::Unreachable.for_client(),

@@ -16,7 +16,7 @@ use crate::error::{Error, GitFailure};
 /// Longest stderr kept in an error; git's useful lines come first.
 const MAX_STDERR: usize = 4096;
 
-/// A `git` command line, run in `dir` (if any).
+/// A `git` command line, run in (and on) the bare repository `dir`, if any.
 pub(crate) struct Git<'a> {
     dir: Option<&'a Path>,
     args: Vec<&'a str>,
@@ -47,7 +47,10 @@ impl<'a> Git<'a> {
     fn command(&self) -> Command {
         let mut cmd = Command::new("git");
         if let Some(dir) = self.dir {
-            cmd.current_dir(dir);
+            // Name the repository explicitly: under `safe.bareRepository = explicit` (a
+            // hardening setting) git refuses a bare repository found through the current
+            // directory. `.` rather than the path, which may be relative to agora's directory.
+            cmd.current_dir(dir).arg("--git-dir=.");
         }
         cmd.args(&self.args)
             .env("GIT_TERMINAL_PROMPT", "0")

@@ -25,7 +25,8 @@
 //! The meta request carries basic-auth credentials when agora's configuration has them for the
 //! host, else from `.netrc` like the `go` command. `http://` is tried (after `https://` fails)
 //! only for GOINSECURE paths, and for those TLS certificates are not verified either, again as in
-//! the `go` command. Redirects from `https` to `http` are refused otherwise.
+//! the `go` command. Redirects from `https` to `http` are refused otherwise
+//! ([`ResolveFailure::InsecureRedirect`], in the go command's words).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -248,7 +249,11 @@ impl Resolver {
                 if attempt.previous().len() >= 10 {
                     attempt.error("too many redirects")
                 } else if attempt.url().scheme() != "https" {
-                    attempt.error("redirect to an insecure URL")
+                    let redirect = InsecureRedirect {
+                        from: redact(attempt.previous().last().map_or("", |u| u.as_str())),
+                        to: redact(attempt.url().as_str()),
+                    };
+                    attempt.error(redirect)
                 } else {
                     attempt.follow()
                 }
@@ -585,12 +590,38 @@ impl Resolver {
     }
 }
 
+/// A redirect from https to another scheme, refused (go: `web.checkRedirect`): the meta server
+/// is misconfigured, and following it would let anyone on the path answer for the module.
+#[derive(Debug)]
+struct InsecureRedirect {
+    from: String,
+    to: String,
+}
+
+/// The go command's words.
+impl std::fmt::Display for InsecureRedirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "redirected from secure URL {} to insecure URL {}",
+            self.from, self.to
+        )
+    }
+}
+
+impl std::error::Error for InsecureRedirect {}
+
 /// Classifies a transport error. reqwest's messages carry the URL we built (never credentials,
 /// which travel in a header), and the TLS cause sits deep in the source chain.
 fn classify_http(e: &reqwest::Error) -> (ResolveFailure, String) {
     let mut chain = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
+        // Our own refusal says all there is to say; reqwest's "error following redirect" in
+        // front of it would read like a network failure.
+        if let Some(redirect) = s.downcast_ref::<InsecureRedirect>() {
+            return (ResolveFailure::InsecureRedirect, redirect.to_string());
+        }
         chain.push_str(": ");
         chain.push_str(&s.to_string());
         source = s.source();

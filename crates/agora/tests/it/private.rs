@@ -74,7 +74,7 @@ fn private_matrix_through_agora_matches_the_go_command() {
     let mut answers = fx.record(&go_via(&agora), agora.url());
     let mut golden = fx.golden();
 
-    // Modules that ask for Go 1.24: Go 1.23 refuses to build their zip itself (direct) but
+    // Modules that ask for Go 1.24 or newer: Go 1.23 refuses to build their zip itself (direct) but
     // downloads a proxy's; so check agora's zip against the file list the zip rules give.
     for m in fx.modules() {
         for case in &m.cases {
@@ -720,4 +720,157 @@ fn error_bodies_name_the_cause_not_commands_paths_or_internal_urls() {
         }
         assert!(!log.contains("glpat-wrong-secret-456"), "{}", case.name);
     }
+}
+
+/// Regression: with a hardened git configuration (`safe.bareRepository = explicit`) every git
+/// command agora ran in a mirror failed ("cannot use bare repository"), because git found the
+/// mirror through its current directory; the go command works under it. `log.decorate = full`
+/// and `protocol.file.allow = user` are other hardening settings seen on such machines.
+#[test]
+fn a_hardened_git_configuration_works_as_for_the_go_command() {
+    const H: &str = "gitlab-hardened.corp.example";
+    let host = GitHost::new().host(H);
+    let module = format!("{H}/team/lib");
+    let mut repo = host.repo(&module);
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
+        .write("lib.go", "package lib\n");
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    repo.write("more.go", "package lib\n");
+    repo.commit("two");
+    repo.tag("v1.1.0");
+    let srv = HttpsGitServer::serve(&host, H);
+    let tmp = tempfile::tempdir().unwrap();
+    let hardened = tmp.path().join("hardened.gitconfig");
+    std::fs::write(
+        &hardened,
+        "[safe]\n\tbareRepository = explicit\n[log]\n\tdecorate = full\n[protocol \"file\"]\n\tallow = user\n",
+    )
+    .unwrap();
+    let config = gitlab_config(tmp.path(), &srv, &[H], "[git]\nrefresh_interval = \"0s\"\n");
+    let agora = private_agora(
+        tmp.path(),
+        &config,
+        "off",
+        &[("GIT_CONFIG_GLOBAL", hardened.clone().into_os_string())],
+    );
+    let get = |path: String| {
+        let (status, _, body) = http::get(&format!("{}{path}", agora.url()));
+        (status, http::text(&body))
+    };
+    let (status, list) = get(format!("/{module}/@v/list"));
+    assert_eq!(status, 200, "{list}\n{}", agora.stderr_log());
+    let mut versions: Vec<&str> = list.lines().collect();
+    versions.sort_unstable();
+    assert_eq!(versions, ["v1.0.0", "v1.1.0"]);
+    for ext in ["info", "mod", "zip"] {
+        let (status, body) = get(artifact_path(&module, "v1.1.0", ext));
+        assert_eq!(status, 200, "{ext}: {body}");
+    }
+    // A later fetch into the existing mirror, and `latest` (the default branch's tip).
+    repo.write("third.go", "package lib\n");
+    repo.commit("three");
+    let (status, body) = get(format!("/{module}/@latest"));
+    assert_eq!(status, 200, "@latest: {body}");
+
+    // The go command, straight from git under the same configuration, agrees with agora.
+    let direct = srv
+        .configure_go(GoClient::find())
+        .gitconfig(&hardened)
+        .mod_download("direct", &format!("{module}@v1.1.0"))
+        .unwrap_or_else(|e| panic!("the go command under the hardened configuration: {e}"));
+    let via = go_via(&agora)
+        .mod_download(agora.url(), &format!("{module}@v1.1.0"))
+        .unwrap_or_else(|e| panic!("through agora: {e}"));
+    assert_eq!(via.sum, direct.sum);
+    assert_eq!(via.go_mod_sum, direct.go_mod_sum);
+
+    // `agora doctor` makes a mirror of its own.
+    let out = std::process::Command::new(agora_bin())
+        .args(["doctor", &format!("{module}@v1.1.0"), "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(tmp.path().join("doctor-data"))
+        .env("GIT_CONFIG_GLOBAL", &hardened)
+        .env_remove("GOPRIVATE")
+        .env_remove("GOPROXY")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        !agora.stderr_log().contains("git maintenance failed"),
+        "{}",
+        agora.stderr_log()
+    );
+}
+
+/// Regression: a `?go-get=1` page that redirects from https to http (without GOINSECURE) was
+/// "host unreachable ... error following redirect" (502), as if the host were down. The go
+/// command refuses such a redirect as insecure; so does agora, in the go command's words, as a
+/// bad answer of the meta server (not here: 404), and `agora doctor` names it.
+#[test]
+fn a_go_get_redirect_to_http_is_refused_as_insecure_like_the_go_command() {
+    const H: &str = "gitlab-redirect.corp.example";
+    let host = GitHost::new().host(H);
+    let module = format!("{H}/team/lib");
+    let mut repo = host.repo(&module);
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"));
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    let srv = HttpsGitServer::builder(host.repo_dir(H))
+        .host(H)
+        .go_get_redirect(&format!("http://{H}"))
+        .start();
+    let insecure = format!("to insecure URL http://{H}/team/lib?go-get=1");
+
+    let go_err = srv
+        .configure_go(GoClient::find())
+        .mod_download("direct", &format!("{module}@v1.0.0"))
+        .expect_err("the go command refuses the redirect");
+    let go_said = go_err
+        .download()
+        .and_then(|d| d.error.clone())
+        .unwrap_or_else(|| go_err.to_string());
+    assert!(
+        go_said.contains("redirected from secure URL") && go_said.contains(&insecure),
+        "the go command said: {go_said}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = gitlab_config(tmp.path(), &srv, &[H], "");
+    let agora = private_agora(tmp.path(), &config, "off", &[]);
+    let (status, _, body) = http::get(&format!(
+        "{}{}",
+        agora.url(),
+        artifact_path(&module, "v1.0.0", "info")
+    ));
+    let body = http::text(&body);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("redirected from secure URL") && body.contains(&insecure),
+        "{body}"
+    );
+    assert!(!body.contains("unreachable"), "{body}");
+
+    let out = std::process::Command::new(agora_bin())
+        .args(["doctor", &format!("{module}@v1.0.0"), "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(tmp.path().join("doctor-data"))
+        .env("GIT_CONFIG_GLOBAL", tmp.path().join("empty.gitconfig"))
+        .env_remove("GOPRIVATE")
+        .env_remove("GOPROXY")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains("insecure redirect") && report.contains("GOINSECURE"),
+        "doctor said:\n{report}"
+    );
+    assert!(
+        !report.contains("host unreachable"),
+        "doctor said:\n{report}"
+    );
 }

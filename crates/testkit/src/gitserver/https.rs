@@ -122,6 +122,7 @@ pub struct HttpsGitServerBuilder {
     go_get: GoGetMode,
     go_get_requires_auth: bool,
     overrides: Vec<(String, String)>,
+    go_get_redirect: Option<String>,
 }
 
 impl HttpsGitServerBuilder {
@@ -173,6 +174,13 @@ impl HttpsGitServerBuilder {
         self
     }
 
+    /// Answers every `?go-get=1` request with `302 Found` to `<base><path>?go-get=1`, e.g. with
+    /// `http://<host>` a redirect from https to plain http, as a misconfigured front proxy does.
+    pub fn go_get_redirect(mut self, base: &str) -> Self {
+        self.go_get_redirect = Some(base.trim_end_matches('/').to_string());
+        self
+    }
+
     /// Generates a CA and certificate, maps the host name in `/etc/hosts`, binds `<ip>:443`
     /// and starts serving.
     ///
@@ -192,6 +200,7 @@ struct Shared {
     go_get: Mutex<GoGetMode>,
     go_get_requires_auth: bool,
     overrides: Vec<(String, String)>,
+    go_get_redirect: Option<String>,
     git: PathBuf,
     cgi_home: PathBuf,
     log: Mutex<Vec<GitRequest>>,
@@ -224,6 +233,7 @@ impl HttpsGitServer {
             go_get: GoGetMode::default(),
             go_get_requires_auth: false,
             overrides: Vec::new(),
+            go_get_redirect: None,
         }
     }
 
@@ -262,6 +272,7 @@ impl HttpsGitServer {
             go_get: Mutex::new(b.go_get),
             go_get_requires_auth: b.go_get_requires_auth,
             overrides: b.overrides,
+            go_get_redirect: b.go_get_redirect,
             git,
             cgi_home,
             log: Mutex::default(),
@@ -587,6 +598,12 @@ async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Res
         rec.kind = RequestKind::GoGet;
         if shared.go_get_requires_auth && !auth_ok {
             unauthorized()
+        } else if let Some(base) = &shared.go_get_redirect {
+            Response::builder()
+                .status(StatusCode::FOUND)
+                .header(header::LOCATION, format!("{base}{path}?{query}"))
+                .body(Body::empty())
+                .expect("valid response")
         } else {
             go_get_answer(&shared, &path, authenticated)
         }
