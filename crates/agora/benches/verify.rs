@@ -36,13 +36,7 @@ fn main() {
     let db = SumdbServer::start("sumdb.agora.test");
     for q in &queries {
         let d = go.mod_download("direct", q).expect("baseline download");
-        let (module, version) = q.split_once('@').unwrap();
-        db.know(
-            module,
-            version,
-            d.sum.as_deref().unwrap(),
-            d.go_mod_sum.as_deref().unwrap(),
-        );
+        db.know_download(q, &d);
     }
 
     // One verifying pass fills a data directory with the tiles and tree head the runs reuse.

@@ -147,6 +147,21 @@ impl SumdbServer {
         append(&self.hashes, module, version, zip, go_mod);
     }
 
+    /// Teaches the database what the go command reported for `module@version` (`query`).
+    ///
+    /// # Panics
+    /// When the download has no `Sum` or `GoModSum`.
+    pub fn know_download(&self, query: &str, download: &crate::ModDownload) {
+        let (module, version) = query.split_once('@').expect("module@version");
+        let (zip, go_mod) = (download.sum.as_deref(), download.go_mod_sum.as_deref());
+        self.know(
+            module,
+            version,
+            zip.expect("a download with Sum"),
+            go_mod.expect("a download with GoModSum"),
+        );
+    }
+
     /// The same for the forked log (see [`SumdbServer::fork`]).
     pub fn know_in_fork(&self, module: &str, version: &str, zip: &str, go_mod: &str) {
         append(&self.fork_hashes, module, version, zip, go_mod);

@@ -61,6 +61,19 @@ fn go_via(agora: &Agora) -> GoClient {
         .env("GOPROXY", agora.url())
 }
 
+/// A git host `h` with one repository, `h/team/lib`, a module of that path tagged `v1.0.0`
+/// (one commit): the host, the module path and the repository, for tests to add to.
+fn team_lib(h: &str) -> (GitHost, String, agora_testkit::Repo) {
+    let host = GitHost::new().host(h);
+    let module = format!("{h}/team/lib");
+    let mut repo = host.repo(&module);
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
+        .write("lib.go", "package lib\n");
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    (host, module, repo)
+}
+
 #[test]
 fn private_matrix_through_agora_matches_the_go_command() {
     let host = GitHost::new();
@@ -198,12 +211,7 @@ fn go_builds_a_program_with_private_modules_over_ssh_and_https_and_a_public_one(
 #[test]
 fn a_new_tag_of_a_mirrored_repository_costs_a_fetch_not_a_clone() {
     const H: &str = "gitlab-mirror.corp.example";
-    let host = GitHost::new().host(H);
-    let mut repo = host.repo(&format!("{H}/team/lib"));
-    repo.write("go.mod", format!("module {H}/team/lib\n\ngo 1.21\n"))
-        .write("lib.go", "package lib\n");
-    repo.commit("one");
-    repo.tag("v1.0.0");
+    let (host, _, mut repo) = team_lib(H);
     let srv = HttpsGitServer::serve(&host, H);
     let tmp = tempfile::tempdir().unwrap();
     let config = gitlab_config(tmp.path(), &srv, &[H], "[git]\nrefresh_interval = \"0s\"\n");
@@ -480,13 +488,7 @@ fn add_unmirrorable_tags(repo: &agora_testkit::Repo) -> String {
 #[test]
 fn refs_that_cannot_be_mirrored_are_skipped_not_fatal() {
     const H: &str = "gitlab-refs.corp.example";
-    let host = GitHost::new().host(H);
-    let module = format!("{H}/team/lib");
-    let mut repo = host.repo(&module);
-    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
-        .write("lib.go", "package lib\n");
-    repo.commit("one");
-    repo.tag("v1.0.0");
+    let (host, module, mut repo) = team_lib(H);
     repo.write("more.go", "package lib\n");
     repo.commit("two");
     repo.tag("v1.1.0");
@@ -540,13 +542,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
 #[test]
 fn credentials_in_a_rule_url_reach_neither_command_lines_nor_files() {
     const H: &str = "gitlab-userinfo.corp.example";
-    let host = GitHost::new().host(H);
-    let module = format!("{H}/team/lib");
-    let mut repo = host.repo(&module);
-    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
-        .write("lib.go", "package lib\n");
-    repo.commit("one");
-    repo.tag("v1.0.0");
+    let (host, module, _) = team_lib(H);
     let srv = HttpsGitServer::serve(&host, H);
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("agora.toml");
@@ -729,13 +725,7 @@ fn error_bodies_name_the_cause_not_commands_paths_or_internal_urls() {
 #[test]
 fn a_hardened_git_configuration_works_as_for_the_go_command() {
     const H: &str = "gitlab-hardened.corp.example";
-    let host = GitHost::new().host(H);
-    let module = format!("{H}/team/lib");
-    let mut repo = host.repo(&module);
-    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
-        .write("lib.go", "package lib\n");
-    repo.commit("one");
-    repo.tag("v1.0.0");
+    let (host, module, mut repo) = team_lib(H);
     repo.write("more.go", "package lib\n");
     repo.commit("two");
     repo.tag("v1.1.0");

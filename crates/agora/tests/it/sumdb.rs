@@ -18,13 +18,7 @@ const DB: &str = "sumdb.agora.test";
 fn database() -> SumdbServer {
     let db = SumdbServer::start(DB);
     for (q, d) in &world().baseline {
-        let (module, version) = q.split_once('@').unwrap();
-        db.know(
-            module,
-            version,
-            d.sum.as_deref().unwrap(),
-            d.go_mod_sum.as_deref().unwrap(),
-        );
+        db.know_download(q, d);
     }
     db
 }

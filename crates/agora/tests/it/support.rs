@@ -45,9 +45,7 @@ pub fn world() -> &'static World {
         }
         let sumdb = SumdbServer::start("sumdb.agora.test");
         for (q, d) in &baseline {
-            let (module, version) = q.split_once('@').unwrap();
-            let (zip, go_mod) = (d.sum.as_deref(), d.go_mod_sum.as_deref());
-            sumdb.know(module, version, zip.unwrap(), go_mod.unwrap());
+            sumdb.know_download(q, d);
         }
         World {
             sumdb,
