@@ -173,12 +173,6 @@ pub enum Decision {
     },
 }
 
-impl Decision {
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow)
-    }
-}
-
 /// The configuration shape of [`AccessRules`], before validation.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

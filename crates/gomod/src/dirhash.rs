@@ -27,13 +27,6 @@ impl FileDigest {
     pub fn of(content: &[u8]) -> FileDigest {
         FileDigest(Sha256::digest(content).into())
     }
-
-    /// Hashes everything `reader` yields.
-    pub fn of_reader(mut reader: impl Read) -> io::Result<FileDigest> {
-        let mut hasher = Sha256::new();
-        io::copy(&mut reader, &mut hasher)?;
-        Ok(FileDigest(hasher.finalize().into()))
-    }
 }
 
 impl From<[u8; 32]> for FileDigest {

@@ -143,11 +143,6 @@ impl ReloadingTls {
         TlsAcceptor::from(self.config.clone())
     }
 
-    /// The server configuration behind [`acceptor`](Self::acceptor).
-    pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.config.clone()
-    }
-
     /// Hex SHA-256 of the served leaf certificate (DER), the fingerprint `openssl x509
     /// -fingerprint -sha256` prints: for logs, to tell which certificate is live.
     pub fn cert_sha256(&self) -> String {
