@@ -506,22 +506,11 @@ fn access_rules_protect_the_repository_under_every_name() {
     let tokens = dir.join("tokens.toml");
     let alice = token_add(&tokens, "alice", &["payments"]);
     let audit = dir.join("audit.log");
-    let config = dir.join("agora.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"ca_file = {ca:?}
-[routing]
-private = ["{H}", "{ALIAS}"]
-
+    let extra = format!(
+        r#"
 [[git.rules]]
 pattern = "{ALIAS}/*"
 url = "https://{H}/team/{{path}}.git"
-
-[[git.credentials]]
-host = "{H}"
-username = {user:?}
-password = {token:?}
 
 [auth]
 tokens_file = {tokens:?}
@@ -533,20 +522,10 @@ on_deny = "not_found"
 
 [audit]
 file = {audit:?}
-"#,
-            ca = srv.ca_cert().display().to_string(),
-            user = srv.user(),
-            token = srv.token(),
-        ),
-    )
-    .unwrap();
-    let empty_gitconfig = dir.join("empty.gitconfig");
-    std::fs::write(&empty_gitconfig, "").unwrap();
-    let agora = builder(&dir.join("data"), "off")
-        .arg("--config")
-        .arg(&config)
-        .env("GIT_CONFIG_GLOBAL", &empty_gitconfig)
-        .start();
+"#
+    );
+    let config = gitlab_config(dir, &srv, &[H, ALIAS], &extra);
+    let agora = private_agora(dir, &config, "off", &[]);
     let get = |path: &str, token: Option<&str>| {
         let auth = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> = auth

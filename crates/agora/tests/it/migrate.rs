@@ -11,22 +11,14 @@ fn import(data: &Path, dir: &Path) -> (bool, String) {
 }
 
 fn import_with(data: &Path, dir: &Path, gosumdb: &str) -> (bool, String) {
-    let out = std::process::Command::new(agora_bin())
-        .arg("import")
-        .arg(dir)
-        .arg("--data")
-        .arg(data)
-        .env_remove("GOPROXY")
-        .env("GOSUMDB", gosumdb)
-        .output()
-        .expect("run agora import");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    agora_cmd_with(
+        [
+            "import".as_ref(),
+            dir.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+        ],
+        &[("GOSUMDB", gosumdb)],
     )
 }
 

@@ -10,50 +10,6 @@ use agora_testkit::{http, private_matrix, Agora, GitHost, GoClient, HttpsGitServ
 
 use crate::support::*;
 
-/// Writes an agora config for a private GitLab host and returns its path.
-fn gitlab_config(
-    dir: &Path,
-    srv: &HttpsGitServer,
-    private: &[&str],
-    extra: &str,
-) -> std::path::PathBuf {
-    let path = dir.join("agora.toml");
-    let private: Vec<String> = private.iter().map(|p| format!("{p:?}")).collect();
-    std::fs::write(
-        &path,
-        format!(
-            "ca_file = {ca:?}\n[routing]\nprivate = [{private}]\n\n[[git.credentials]]\nhost = {host:?}\nusername = {user:?}\npassword = {token:?}\n{extra}",
-            ca = srv.ca_cert().display().to_string(),
-            private = private.join(", "),
-            host = srv.host(),
-            user = srv.user(),
-            token = srv.token(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// agora with a config file, no upstream unless given, and git isolated from the machine's
-/// global configuration.
-fn private_agora(
-    data: &Path,
-    config: &Path,
-    upstream: &str,
-    env: &[(&str, std::ffi::OsString)],
-) -> Agora {
-    let empty_gitconfig = data.join("empty.gitconfig");
-    std::fs::write(&empty_gitconfig, "").unwrap();
-    let mut b = builder(&data.join("data"), upstream)
-        .arg("--config")
-        .arg(config)
-        .env("GIT_CONFIG_GLOBAL", &empty_gitconfig);
-    for (k, v) in env {
-        b = b.env(k, v);
-    }
-    b.start()
-}
-
 fn go_via(agora: &Agora) -> GoClient {
     GoClient::find()
         .env("GONOSUMDB", "*.corp.example")

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use agora_testkit::{
-    public_modules, Agora, AgoraBuilder, GitHost, GoClient, ModDownload, PublicFixtures,
-    SumdbServer, UpstreamProxy,
+    public_modules, Agora, AgoraBuilder, GitHost, GoClient, HttpsGitServer, ModDownload,
+    PublicFixtures, SumdbServer, UpstreamProxy,
 };
 
 pub struct World {
@@ -97,9 +97,19 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    agora_cmd_with(args, &[])
+}
+
+/// [`agora_cmd`] with extra environment variables.
+pub fn agora_cmd_with<I, S>(args: I, env: &[(&str, &str)]) -> (bool, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let out = std::process::Command::new(agora_bin())
         .args(args)
         .env_remove("GOPROXY")
+        .envs(env.iter().copied())
         .output()
         .expect("run agora");
     (
@@ -175,4 +185,48 @@ pub fn artifact_path(module: &str, version: &str, ext: &str) -> String {
         agora_gomod::module::escape_path(module).unwrap(),
         agora_gomod::module::escape_version(version).unwrap()
     )
+}
+
+/// Writes an agora config for a private GitLab host and returns its path.
+pub fn gitlab_config(
+    dir: &Path,
+    srv: &HttpsGitServer,
+    private: &[&str],
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("agora.toml");
+    let private: Vec<String> = private.iter().map(|p| format!("{p:?}")).collect();
+    std::fs::write(
+        &path,
+        format!(
+            "ca_file = {ca:?}\n[routing]\nprivate = [{private}]\n\n[[git.credentials]]\nhost = {host:?}\nusername = {user:?}\npassword = {token:?}\n{extra}",
+            ca = srv.ca_cert().display().to_string(),
+            private = private.join(", "),
+            host = srv.host(),
+            user = srv.user(),
+            token = srv.token(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// agora with a config file, no upstream unless given, and git isolated from the machine's
+/// global configuration.
+pub fn private_agora(
+    data: &Path,
+    config: &Path,
+    upstream: &str,
+    env: &[(&str, std::ffi::OsString)],
+) -> Agora {
+    let empty_gitconfig = data.join("empty.gitconfig");
+    std::fs::write(&empty_gitconfig, "").unwrap();
+    let mut b = builder(&data.join("data"), upstream)
+        .arg("--config")
+        .arg(config)
+        .env("GIT_CONFIG_GLOBAL", &empty_gitconfig);
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    b.start()
 }
