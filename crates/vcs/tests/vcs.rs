@@ -75,16 +75,14 @@ impl Upstream {
     }
 }
 
-/// The oracle: `$GO`, else Debian's Go 1.23, else `go` on PATH.
+/// The oracle: `$AGORA_TEST_GO`, else Go 1.27.3 as `scripts/setup` installs it.
 fn go_command() -> PathBuf {
-    if let Some(go) = std::env::var_os("GO") {
-        return go.into();
-    }
-    let debian = Path::new("/usr/lib/go-1.23/bin/go");
-    if debian.exists() {
-        return debian.to_owned();
-    }
-    "go".into()
+    let go = std::env::var_os("AGORA_TEST_GO")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/agora-test/go1.27/bin/go"));
+    assert!(go.is_file(), "{} missing: run scripts/setup", go.display());
+    go
 }
 
 /// A temp root holding upstream repos at `<root>/up/<owner>/<repo>`, a mirror root, and an
