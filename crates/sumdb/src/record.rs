@@ -49,17 +49,32 @@ pub fn hash_for<'a>(text: &'a [u8], module: &str, version: &str, file: &str) -> 
     })
 }
 
-/// The records of a data tile starting at record `start`: each is `<id>\n<text>\n`, ids
-/// consecutive from `start`. `None` if the tile is not exactly that.
+/// The records of a data tile starting at record `start`: each is its text followed by a blank
+/// line, as sum.golang.org serves them and `golang.org/x/mod/sumdb` does (the one Go 1.27
+/// vendors). Older versions of that server (Go 1.23's) put each record's id on a line before its text (`<id>\n<text>\n`);
+/// those tiles are read too, and their ids must be consecutive from `start` (a record line
+/// always has spaces, so an id line cannot be taken for one). `None` if the tile is not exactly
+/// `count` records.
 pub fn data_tile_records(mut data: &[u8], start: u64, count: usize) -> Option<Vec<&[u8]>> {
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
-        let rec = parse(data)?;
-        if rec.id != start + i as u64 {
+        let first_line = data.iter().position(|&b| b == b'\n')?;
+        if data[..first_line].iter().all(u8::is_ascii_digit) {
+            let rec = parse(data)?;
+            if rec.id != start + i as u64 {
+                return None;
+            }
+            out.push(rec.text);
+            data = rec.note;
+            continue;
+        }
+        let end = data.windows(2).position(|w| w == b"\n\n")?;
+        let text = &data[..=end];
+        if !valid_text(text) {
             return None;
         }
-        out.push(rec.text);
-        data = rec.note;
+        out.push(text);
+        data = &data[end + 2..];
     }
     data.is_empty().then_some(out)
 }
@@ -100,7 +115,18 @@ mod tests {
     }
 
     #[test]
-    fn data_tiles_hold_consecutive_records() {
+    fn data_tiles_hold_records_separated_by_blank_lines() {
+        let tile = format!("{TEXT}\n{TEXT}\n");
+        let records = data_tile_records(tile.as_bytes(), 4, 2).unwrap();
+        assert_eq!(records, [TEXT.as_bytes(), TEXT.as_bytes()]);
+        assert_eq!(data_tile_records(tile.as_bytes(), 4, 1), None, "trailing");
+        assert_eq!(data_tile_records(tile.as_bytes(), 4, 3), None, "too few");
+        let ctl = format!("{TEXT}\nx\u{1} y z\n\n");
+        assert_eq!(data_tile_records(ctl.as_bytes(), 4, 2), None, "control");
+    }
+
+    #[test]
+    fn data_tiles_of_older_servers_hold_consecutive_records() {
         let tile = format!("4\n{TEXT}\n5\n{TEXT}\n");
         assert_eq!(data_tile_records(tile.as_bytes(), 4, 2).unwrap().len(), 2);
         assert_eq!(data_tile_records(tile.as_bytes(), 3, 2), None);
