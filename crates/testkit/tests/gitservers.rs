@@ -342,11 +342,18 @@ fn ssh_server_serves_git_to_the_right_key_only() {
         .iter()
         .any(|r| r.command.contains("/team/nope")));
 
-    // The trap: without GIT_SSH_COMMAND the go command sets its own, which beats core.sshCommand,
-    // and ssh then reads the passwd home's ~/.ssh/config, which does not know the alias.
+    // Go 1.27 leaves GIT_SSH_COMMAND alone, so git's core.sshCommand (the sandbox's) applies.
+    srv.configure_go(GoClient::find())
+        .env_remove("GIT_SSH_COMMAND")
+        .mod_download("direct", &format!("{module}@v1.0.0"))
+        .unwrap();
+
+    // The trap of older clients: without GIT_SSH_COMMAND Go 1.23 sets its own, which beats
+    // core.sshCommand, and ssh then reads the passwd home's ~/.ssh/config, which does not know
+    // the alias.
     srv.reset_requests();
     let err = srv
-        .configure_go(GoClient::find())
+        .configure_go(GoClient::oldest())
         .env_remove("GIT_SSH_COMMAND")
         .mod_download("direct", &format!("{module}@v1.0.0"))
         .unwrap_err();

@@ -19,7 +19,7 @@
 //! - sshd runs sessions as a real user and the machine has no `git` user, so URLs carry **no user**
 //!   (`ssh://<alias>/...`; a `git@` in the URL would win over `User root` and be refused).
 //! - For git: `core.sshCommand = ssh -F <file>` ([`SshGitServer::gitconfig_path`]).
-//! - For the go command: it sets `GIT_SSH_COMMAND` itself when neither `GIT_SSH` nor
+//! - For the go command: Go 1.23 (not 1.27) sets `GIT_SSH_COMMAND` itself when neither `GIT_SSH` nor
 //!   `GIT_SSH_COMMAND` is set, which beats `core.sshCommand`; so [`SshGitServer::configure_go`] sets
 //!   `GIT_SSH_COMMAND=ssh -F <file>` explicitly.
 //!
