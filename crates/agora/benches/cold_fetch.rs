@@ -13,11 +13,16 @@
 //! 3. The same set through an empty agora by `go mod download` (includes the go process's own
 //!    start-up and work, as a user would see it).
 //! 4. The first version of a repository (`.info`, `.mod`, `.zip`) from an empty agora (baseline of 5).
-//! 5. A new tag of that repository once its mirror exists and is older than the refresh interval,
-//!    so that exactly one incremental `git fetch` is due, as in production.
-//! 6. and 7. The same for a repository with a long history and a small tree, where a first
-//!    version costs a whole clone and a new tag only the new commit. (For the tiny fixture
-//!    repositories, a clone and an incremental fetch cost about the same: the git processes.)
+//! 5. A new tag of that repository once its mirror is complete and older than the refresh
+//!    interval, so that exactly one incremental `git fetch` is due, as in production.
+//! 6. `GOPROXY=direct go mod download` of the first version of a repository with over 100 MiB of
+//!    history and a small tree (baseline of 7): the go command fetches that one commit.
+//! 7. The same version from an empty agora (`git.first_fetch = "minimal"`, the default: the
+//!    commit alone, the history in the background).
+//! 8. The same version from an empty agora with `git.first_fetch = "full"`: a whole mirror before
+//!    the first answer (baseline of 9).
+//! 9. A new tag of that repository, once the default agora of row 7 has completed its mirror and
+//!    the mirror is due for a refresh: one incremental fetch.
 //!
 //! A last, untimed pass runs each case once more with `GIT_TRACE` and reports how many git
 //! processes it started (`git` built-ins, including the ones git runs itself such as
@@ -43,8 +48,10 @@ const REFRESH: Duration = Duration::from_secs(2);
 
 /// A module whose repository has a long history (see [`make_history`]).
 const HISTORY: &str = "github.com/agora-fixtures/history";
-const HISTORY_COMMITS: usize = 1500;
-const HISTORY_BLOB: usize = 16 << 10;
+const HISTORY_COMMITS: usize = 1700;
+const HISTORY_BLOB: usize = 64 << 10;
+
+const ROWS: usize = 9;
 
 fn main() {
     let runs: usize = std::env::var("AGORA_BENCH_RUNS")
@@ -62,14 +69,14 @@ fn main() {
         .unwrap_or_else(|| trace_tmp.path().to_owned());
     std::fs::create_dir_all(&trace_dir).unwrap();
 
-    let mut times: [Vec<Duration>; 7] = Default::default();
+    let mut times: [Vec<Duration>; ROWS] = Default::default();
     let mut tags = 0;
     // The last run is the traced one; it is not timed.
-    let mut traces = [0; 7];
+    let mut traces = [0; ROWS];
     for run in 0..=runs {
         let trace = (run == runs).then_some(trace_dir.as_path());
         let trace_file = |name: &str| trace.map(|d| d.join(name));
-        let mut t = [Duration::ZERO; 7];
+        let mut t = [Duration::ZERO; ROWS];
 
         // The go command, straight from git, with an empty module cache.
         let go = with_trace(GoClient::find().gitconfig(&gitconfig), trace_file("0"));
@@ -94,26 +101,42 @@ fn main() {
         t[2] = start.elapsed();
         drop(agora);
 
-        for (i, (module, first)) in [(GREET, "v1.0.0"), (HISTORY, "v1.0.0")]
-            .into_iter()
-            .enumerate()
-        {
-            let tag = format!("v1.3.{tags}");
-            tags += 1;
-            let row = 3 + 2 * i;
-            let (a, b) = first_then_new_tag(
-                &host,
-                &gitconfig,
-                module,
-                first,
-                &tag,
-                [
-                    trace_file(&row.to_string()),
-                    trace_file(&(row + 1).to_string()),
-                ],
-            );
-            (t[row], t[row + 1]) = (a, b);
-        }
+        let tag = format!("v1.3.{tags}");
+        tags += 1;
+        (t[3], t[4]) = first_then_new_tag(
+            &host,
+            &gitconfig,
+            GREET,
+            "v1.0.0",
+            &tag,
+            [trace_file("3"), trace_file("4")],
+        );
+
+        let first = [format!("{HISTORY}@v1.0.0")];
+        let go = with_trace(GoClient::find().gitconfig(&gitconfig), trace_file("5"));
+        let start = Instant::now();
+        download_all(&go, "direct", &first);
+        t[5] = start.elapsed();
+
+        let data = tempfile::tempdir().unwrap();
+        let agora = empty_agora(data.path(), &gitconfig, trace_file("7"))
+            .env("AGORA_GIT_FIRST_FETCH", "full")
+            .start();
+        let start = Instant::now();
+        fetch_all(agora.url(), &first);
+        t[7] = start.elapsed();
+        drop(agora);
+
+        let tag = format!("v1.3.{tags}");
+        tags += 1;
+        (t[6], t[8]) = first_then_new_tag(
+            &host,
+            &gitconfig,
+            HISTORY,
+            "v1.0.0",
+            &tag,
+            [trace_file("6"), trace_file("8")],
+        );
 
         if trace.is_some() {
             for (i, n) in traces.iter_mut().enumerate() {
@@ -135,7 +158,7 @@ fn main() {
     println!();
     println!("| measurement | time | ratio | git processes |");
     println!("|---|---:|---:|---:|");
-    let rows: [(&str, usize); 7] = [
+    let rows: [(&str, usize); ROWS] = [
         ("`GOPROXY=direct go mod download` (baseline)", 0),
         (
             "empty agora, `.info` + `.mod` + `.zip` of the same set by HTTP (server-side)",
@@ -151,12 +174,20 @@ fn main() {
             3,
         ),
         (
-            "first version of a repository with a long history (`history`), by HTTP (baseline of the next row)",
+            "`GOPROXY=direct go mod download` of the first version of `history` (baseline of the next row)",
             5,
         ),
         (
-            "new tag of `history`, its mirror due for a refresh, by HTTP",
+            "first version of `history` from an empty agora, by HTTP",
             5,
+        ),
+        (
+            "the same with `git.first_fetch = \"full\"`: a whole mirror first (baseline of the next row)",
+            7,
+        ),
+        (
+            "new tag of `history`, its mirror complete and due for a refresh, by HTTP",
+            7,
         ),
     ];
     for (i, (name, base)) in rows.iter().enumerate() {
@@ -196,6 +227,7 @@ fn first_then_new_tag(
     let start = Instant::now();
     fetch_all(agora.url(), &[format!("{module}@{first}")]);
     let first_t = start.elapsed();
+    wait_for_complete_mirrors(data.path());
     let fetched = Instant::now();
     let dir = host.repo_dir(module);
     std::fs::write(dir.join("bench.txt"), tag).unwrap();
@@ -221,6 +253,29 @@ fn first_then_new_tag(
         std::fs::rename(f.with_extension("first"), f).ok();
     }
     (first_t, tag_t)
+}
+
+/// Waits until no mirror under the agora data directory `data` is partial (see `agora-vcs`'s
+/// mirror docs: a partial mirror carries an `agora-partial` file until its history is in).
+fn wait_for_complete_mirrors(data: &Path) {
+    let root = data.join("_agora/mirrors");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let partial = std::fs::read_dir(&root)
+            .map(|dirs| {
+                dirs.flatten()
+                    .any(|d| d.path().join("agora-partial").exists())
+            })
+            .unwrap_or(false);
+        if !partial {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror still partial after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// [`HISTORY`]: a module whose repository has a long history but a small tree, tagged `v1.0.0`

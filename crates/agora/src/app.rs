@@ -200,6 +200,7 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
     let vcs = Arc::new(Vcs::new(VcsOptions {
         mirror_dir: config.mirror_dir(),
         refresh_interval: config.git.refresh_interval,
+        first_fetch: config.git.first_fetch.to_vcs(),
         resolver: ResolverOptions {
             rules: config
                 .git

@@ -278,6 +278,9 @@ pub struct GitConfig {
     /// A mirror fetched less than this long ago is not fetched again for a new request.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// How a new mirror starts: `minimal` answers from the commits a request needs and fetches
+    /// the history in the background; `full` mirrors everything before the first answer.
+    pub first_fetch: FirstFetchConfig,
     /// Time limit for a `?go-get=1` lookup.
     #[serde(with = "humantime_serde")]
     pub meta_timeout: Duration,
@@ -286,6 +289,24 @@ pub struct GitConfig {
     pub rules: Vec<RuleConfig>,
     /// Per-host credentials handed to git (never logged, redacted in `config show`). File-only.
     pub credentials: Vec<CredentialConfig>,
+}
+
+/// `git.first_fetch`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstFetchConfig {
+    #[default]
+    Minimal,
+    Full,
+}
+
+impl FirstFetchConfig {
+    pub fn to_vcs(self) -> agora_vcs::FirstFetch {
+        match self {
+            FirstFetchConfig::Minimal => agora_vcs::FirstFetch::Minimal,
+            FirstFetchConfig::Full => agora_vcs::FirstFetch::Full,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -468,6 +489,7 @@ impl Default for Config {
             git: GitConfig {
                 mirror_dir: String::new(),
                 refresh_interval: Duration::from_secs(10),
+                first_fetch: FirstFetchConfig::Minimal,
                 meta_timeout: Duration::from_secs(15),
                 rules: Vec::new(),
                 credentials: Vec::new(),

@@ -40,7 +40,7 @@ use std::time::Duration;
 pub use credentials::HostCredential;
 pub use error::{Error, ForClient, GitFailure, ResolveFailure};
 pub use git::redact;
-pub use mirror::{Commit, Mirror, Mirrors, Refs};
+pub use mirror::{Commit, FirstFetch, Mirror, Mirrors, Refs};
 pub use query::RevInfo;
 pub use repo::CodeRepo;
 pub use resolve::{repository_path, RepoRoot, ResolvedBy, Resolver, ResolverOptions, RewriteRule};
@@ -53,6 +53,8 @@ pub struct VcsOptions {
     pub mirror_dir: PathBuf,
     /// How long a fetched mirror counts as fresh.
     pub refresh_interval: Duration,
+    /// How a new mirror gets its first objects.
+    pub first_fetch: FirstFetch,
     /// Rules, insecure patterns, CAs, timeout and credentials; the credentials also go to git.
     pub resolver: ResolverOptions,
 }
@@ -67,7 +69,8 @@ pub struct Vcs {
 impl Vcs {
     pub fn new(opts: VcsOptions) -> Result<Self, Error> {
         let mirrors = Mirrors::new(opts.mirror_dir, opts.refresh_interval)
-            .with_credentials(opts.resolver.credentials.clone());
+            .with_credentials(opts.resolver.credentials.clone())
+            .with_first_fetch(opts.first_fetch);
         let resolver = Resolver::new(opts.resolver)?;
         Ok(Vcs { resolver, mirrors })
     }

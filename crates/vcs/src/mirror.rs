@@ -5,6 +5,18 @@
 //! a temporary directory, first fetch, rename into place, so a half-made mirror is never used)
 //! and afterwards updated with an incremental `git fetch --prune`, never a second clone.
 //!
+//! # The first fetch
+//!
+//! Mirroring a repository's whole history before the first answer costs minutes for the large
+//! repositories companies keep, where the go command fetches one commit. So by default
+//! ([`FirstFetch::Minimal`]) a new mirror starts *partial*: its refs come from one
+//! `git ls-remote`, and each commit a request needs is fetched alone (`git fetch --depth=1` of the
+//! ref naming it). The first such fetch starts the fetch of everything else in the background;
+//! until it has finished, what needs history (pseudo-versions, hash prefixes, ancestry) waits for
+//! it, so answers are the same as a complete mirror's. All fetches into a partial mirror take
+//! turns. A partial mirror carries a marker file, so that a mirror left partial by a stopped
+//! process is completed before its next use.
+//!
 //! Concurrent callers for one repository share one fetch: each repository has an async mutex,
 //! and whoever gets it after a fetch finds the mirror fresh and skips fetching. A fetch is also
 //! skipped while the last one is younger than the configured refresh interval (measured from
@@ -36,7 +48,7 @@
 //!   It does not hold the repository's mutex: git's own lock files make a fetch or a read safe
 //!   next to a running gc, as on any git server taking pushes while it repacks.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,6 +83,9 @@ const REMOTE_HEAD: &str = "refs/agora/head";
 /// The refspec that fills [`REMOTE_HEAD`].
 const REMOTE_HEAD_SPEC: &str = "+HEAD:refs/agora/head";
 
+/// The file in a partial mirror (see the module docs, "The first fetch").
+const PARTIAL_MARKER: &str = "agora-partial";
+
 /// Longest ref name element a mirror can hold: git writes `<element>.lock` before the ref
 /// itself, and a file name has at most 255 bytes on the file systems mirrors live on.
 const MAX_REF_ELEMENT: usize = 255 - ".lock".len();
@@ -91,6 +106,17 @@ pub struct Mirrors {
     fetches: AtomicU64,
     credentials: Vec<HostCredential>,
     objects: Arc<ObjectMemo>,
+    first_fetch: FirstFetch,
+}
+
+/// How a new mirror gets its first objects (see the module docs, "The first fetch").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FirstFetch {
+    /// List the refs, fetch each commit a request needs alone, and the rest in the background.
+    #[default]
+    Minimal,
+    /// Fetch every branch and tag with its whole history before the first answer.
+    Full,
 }
 
 /// Per-repository state, guarded by the repository's async mutex.
@@ -103,6 +129,33 @@ struct Slot {
     /// Remote refs the last fetch found it cannot store (see [`unmirrorable`]), left out of
     /// later fetches.
     skipped: Arc<Mutex<Vec<String>>>,
+    partial: Arc<Partial>,
+}
+
+/// The state of a mirror made by a minimal first fetch, until its history is complete.
+#[derive(Debug, Default)]
+struct Partial {
+    /// Whether the mirror still lacks history (the refs memo then holds the remote's refs).
+    pending: AtomicBool,
+    /// Set while a fetch of the whole repository runs in the background.
+    completing: AtomicBool,
+    /// Fetches into a partial mirror take turns: git's shallow file allows one at a time.
+    turn: tokio::sync::Mutex<()>,
+    /// Commits fetched so far (full hashes).
+    have: Mutex<HashSet<String>>,
+}
+
+impl Partial {
+    fn pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    fn has(&self, hash: &str) -> bool {
+        self.have
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(hash)
+    }
 }
 
 /// A repository's refs as of its last fetch, shared by every [`Mirror`] handle on it.
@@ -128,6 +181,13 @@ impl RefsMemo {
         let mut m = self.lock();
         m.generation += 1;
         m.refs = None;
+    }
+
+    /// Replaces the refs with `refs` (the remote's, for a partial mirror).
+    fn set(&self, refs: Refs) {
+        let mut m = self.lock();
+        m.generation += 1;
+        m.refs = Some(Arc::new(refs));
     }
 }
 
@@ -215,7 +275,14 @@ impl Mirrors {
             fetches: AtomicU64::new(0),
             credentials: Vec::new(),
             objects: Arc::default(),
+            first_fetch: FirstFetch::default(),
         }
+    }
+
+    /// Sets how new mirrors get their first objects.
+    pub fn with_first_fetch(mut self, first_fetch: FirstFetch) -> Self {
+        self.first_fetch = first_fetch;
+        self
     }
 
     /// Hands `credentials` to every git command on a mirror of the matching host (HTTPS
@@ -281,15 +348,39 @@ impl Mirrors {
             refs: slot.refs.clone(),
             objects: self.objects.clone(),
             skipped: slot.skipped.clone(),
+            partial: slot.partial.clone(),
         };
         let exists = mirror.dir.join("HEAD").is_file();
+        // A mirror a stopped process left partial: complete it now.
+        if exists && !mirror.partial.pending() && mirror.dir.join(PARTIAL_MARKER).exists() {
+            mirror.partial.pending.store(true, Ordering::Release);
+            slot.last_fetch = None;
+        }
         if exists && self.is_fresh(&slot, &mirror.dir) {
             return Ok(mirror);
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let fetched = if exists {
-            mirror.fetch().await
+        if !exists && self.first_fetch == FirstFetch::Minimal {
+            self.create_partial(&mirror, url).await?;
+            tracing::debug!(
+                repo.url = %mirror.url,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "partial mirror made"
+            );
+            slot.last_fetch = Some(Instant::now());
+            return Ok(mirror);
+        }
+        let fetched = if mirror.partial.pending() {
+            // Due for a refresh: fetching everything is what completes it, unless the background
+            // fetch (which may have started before the refresh was due) did so meanwhile.
+            match mirror.complete().await {
+                Ok(true) => Ok(()),
+                Ok(false) => mirror.fetch(false).await,
+                Err(e) => Err(e),
+            }
+        } else if exists {
+            mirror.fetch(false).await
         } else {
             self.create(&mirror, url).await
         };
@@ -333,6 +424,46 @@ impl Mirrors {
     }
 
     async fn create(&self, mirror: &Mirror, url: &str) -> Result<(), Error> {
+        self.make(
+            mirror,
+            url,
+            |staged| async move { staged.fetch(false).await },
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Makes a partial mirror (see the module docs, "The first fetch"): an empty repository,
+    /// marked partial, whose refs are the remote's as `git ls-remote` lists them.
+    async fn create_partial(&self, mirror: &Mirror, url: &str) -> Result<(), Error> {
+        let (refs, made_here) = self
+            .make(mirror, url, |staged| async move {
+                let marker = staged.dir.join(PARTIAL_MARKER);
+                std::fs::write(&marker, b"").map_err(|source| Error::Io {
+                    path: marker,
+                    source,
+                })?;
+                staged.remote_refs_peeled().await
+            })
+            .await?;
+        if made_here || mirror.dir.join(PARTIAL_MARKER).exists() {
+            mirror.refs.set(refs);
+            mirror.partial.pending.store(true, Ordering::Release);
+        } else {
+            // Another process made a complete mirror meanwhile.
+            mirror.refs.invalidate();
+        }
+        Ok(())
+    }
+
+    /// Makes the mirror of `url`: `git init --bare` into a temporary directory, `fill` it, and
+    /// rename it into place. Also the result of `fill`, and whether the mirror is the one made
+    /// here (another process may have won the race; theirs is used).
+    async fn make<T, F, Fut>(&self, mirror: &Mirror, url: &str, fill: F) -> Result<(T, bool), Error>
+    where
+        F: FnOnce(Mirror) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
@@ -375,14 +506,18 @@ impl Mirrors {
                 refs: Arc::default(),
                 objects: mirror.objects.clone(),
                 skipped: mirror.skipped.clone(),
+                partial: Arc::default(),
             };
-            staged.fetch().await
+            fill(staged).await
         }
         .await;
-        if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
+        let filled = match result {
+            Ok(filled) => filled,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
         if let Err(e) = std::fs::rename(&tmp, &mirror.dir) {
             let _ = std::fs::remove_dir_all(&tmp);
             // Another process won the race and made the mirror: use theirs.
@@ -392,8 +527,9 @@ impl Mirrors {
                     source: e,
                 });
             }
+            return Ok((filled, false));
         }
-        Ok(())
+        Ok((filled, true))
     }
 }
 
@@ -518,6 +654,8 @@ pub struct Mirror {
     objects: Arc<ObjectMemo>,
     /// Remote refs to leave out of fetches (shared with the repository's slot).
     skipped: Arc<Mutex<Vec<String>>>,
+    /// Shared with the repository's slot.
+    partial: Arc<Partial>,
 }
 
 /// Leaves out the environment, which may hold credentials.
@@ -569,13 +707,15 @@ impl Mirror {
     /// the classification knows, the remote's refs are listed, and the fetch runs again without
     /// those that cannot be mirrored; they are logged, and left out of later fetches without
     /// the detour.
-    async fn fetch(&self) -> Result<(), Error> {
+    ///
+    /// `unshallow` also fetches the history a partial mirror's shallow fetches left out.
+    async fn fetch(&self, unshallow: bool) -> Result<(), Error> {
         let skipped = self
             .skipped
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let err = match self.fetch_without(&skipped).await {
+        let err = match self.fetch_without(&skipped, unshallow).await {
             Ok(()) => return Ok(()),
             Err(
                 err @ Error::Git {
@@ -598,16 +738,23 @@ impl Mirror {
             "skipping refs that cannot be mirrored (a name element longer than {MAX_REF_ELEMENT} \
              bytes, or a ref that is also a directory of another)"
         );
-        let fetched = self.fetch_without(&skip).await;
+        let fetched = self.fetch_without(&skip, unshallow).await;
         *self.skipped.lock().unwrap_or_else(|e| e.into_inner()) = skip;
         fetched
     }
 
     /// One `git fetch` of branches, tags and `HEAD`, leaving out the refs in `skip` (negative
     /// refspecs, which keep `--prune` working for the rest).
-    async fn fetch_without(&self, skip: &[String]) -> Result<(), Error> {
+    async fn fetch_without(&self, skip: &[String], unshallow: bool) -> Result<(), Error> {
         let negative: Vec<String> = skip.iter().map(|r| format!("^{r}")).collect();
         let mut args = FETCH_ARGS.to_vec();
+        if unshallow {
+            let at = args
+                .iter()
+                .position(|a| *a == "origin")
+                .unwrap_or(args.len());
+            args.insert(at, "--unshallow");
+        }
         args.extend(negative.iter().map(String::as_str));
         let without_head = args.clone();
         args.push(REMOTE_HEAD_SPEC);
@@ -633,6 +780,192 @@ impl Mirror {
             .filter(|name| name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
             .map(str::to_owned)
             .collect())
+    }
+
+    /// The remote's branches, tags (peeled) and `HEAD`, from one `git ls-remote`: the refs of a
+    /// partial mirror. Refs a mirror could not store are left out, as a fetch leaves them out.
+    async fn remote_refs_peeled(&self) -> Result<Refs, Error> {
+        let git = self.git(&["ls-remote", "origin", "HEAD", "refs/heads/*", "refs/tags/*"]);
+        let out = git.run().await?;
+        let out = String::from_utf8_lossy(&out);
+        let mut listed: Vec<(&str, &str)> = Vec::new();
+        for line in out.lines() {
+            let Some((hash, name)) = line.split_once('\t') else {
+                return Err(Error::BadOutput {
+                    command: git.display(),
+                    output: line.to_owned(),
+                });
+            };
+            if !is_full_hash(hash) {
+                return Err(Error::BadOutput {
+                    command: git.display(),
+                    output: line.to_owned(),
+                });
+            }
+            listed.push((hash, name));
+        }
+        let names: Vec<String> = listed
+            .iter()
+            .map(|(_, n)| n.strip_suffix("^{}").unwrap_or(n).to_owned())
+            .filter(|n| n.starts_with("refs/"))
+            .collect();
+        let skip = unmirrorable(&names);
+        let mut refs = Refs::default();
+        for (hash, name) in listed {
+            let (name, peeled) = match name.strip_suffix("^{}") {
+                Some(n) => (n, true),
+                None => (name, false),
+            };
+            if name == "HEAD" {
+                refs.remote_head = Some(hash.to_owned());
+                continue;
+            }
+            if !is_valid_ref_name(name) || skip.iter().any(|s| s == name) {
+                continue;
+            }
+            if let Some(tag) = name.strip_prefix("refs/tags/") {
+                // The peeled line follows the tag's own; it wins.
+                if peeled || !refs.tags.contains_key(tag) {
+                    refs.tags.insert(tag.to_owned(), hash.to_owned());
+                }
+            } else if let Some(branch) = name.strip_prefix("refs/heads/") {
+                if !peeled {
+                    refs.heads.insert(branch.to_owned(), hash.to_owned());
+                }
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Makes sure commit `hash` (a full hash) is in the mirror: in a partial mirror, fetches it
+    /// alone (`--depth=1`, by the ref that names it) unless it is there already, and starts
+    /// completing the mirror in the background. Other revisions need the complete mirror.
+    pub(crate) async fn ensure_commit(&self, hash: &str) -> Result<(), Error> {
+        let partial = &self.partial;
+        if !partial.pending() || partial.has(hash) {
+            return Ok(());
+        }
+        if !is_full_hash(hash) {
+            return self.ensure_complete().await;
+        }
+        let turn = partial.turn.lock().await;
+        if !partial.pending() || partial.has(hash) {
+            return Ok(());
+        }
+        let refs = self.refs().await?;
+        let named = refs
+            .tags
+            .iter()
+            .find(|(_, h)| *h == hash)
+            .map(|(t, _)| format!("refs/tags/{t}"))
+            .or_else(|| {
+                refs.heads
+                    .iter()
+                    .find(|(_, h)| *h == hash)
+                    .map(|(b, _)| format!("refs/heads/{b}"))
+            });
+        // A commit no ref names is asked for by hash (protocol v2 servers allow that).
+        let refspec = named.map_or_else(|| hash.to_owned(), |r| format!("+{r}:{r}"));
+        let args = [
+            "-c",
+            "maintenance.auto=false",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--depth=1",
+            "origin",
+            &refspec,
+        ];
+        let started = Instant::now();
+        match self.git(&args).run().await {
+            Ok(_) => {
+                tracing::debug!(
+                    repo.url = %self.url,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "fetched one commit into a partial mirror"
+                );
+                partial
+                    .have
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(hash.to_owned());
+                drop(turn);
+                self.complete_in_background();
+                Ok(())
+            }
+            Err(err) => {
+                // A server without shallow fetches, say: fetch everything instead.
+                tracing::info!(
+                    repo.url = %self.url,
+                    error = %err,
+                    "fetching one commit failed; fetching the whole repository"
+                );
+                self.complete_in_turn().await.map(drop)
+            }
+        }
+    }
+
+    /// Waits until a partial mirror has its whole history (fetching it if nobody is).
+    pub(crate) async fn ensure_complete(&self) -> Result<(), Error> {
+        if !self.partial.pending() {
+            return Ok(());
+        }
+        self.complete().await.map(drop)
+    }
+
+    /// Fetches everything into a partial mirror, making it complete. `Ok(false)`: it was
+    /// complete already (another fetch completed it meanwhile), nothing was fetched.
+    async fn complete(&self) -> Result<bool, Error> {
+        let _turn = self.partial.turn.lock().await;
+        self.complete_in_turn().await
+    }
+
+    async fn complete_in_turn(&self) -> Result<bool, Error> {
+        if !self.partial.pending() {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let shallow = self.dir.join("shallow").is_file();
+        let fetched = self.fetch(shallow).await;
+        self.refs.invalidate();
+        fetched?;
+        let marker = self.dir.join(PARTIAL_MARKER);
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    path: marker,
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+        self.partial.pending.store(false, Ordering::Release);
+        self.partial
+            .have
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        tracing::debug!(
+            repo.url = %self.url,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "partial mirror completed"
+        );
+        Ok(true)
+    }
+
+    /// Starts [`complete`](Self::complete) as a task of its own, unless one is running.
+    fn complete_in_background(&self) {
+        if self.partial.completing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mirror = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = mirror.complete().await {
+                // The next request that needs history, or the next refresh, tries again.
+                tracing::warn!(repo.url = %mirror.url, error = %err, "completing a mirror failed");
+            }
+            mirror.partial.completing.store(false, Ordering::Release);
+        });
     }
 
     /// All branches and tags, and the remote's `HEAD`: one `git for-each-ref` per fetch, shared
@@ -699,6 +1032,7 @@ impl Mirror {
     /// such checked revisions, never raw input, so nothing can be taken for an option.
     pub async fn resolve_commit(&self, rev: &str) -> Result<Option<String>, Error> {
         debug_assert!(!rev.starts_with('-'));
+        self.ensure_complete().await?;
         let spec = format!("{rev}^{{commit}}");
         let git = self.git(&["rev-parse", "--quiet", "--verify", &spec]);
         let out = git.output(None).await?;
@@ -724,6 +1058,7 @@ impl Mirror {
     /// commit has to be read: one git process instead of one more per file, for callers about
     /// to ask for them (the go.mod files a version check reads).
     pub async fn commit_with_files(&self, hash: &str, files: &[String]) -> Result<Commit, Error> {
+        self.ensure_commit(hash).await?;
         let full = is_full_hash(hash);
         if full {
             if let Some(time) = self.objects.commit_time(hash) {
@@ -782,6 +1117,7 @@ impl Mirror {
         path: &str,
         max_size: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
+        self.ensure_commit(hash).await?;
         if !is_full_hash(hash) || path.contains('\n') {
             return self.read_file_uncached(hash, path, max_size).await;
         }
@@ -845,6 +1181,7 @@ impl Mirror {
 
     /// Tags (without `refs/tags/`) whose commits are ancestors of, or equal to, `hash`.
     pub async fn merged_tags(&self, hash: &str) -> Result<Vec<String>, Error> {
+        self.ensure_complete().await?;
         let out = self
             .git(&[
                 "for-each-ref",
@@ -864,6 +1201,7 @@ impl Mirror {
 
     /// Whether tag `tag` is an ancestor of (or equal to) commit `hash`.
     pub async fn tag_is_ancestor(&self, tag: &str, hash: &str) -> Result<bool, Error> {
+        self.ensure_complete().await?;
         let tag_ref = format!("refs/tags/{tag}");
         let git = self.git(&["merge-base", "--is-ancestor", "--", &tag_ref, hash]);
         let out = git.output(None).await?;

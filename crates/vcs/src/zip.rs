@@ -109,6 +109,7 @@ impl CodeRepo {
         version: &str,
     ) -> Result<File, Error> {
         ensure_archive_attributes(&self.mirror)?;
+        self.mirror.ensure_commit(commit).await?;
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }

@@ -199,6 +199,7 @@ async fn git_gets_credentials_through_the_environment() {
     let vcs = Vcs::new(VcsOptions {
         mirror_dir: tmp.path().join("m"),
         refresh_interval: Duration::ZERO,
+        first_fetch: Default::default(),
         resolver: ResolverOptions {
             credentials: vec![
                 secret_cred(&host, secret),

@@ -724,6 +724,7 @@ async fn vcs_facade_with_rules() {
     let vcs = Vcs::new(VcsOptions {
         mirror_dir: world.root.join("mirrors"),
         refresh_interval: Duration::from_secs(60),
+        first_fetch: Default::default(),
         resolver: ResolverOptions {
             rules: vec![RewriteRule {
                 pattern: "github.com/*/*".into(),
@@ -748,4 +749,132 @@ async fn vcs_facade_with_rules() {
     assert!(vcs.mirrors().fetch_count() >= 1);
     let e = vcs.code_repo("github.com/o/absent").await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
+}
+
+/// `git <args>` in the mirror `dir`, its output.
+fn mirror_git(dir: &Path, args: &[&str]) -> String {
+    let out = git_env(Command::new("git").arg("--git-dir").arg(dir).args(args))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_mirror_answers_from_its_refs_and_completes_its_history_exactly() {
+    let world = World::new();
+    let mut up = world.upstream("o/h");
+    let mut first = String::new();
+    for i in 0..30 {
+        let mut files = vec![("data.txt", format!("{i}\n"))];
+        if i == 0 {
+            files.push(("go.mod", "module github.com/o/h\n".to_owned()));
+        }
+        let files: Vec<(&str, &str)> = files.iter().map(|(n, b)| (*n, b.as_str())).collect();
+        let c = up.commit(&files);
+        if i == 0 {
+            first = c;
+        }
+        match i {
+            4 => up.tag("v0.1.0"),
+            19 => up.annotated_tag("v1.0.0"),
+            _ => {}
+        }
+    }
+    let url = world.url("o/h");
+    let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::from_secs(3600));
+
+    // The mirror starts with the remote's refs and no objects at all.
+    let mirror = mirrors.open(&url).await.unwrap();
+    let dir = mirror.dir().to_owned();
+    assert!(dir.join("agora-partial").exists());
+    let objects = mirror_git(&dir, &["count-objects", "-v"]);
+    let lines: Vec<&str> = objects.lines().collect();
+    assert!(
+        lines.contains(&"count: 0") && lines.contains(&"in-pack: 0"),
+        "{objects}"
+    );
+    let refs = mirror.refs().await.unwrap();
+    assert_eq!(
+        refs.tags.keys().collect::<Vec<_>>(),
+        ["v0.1.0", "v1.0.0"],
+        "{refs:?}"
+    );
+    assert_eq!(
+        refs.tags["v1.0.0"],
+        up.git(&["rev-parse", "v1.0.0^{commit}"]).trim()
+    );
+    assert_eq!(refs.remote_head, refs.heads.get("main").cloned());
+
+    // Tagged versions, a branch (a pseudo-version: needs history), a commit prefix, an old
+    // commit no ref names, the go.mod and the zip: all as the go command answers them.
+    let repo = CodeRepo::new(mirror, "github.com/o/h", "github.com/o/h").unwrap();
+    world.check_query(&repo, "v1.0.0").await.unwrap();
+    world.check_zip(&repo, "v1.0.0").await;
+    world.check_query(&repo, "v0.1.0").await.unwrap();
+    let main = world.check_query(&repo, "main").await.unwrap();
+    assert!(main.starts_with("v1.0.1-0."), "{main}");
+    world.check_query(&repo, &first[..12]).await.unwrap();
+    assert_eq!(world.check_latest(&repo).await, "v1.0.0");
+
+    // Whatever needed history waited for the whole mirror: complete, not shallow, not marked.
+    assert!(!dir.join("agora-partial").exists());
+    assert!(!dir.join("shallow").exists());
+    assert_eq!(
+        mirror_git(&dir, &["rev-list", "--count", "main"]).trim(),
+        "30"
+    );
+
+    // A refresh of the complete mirror fetches the news.
+    up.commit(&[("data.txt", "new\n")]);
+    up.tag("v1.1.0");
+    let fresh = Mirrors::new(world.root.join("mirrors"), Duration::ZERO);
+    let refs = fresh.open(&url).await.unwrap().refs().await.unwrap();
+    assert!(refs.tags.contains_key("v1.1.0"));
+}
+
+#[tokio::test]
+async fn a_mirror_left_partial_is_completed_before_its_next_use() {
+    let world = World::new();
+    let mut up = world.upstream("o/p");
+    up.commit(&[("go.mod", "module github.com/o/p\n")]);
+    up.tag("v1.0.0");
+    up.commit(&[("a.go", "package p\n")]);
+    up.tag("v1.1.0");
+    let url = world.url("o/p");
+    let dir = {
+        // One commit fetched, then the process "stops" before the history is in: a runtime
+        // that ends drops the background fetch.
+        let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::from_secs(3600));
+        let mirror = mirrors.open(&url).await.unwrap();
+        mirror.dir().to_owned()
+    };
+    assert!(dir.join("agora-partial").exists());
+
+    let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::from_secs(3600));
+    let mirror = mirrors.open(&url).await.unwrap();
+    assert!(!dir.join("agora-partial").exists());
+    assert_eq!(
+        mirror_git(&dir, &["rev-list", "--count", "v1.1.0"]).trim(),
+        "2"
+    );
+    let repo = CodeRepo::new(mirror, "github.com/o/p", "github.com/o/p").unwrap();
+    world.check_query(&repo, "v1.0.0").await.unwrap();
+}
+
+#[tokio::test]
+async fn full_first_fetch_mirrors_everything_first() {
+    let world = World::new();
+    let mut up = world.upstream("o/f");
+    up.commit(&[("go.mod", "module github.com/o/f\n")]);
+    up.commit(&[("a.go", "package f\n")]);
+    up.tag("v1.0.0");
+    let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::from_secs(3600))
+        .with_first_fetch(agora_vcs::FirstFetch::Full);
+    let mirror = mirrors.open(&world.url("o/f")).await.unwrap();
+    assert!(!mirror.dir().join("agora-partial").exists());
+    assert_eq!(
+        mirror_git(mirror.dir(), &["rev-list", "--count", "v1.0.0"]).trim(),
+        "2"
+    );
 }
