@@ -11,9 +11,9 @@
 //! repositories companies keep, where the go command fetches one commit. So by default
 //! ([`FirstFetch::Minimal`]) a new mirror starts *partial*: its refs come from one
 //! `git ls-remote`, and each commit a request needs is fetched alone (`git fetch --depth=1` of the
-//! ref naming it). The first such fetch starts the fetch of everything else in the background;
-//! until it has finished, what needs history (pseudo-versions, hash prefixes, ancestry) waits for
-//! it, so answers are the same as a complete mirror's. All fetches into a partial mirror take
+//! ref naming it). Shortly after the first such fetch, everything else is fetched in the
+//! background; until it has finished, what needs history (pseudo-versions, hash prefixes,
+//! ancestry) waits for it, so answers are the same as a complete mirror's. All fetches into a partial mirror take
 //! turns. A partial mirror carries a marker file, so that a mirror left partial by a stopped
 //! process is completed before its next use.
 //!
@@ -85,6 +85,12 @@ const REMOTE_HEAD_SPEC: &str = "+HEAD:refs/agora/head";
 
 /// The file in a partial mirror (see the module docs, "The first fetch").
 const PARTIAL_MARKER: &str = "agora-partial";
+
+/// How long a partial mirror waits after its first commit before fetching the rest: a client
+/// asks for a version's `.info`, `.mod` and `.zip` (and often several versions) in a burst, and
+/// the whole fetch would compete with those answers for CPU and disk. A request that needs
+/// history does not wait for this: it starts the fetch itself.
+const COMPLETION_DELAY: Duration = Duration::from_secs(1);
 
 /// Longest ref name element a mirror can hold: git writes `<element>.lock` before the ref
 /// itself, and a file name has at most 255 bytes on the file systems mirrors live on.
@@ -960,6 +966,7 @@ impl Mirror {
         }
         let mirror = self.clone();
         tokio::spawn(async move {
+            tokio::time::sleep(COMPLETION_DELAY).await;
             if let Err(err) = mirror.complete().await {
                 // The next request that needs history, or the next refresh, tries again.
                 tracing::warn!(repo.url = %mirror.url, error = %err, "completing a mirror failed");

@@ -325,16 +325,17 @@ impl CodeRepo {
             return Ok(rev);
         }
 
-        // Retractions only steer the choice among tags; failing to read them is not fatal.
-        let retractions = self.retractions().await.unwrap_or_default();
-        let retracted = |v: &str| retractions.iter().any(|r: &Retraction| r.contains(v));
-
         let (v, canonical) = self.tag_to_version(&info.version);
         if canonical {
             if let Ok(rev) = self.check_canonical(&mut cache, info, stat_vers, &v).await {
                 return Ok(rev);
             }
         }
+
+        // Retractions only steer the choice among tags (so a tag asked for by name does not
+        // read them: they live at another commit); failing to read them is not fatal.
+        let retractions = self.retractions().await.unwrap_or_default();
+        let retracted = |v: &str| retractions.iter().any(|r: &Retraction| r.contains(v));
 
         let mut highest = String::new();
         let mut pseudo_base = String::new();
