@@ -87,7 +87,7 @@ impl Vcs {
     pub async fn code_repo(&self, module: &str) -> Result<CodeRepo, Error> {
         let root = self.resolve(module).await?;
         let mirror = self.mirrors.open(&root.url).await?;
-        CodeRepo::new(mirror, module, &root.root)
+        CodeRepo::new(mirror, module, &root.root, &root.subdir)
     }
 
     /// `git ls-remote` of `url` with its credentials: the number of refs (for `agora doctor`).
