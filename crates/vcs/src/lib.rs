@@ -41,7 +41,7 @@ pub use credentials::HostCredential;
 pub use error::{Error, ForClient, GitFailure, ResolveFailure};
 pub use git::redact;
 pub use mirror::{Commit, Mirror, Mirrors, Refs};
-pub use query::RevInfo;
+pub use query::{Origin, RevInfo};
 pub use repo::CodeRepo;
 pub use resolve::{repository_path, RepoRoot, ResolvedBy, Resolver, ResolverOptions, RewriteRule};
 pub use zip::ZipInfo;
