@@ -43,8 +43,9 @@ fn private_matrix_through_agora_matches_the_go_command() {
     let mut answers = fx.record(&go_via(&agora), agora.url());
     let mut golden = fx.golden();
 
-    // Modules that ask for Go 1.24 or newer: Go 1.23 refuses to build their zip itself (direct) but
-    // downloads a proxy's; so check agora's zip against the file list the zip rules give.
+    // Modules that ask for Go 1.24 or newer: Go 1.23, which recorded the golden answers, refused
+    // them ("requires go >= 1.2x") where the client now (Go 1.27) downloads them; so check agora's
+    // zip against the file list the zip rules give, and compare neither sums nor that refusal.
     for m in fx.modules() {
         for case in &m.cases {
             let Expect::TooNewForGo(version) = &case.expect else {
@@ -66,7 +67,7 @@ fn private_matrix_through_agora_matches_the_go_command() {
             assert_eq!(Some(&files), case.files.as_ref(), "{key}: zip file list");
             for a in [&mut answers, &mut golden] {
                 if let Some(q) = a.queries.get_mut(&key) {
-                    (q.sum, q.files) = (None, Vec::new());
+                    (q.sum, q.files, q.error) = (None, Vec::new(), None);
                 }
             }
         }
