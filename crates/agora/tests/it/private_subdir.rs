@@ -75,6 +75,15 @@ fn private_module_in_a_go_import_subdirectory_matches_the_go_command() {
     repo.checkout("main");
     repo.write("go/head.go", "package lib\n");
     repo.commit("four");
+    // A major version in a directory of its own, named by its own go-import tag: tags
+    // `go2/v2.x.y`, pseudo-versions based on `go2/v2.` tags.
+    let v2 = format!("{module}/v2");
+    repo.write("go2/go.mod", format!("module {v2}\n\ngo 1.21\n"))
+        .write("go2/lib.go", "package lib\n");
+    repo.commit("v2");
+    repo.tag("go2/v2.0.0");
+    repo.write("go2/next.go", "package lib\n");
+    let v2_untagged = repo.commit("v2 next");
 
     let srv = HttpsGitServer::builder(host.repo_dir(H))
         .host(H)
@@ -82,6 +91,7 @@ fn private_module_in_a_go_import_subdirectory_matches_the_go_command() {
             &module,
             &format!("{module} git https://{H}/team/mono.git go"),
         )
+        .go_import(&v2, &format!("{v2} git https://{H}/team/mono.git go2"))
         .start();
     let direct = srv.configure_go(GoClient::find());
     let tmp = tempfile::tempdir().unwrap();
@@ -131,6 +141,22 @@ fn private_module_in_a_go_import_subdirectory_matches_the_go_command() {
     let origin = d.origin.clone().unwrap();
     assert_eq!(origin["Subdir"], "go");
     assert_eq!(origin["TagPrefix"], "go/");
+
+    for query in ["v2.0.0", "latest", &v2_untagged[..12]] {
+        let q = format!("{v2}@{query}");
+        let d = direct
+            .mod_download("direct", &q)
+            .unwrap_or_else(|e| panic!("go direct {q}: {e}"));
+        let a = via
+            .mod_download(agora.url(), &q)
+            .unwrap_or_else(|e| panic!("via agora {q}: {e}\n{}", agora.stderr_log()));
+        assert_eq!(
+            (&a.version, &a.sum, &a.go_mod_sum),
+            (&d.version, &d.sum, &d.go_mod_sum),
+            "{q}"
+        );
+        assert_same_info(&agora, &v2, query, &d);
+    }
 
     // Go 1.23 cannot read the fourth field itself; through agora it gets the same module.
     let old = go_via(GoClient::oldest(), &agora);
@@ -196,7 +222,8 @@ fn private_go_import_subdirectory_with_a_leading_slash_is_refused_like_the_go_co
 }
 
 /// `.info` built from git carries the go command's `Origin` (VCS, URL, Hash, Ref, TagPrefix,
-/// TagSum) for a tag, a commit, a branch and `@latest` (tagged and untagged); never a credential;
+/// TagSum) for a tag, a commit, a branch and `@latest` (tagged, untagged, and a `/v2` module
+/// without tags, which has none); never a credential;
 /// a version's cached `.info` keeps only what the version itself depends on; and Go 1.23 reads
 /// such answers. Before: `.info` had only `Version` and `Time`.
 #[test]
@@ -227,6 +254,12 @@ fn private_info_carries_the_go_commands_origin() {
         .write("go.mod", format!("module {untagged_module}\n"))
         .write("f.go", "package fresh\n");
     fresh.commit("only");
+    let major_module = format!("{H}/team/major/v2");
+    let mut major = host.repo(&format!("{H}/team/major"));
+    major
+        .write("go.mod", format!("module {major_module}\n"))
+        .write("m.go", "package major\n");
+    major.commit("only");
 
     let srv = HttpsGitServer::builder(host.repo_dir(H))
         .host(H)
@@ -250,6 +283,13 @@ fn private_info_carries_the_go_commands_origin() {
         .unwrap();
     assert_eq!(d.origin.as_ref().unwrap()["Ref"], "HEAD");
     assert_same_info(&agora, &untagged_module, "latest", &d);
+    // A /v2 module's pseudo-version depends on its `v2.` tags, its version list on all tags: the
+    // go command then gives no origin at all.
+    let d = direct
+        .mod_download("direct", &format!("{major_module}@latest"))
+        .unwrap();
+    assert_eq!(d.origin, None);
+    assert_same_info(&agora, &major_module, "latest", &d);
 
     // What a version's .info says once cached: a pseudo-version its commit, a tag its tag, never
     // the branch or tag list that resolved it.
