@@ -126,7 +126,7 @@ impl Origin {
 /// name after the prefix's directory part could matter to a version (a canonical semver, maybe
 /// followed by more, and not a pseudo-version), the lines `"<tag>" <commit>` as Go's `%q`
 /// writes the name.
-pub fn tag_sum(refs: &Refs, prefix: &str) -> String {
+pub(crate) fn tag_sum(refs: &Refs, prefix: &str) -> String {
     let dir = &prefix[..prefix.rfind('/').map_or(0, |i| i + 1)];
     let mut h = Sha256::new();
     for (tag, hash) in refs.tags.range(prefix.to_owned()..) {
@@ -134,7 +134,7 @@ pub fn tag_sum(refs: &Refs, prefix: &str) -> String {
             break;
         }
         let rest = tag.strip_prefix(dir).unwrap_or(tag);
-        let is_origin_tag = semver::canonical(rest).is_some_and(|c| rest.starts_with(&c))
+        let is_origin_tag = semver::canonical_semver(rest).is_some_and(|c| rest.starts_with(&c))
             && !is_pseudo_version(rest);
         if is_origin_tag {
             h.update(format!("{} {hash}\n", go_quote(tag)));
