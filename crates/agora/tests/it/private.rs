@@ -529,6 +529,11 @@ fn credentials_in_a_rule_url_reach_neither_command_lines_nor_files() {
             artifact_path(&module, "v1.0.0", ext)
         ));
         assert_eq!(status, 200, "{ext}: {}", http::text(&body));
+        if ext == "info" {
+            // The origin names the repository without the rule's user information.
+            let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(info["Origin"]["URL"], format!("https://{H}/team/lib.git"));
+        }
     }
     let traced = std::fs::read_to_string(&trace).unwrap();
     assert!(traced.contains("remote-https"), "git was traced: {traced}");
