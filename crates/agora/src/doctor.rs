@@ -170,10 +170,15 @@ async fn diagnose_direct(app: &app::App, mut r: Report, module: &ModulePath, que
         ResolvedBy::VcsSuffix => "\".git\" in the path".to_owned(),
         ResolvedBy::GoImport { meta_url } => format!("go-import meta tag at {meta_url}"),
     };
+    let subdir = if root.subdir.is_empty() {
+        String::new()
+    } else {
+        format!(" in subdirectory {}", root.subdir)
+    };
     r.line(
         "repository",
         format!(
-            "{} (root {}, found by {how})",
+            "{} (root {}{subdir}, found by {how})",
             agora_vcs::redact(&root.url),
             root.root
         ),

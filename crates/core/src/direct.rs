@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use agora_gomod::module::ModulePath;
 use agora_upstream::FetchError;
-use agora_vcs::{GitFailure, RevInfo, Vcs};
+use agora_vcs::{GitFailure, Origin, RevInfo, Vcs};
 use async_trait::async_trait;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::source::Source;
 
@@ -34,13 +35,97 @@ fn failed(module: &ModulePath) -> impl FnOnce(agora_vcs::Error) -> FetchError + 
     move |err| map_err(module.as_str(), err)
 }
 
-/// The `.info` JSON the go command expects: `{"Version":…,"Time":…}`.
+/// An `.info` body: `{"Version":…,"Time":…,"Origin":{…}}`, the go command's field names and order
+/// (go: `modfetch.RevInfo`, `codehost.Origin`). Clients that do not know `Origin` (or one of its
+/// fields) ignore it, as Go's JSON decoding does.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InfoJson {
+    version: String,
+    time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<OriginJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OriginJson {
+    #[serde(rename = "VCS", default, skip_serializing_if = "String::is_empty")]
+    vcs: String,
+    #[serde(rename = "URL", default, skip_serializing_if = "String::is_empty")]
+    url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    subdir: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    hash: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    tag_prefix: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    tag_sum: String,
+    #[serde(rename = "Ref", default, skip_serializing_if = "String::is_empty")]
+    reference: String,
+}
+
+impl From<&Origin> for OriginJson {
+    fn from(o: &Origin) -> Self {
+        OriginJson {
+            vcs: o.vcs.clone(),
+            url: o.url.clone(),
+            subdir: o.subdir.clone(),
+            hash: o.hash.clone(),
+            tag_prefix: o.tag_prefix.clone(),
+            tag_sum: o.tag_sum.clone(),
+            reference: o.reference.clone(),
+        }
+    }
+}
+
+impl From<OriginJson> for Origin {
+    fn from(o: OriginJson) -> Self {
+        Origin {
+            vcs: o.vcs,
+            url: o.url,
+            subdir: o.subdir,
+            hash: o.hash,
+            tag_prefix: o.tag_prefix,
+            tag_sum: o.tag_sum,
+            reference: o.reference,
+        }
+    }
+}
+
+/// The `.info` JSON for `rev`, with its full origin: the answer to a query (`latest`, a branch,
+/// a commit).
 pub fn info_json(rev: &RevInfo) -> Bytes {
-    let body = serde_json::json!({
-        "Version": rev.version,
-        "Time": rev.time_rfc3339(),
-    });
-    Bytes::from(body.to_string())
+    write_info(&rev.version, rev.time_rfc3339(), rev.origin.as_ref())
+}
+
+/// The `.info` JSON for `rev` as cached for its version: the origin of the version itself
+/// ([`Origin::for_version`]), since a cached `.info` is served for every later request.
+pub fn version_info_json(rev: &RevInfo) -> Bytes {
+    let origin = rev.origin.as_ref().map(|o| o.for_version(&rev.version));
+    write_info(&rev.version, rev.time_rfc3339(), origin.as_ref())
+}
+
+/// [`version_info_json`] from a query's `.info` body (as [`info_json`] wrote it) that resolved
+/// to `version`.
+fn version_info_from(body: Bytes, version: &str) -> Bytes {
+    match serde_json::from_slice::<InfoJson>(&body) {
+        Ok(info) if info.version == version => {
+            let origin = info.origin.map(|o| Origin::from(o).for_version(version));
+            write_info(version, info.time, origin.as_ref())
+        }
+        _ => body,
+    }
+}
+
+fn write_info(version: &str, time: String, origin: Option<&Origin>) -> Bytes {
+    let info = InfoJson {
+        version: version.to_owned(),
+        time,
+        origin: origin.map(OriginJson::from),
+    };
+    Bytes::from(serde_json::to_vec(&info).expect("an info serializes"))
 }
 
 /// Maps a vcs failure of `module` to the proxy's vocabulary: "does not exist" is not-found (404,
@@ -105,7 +190,17 @@ impl Source for VcsSource {
 
     async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, FetchError> {
         let repo = self.repo(module).await?;
-        Ok(info_json(&repo.stat(query).await.map_err(failed(module))?))
+        let rev = repo.stat(query).await.map_err(failed(module))?;
+        // A version's own `.info` is cached for good: give it the version's origin.
+        Ok(if rev.version == query {
+            version_info_json(&rev)
+        } else {
+            info_json(&rev)
+        })
+    }
+
+    fn info_for_version(&self, body: Bytes, version: &str) -> Bytes {
+        version_info_from(body, version)
     }
 
     async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, FetchError> {
@@ -145,6 +240,49 @@ impl Source for VcsSource {
 mod tests {
     use super::*;
     use crate::CoreError;
+
+    /// The go command's field names and order; empty fields left out; a branch's answer cached
+    /// for its version names the version's tag instead of the branch, without the tag list.
+    #[test]
+    fn info_has_the_go_commands_origin_and_caches_the_versions() {
+        let rev = RevInfo {
+            version: "v1.2.0".into(),
+            hash: "abc".into(),
+            short: "abc".into(),
+            time: 1_704_164_645,
+            origin: Some(Origin {
+                vcs: "git".into(),
+                url: "https://h/team/mono.git".into(),
+                subdir: "go".into(),
+                hash: "abc".into(),
+                tag_prefix: "go/".into(),
+                tag_sum: "t1:x".into(),
+                reference: "refs/heads/main".into(),
+            }),
+        };
+        let full = info_json(&rev);
+        assert_eq!(
+            std::str::from_utf8(&full).unwrap(),
+            r#"{"Version":"v1.2.0","Time":"2024-01-02T03:04:05Z","Origin":{"VCS":"git","URL":"https://h/team/mono.git","Subdir":"go","Hash":"abc","TagPrefix":"go/","TagSum":"t1:x","Ref":"refs/heads/main"}}"#
+        );
+        let version = r#"{"Version":"v1.2.0","Time":"2024-01-02T03:04:05Z","Origin":{"VCS":"git","URL":"https://h/team/mono.git","Subdir":"go","Hash":"abc","Ref":"refs/tags/go/v1.2.0"}}"#;
+        assert_eq!(
+            std::str::from_utf8(&version_info_json(&rev)).unwrap(),
+            version
+        );
+        assert_eq!(
+            std::str::from_utf8(&version_info_from(full, "v1.2.0")).unwrap(),
+            version
+        );
+        let bare = RevInfo {
+            origin: None,
+            ..rev
+        };
+        assert_eq!(
+            std::str::from_utf8(&info_json(&bare)).unwrap(),
+            r#"{"Version":"v1.2.0","Time":"2024-01-02T03:04:05Z"}"#
+        );
+    }
 
     /// Regression: a full local disk during git work answered 502 "upstream git failed"; it is
     /// a storage failure (503, generic body, counted as a storage error).

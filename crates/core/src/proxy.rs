@@ -509,7 +509,8 @@ impl Proxy {
     }
 
     /// `/@v/<query>.info`. Canonical versions are cached forever; other queries (branches, commit
-    /// prefixes) are always resolved afresh, and the version they resolve to is cached.
+    /// prefixes) are always resolved afresh and answered with their own `.info`, and the version
+    /// they resolve to is cached as the source says ([`Source::info_for_version`]).
     pub async fn info(
         &self,
         module: &ModulePath,
@@ -558,7 +559,7 @@ impl Proxy {
             };
             let what = format!("{m}@{q}");
             let gate = &this.inner.gate;
-            let (body, version) = walk(this.hops(&m), |hop| {
+            let (body, version, to_store) = walk(this.hops(&m), |hop| {
                 let (m, q) = (&m, &q);
                 async move {
                     let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
@@ -569,7 +570,12 @@ impl Proxy {
                             reason,
                         }
                     })?;
-                    Ok((body, version))
+                    let to_store = if version == *q {
+                        body.clone()
+                    } else {
+                        source.info_for_version(body.clone(), &version)
+                    };
+                    Ok((body, version, to_store))
                 }
             })
             .await
@@ -588,7 +594,10 @@ impl Proxy {
             {
                 this.approve(Candidate::info(&m, &version)).await?;
             }
-            this.store_once(&key, body).await
+            let stored = this.store_once(&key, to_store).await?;
+            // A branch or commit query gets its own answer (its origin names the branch), not
+            // the version's stored one.
+            Ok(if version == q { stored } else { body })
         };
         let body = self.fly(flight_key, work).await?;
         Ok(Served {

@@ -27,6 +27,12 @@ pub trait Source: Send + Sync {
     async fn list(&self, module: &ModulePath) -> Result<Bytes, FetchError>;
     async fn latest(&self, module: &ModulePath) -> Result<Bytes, FetchError>;
     async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, FetchError>;
+    /// What to cache as `<version>.info` when a query that is not the version itself (a branch,
+    /// a commit, `v2.0.0` for `v2.0.0+incompatible`) resolved to `version` from `body`: by
+    /// default `body` as it came (an upstream's bytes are kept unchanged).
+    fn info_for_version(&self, body: Bytes, _version: &str) -> Bytes {
+        body
+    }
     async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, FetchError>;
     /// Writes the zip to `dest` and returns its size.
     async fn zip(&self, module: &ModulePath, version: &str, dest: &Path)

@@ -78,7 +78,7 @@ pub enum ResolveFailure {
     /// its prefix.
     BadMeta,
     /// The path is served by something agora cannot fetch from: a `mod` (proxy) or non-git VCS
-    /// tag, or a `go-import` subdirectory.
+    /// tag.
     Unsupported,
     /// The `?go-get=1` page redirects from https to http and the path is not GOINSECURE: refused,
     /// as by the go command. The meta server is misconfigured; the host is reachable.
@@ -267,8 +267,8 @@ impl fmt::Display for ForClient<'_> {
                     ResolveFailure::UnknownCa => GitFailure::UnknownCa.for_client(),
                     ResolveFailure::BadMeta => "invalid go-import meta tags",
                     ResolveFailure::Unsupported => {
-                        "not served from a git repository agora can fetch (a module proxy, \
-                         another version control system or a repository subdirectory)"
+                        "not served from a git repository agora can fetch (a module proxy or \
+                         another version control system)"
                     }
                 };
                 f.write_str(cause)

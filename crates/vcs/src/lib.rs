@@ -8,8 +8,8 @@
 //! # Layout
 //!
 //! - [`Vcs`]: the facade the proxy uses: module path → repository → [`CodeRepo`].
-//! - [`resolve`]: module path → repository root and URL (configured rules, known hosts, `.git`
-//!   suffix, `go-import` meta tags).
+//! - [`resolve`]: module path → repository root, URL and subdirectory (configured rules, known
+//!   hosts, `.git` suffix, `go-import` meta tags).
 //! - [`credentials`]: per-host credentials handed to git and to the meta request.
 //! - [`mirror`]: one persistent bare mirror per repository URL, created once and then updated
 //!   with incremental `git fetch`es (single-flight per repository, skipped while fresh); reading
@@ -18,7 +18,7 @@
 //!   subdirectory, major-version suffix) and where its go.mod lives at a commit.
 //! - [`versions`]: the module's version list (`@v/list`) from the repository's tags.
 //! - [`query`]: resolving a query (tag, branch, commit, pseudo-version, `latest`) to a canonical
-//!   version, commit hash and commit time (`@v/<query>.info`).
+//!   version, commit hash, commit time and [`Origin`] (`@v/<query>.info`).
 //! - [`zip`]: the module zip of a version (`@v/<version>.zip`) and `@latest`.
 //! - [`error`]: the crate's single [`Error`] type, with failures classified for callers, and
 //!   [`ForClient`], what a client of the proxy may read of one.
@@ -41,7 +41,7 @@ pub use credentials::HostCredential;
 pub use error::{Error, ForClient, GitFailure, ResolveFailure};
 pub use git::redact;
 pub use mirror::{Commit, FirstFetch, Mirror, Mirrors, Refs};
-pub use query::RevInfo;
+pub use query::{Origin, RevInfo};
 pub use repo::CodeRepo;
 pub use resolve::{repository_path, RepoRoot, ResolvedBy, Resolver, ResolverOptions, RewriteRule};
 pub use zip::ZipInfo;
@@ -90,7 +90,7 @@ impl Vcs {
     pub async fn code_repo(&self, module: &str) -> Result<CodeRepo, Error> {
         let root = self.resolve(module).await?;
         let mirror = self.mirrors.open(&root.url).await?;
-        CodeRepo::new(mirror, module, &root.root)
+        CodeRepo::new(mirror, module, &root.root, &root.subdir)
     }
 
     /// `git ls-remote` of `url` with its credentials: the number of refs (for `agora doctor`).

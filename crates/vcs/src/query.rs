@@ -7,6 +7,10 @@
 //! first, else the highest allowed, not retracted one), else a pseudo-version based on the highest
 //! allowed tag reachable from it. A requested pseudo-version is checked against the commit
 //! (hash, time, base tag an ancestor but not on the commit itself).
+//!
+//! Each answer carries its [`Origin`], what the go command prints for `GOPROXY=direct` and
+//! proxies put into `.info`: which repository and commit, and what the answer depended on that
+//! may change (a branch or tag name, the set of tags).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -15,6 +19,9 @@ use agora_gomod::{
     is_pseudo_version, match_path_major, pseudo_version, pseudo_version_base, pseudo_version_rev,
     pseudo_version_time, semver, PseudoTime, Retraction,
 };
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::mirror::{is_hex, Refs};
@@ -34,6 +41,134 @@ pub struct RevInfo {
     pub short: String,
     /// Committer time, Unix seconds.
     pub time: i64,
+    /// Where the answer came from; `None` when the go command gives none (see
+    /// [`CodeRepo::latest`]).
+    pub origin: Option<Origin>,
+}
+
+/// The provenance of an answer (go: `codehost.Origin`), with the go command's meaning for each
+/// field; empty fields are left out of the JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// Always `git`.
+    pub vcs: String,
+    /// The repository URL, without user information (see [`CodeRepo::origin_url`]).
+    pub url: String,
+    /// The module's directory in the repository.
+    pub subdir: String,
+    /// The commit.
+    pub hash: String,
+    /// With `tag_sum`: the answer depends on the tags with this prefix (a pseudo-version's base,
+    /// the version list behind `latest`).
+    pub tag_prefix: String,
+    /// `t1:` + base64 of the SHA-256 of those tags and their commits (go: `gitRepo.Tags`).
+    pub tag_sum: String,
+    /// The answer depends on this ref naming `hash`: `refs/tags/…`, `refs/heads/…` or `HEAD`.
+    pub reference: String,
+}
+
+impl Origin {
+    /// The origin as a module cache keeps it for a canonical version (go: `writeDiskStat`):
+    /// the tag list no longer matters once the version is known, and neither does the ref that
+    /// named a pseudo-version's commit. A tagged version keeps (or gets) its own tag as the ref,
+    /// which is what a request for the version itself answers, so the stored answer does not
+    /// depend on which query (a branch, `latest`) resolved it first.
+    pub fn for_version(&self, version: &str) -> Origin {
+        let reference = if is_pseudo_version(version) {
+            String::new()
+        } else {
+            let tag = version.strip_suffix("+incompatible").unwrap_or(version);
+            if self.subdir.is_empty() {
+                format!("refs/tags/{tag}")
+            } else {
+                format!("refs/tags/{}/{tag}", self.subdir)
+            }
+        };
+        Origin {
+            tag_prefix: String::new(),
+            tag_sum: String::new(),
+            reference,
+            ..self.clone()
+        }
+    }
+
+    /// Combines the origin of a version list with that of the version chosen from it (go:
+    /// `modload.mergeOrigin`): `None` when they disagree.
+    fn merge(&self, other: &Origin) -> Option<Origin> {
+        if (&self.vcs, &self.url, &self.subdir) != (&other.vcs, &other.url, &other.subdir) {
+            return None;
+        }
+        let mut merged = self.clone();
+        let conflict = |a: &str, b: &str| !a.is_empty() && !b.is_empty() && a != b;
+        if conflict(&self.hash, &other.hash)
+            || conflict(&self.reference, &other.reference)
+            || (!other.tag_sum.is_empty()
+                && !self.tag_sum.is_empty()
+                && (self.tag_sum != other.tag_sum || self.tag_prefix != other.tag_prefix))
+        {
+            return None;
+        }
+        if !other.hash.is_empty() {
+            merged.hash.clone_from(&other.hash);
+        }
+        if !other.tag_sum.is_empty() {
+            merged.tag_sum.clone_from(&other.tag_sum);
+            merged.tag_prefix.clone_from(&other.tag_prefix);
+        }
+        if !other.reference.is_empty() {
+            merged.reference.clone_from(&other.reference);
+        }
+        Some(merged)
+    }
+}
+
+/// The checksum of the tags named `prefix…` (go: `gitRepo.Tags`): over the tags, sorted, whose
+/// name after the prefix's directory part could matter to a version (a canonical semver, maybe
+/// followed by more, and not a pseudo-version), the lines `"<tag>" <commit>` as Go's `%q`
+/// writes the name.
+pub(crate) fn tag_sum(refs: &Refs, prefix: &str) -> String {
+    let dir = &prefix[..prefix.rfind('/').map_or(0, |i| i + 1)];
+    let mut h = Sha256::new();
+    for (tag, hash) in refs.tags.range(prefix.to_owned()..) {
+        if !tag.starts_with(prefix) {
+            break;
+        }
+        let rest = tag.strip_prefix(dir).unwrap_or(tag);
+        let is_origin_tag = semver::canonical_semver(rest).is_some_and(|c| rest.starts_with(&c))
+            && !is_pseudo_version(rest);
+        if is_origin_tag {
+            h.update(format!("{} {hash}\n", go_quote(tag)));
+        }
+    }
+    format!(
+        "t1:{}",
+        base64::engine::general_purpose::STANDARD.encode(h.finalize())
+    )
+}
+
+/// Go's `strconv.Quote` for the strings tags can be: printable characters as they are, `"` and
+/// `\` escaped, control characters as escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl RevInfo {
@@ -57,6 +192,9 @@ struct CodeInfo {
     tags: Vec<String>,
     /// The tag that was asked for, if the query was one of `tags`; else the hash.
     version: String,
+    /// The ref the query named (go: `Origin.Ref` of `gitRepo.stat`): `refs/tags/<tag>`,
+    /// `refs/heads/<branch>` or `HEAD`; empty for a commit hash, which names itself.
+    reference: String,
 }
 
 /// Lazily computed facts for the `+incompatible` rules of one conversion.
@@ -78,7 +216,47 @@ impl CodeRepo {
         let Some(info) = self.code_stat(&refs, &code_rev).await? else {
             return Err(self.invalid(query, format!("unknown revision {code_rev}")));
         };
-        self.convert(&refs, &info, query).await
+        let rev = self.convert(&refs, &info, query).await?;
+        Ok(self.with_origin(rev, &refs, &info, query))
+    }
+
+    /// The repository URL for [`Origin::url`]: the mirror's URL with any user information
+    /// (`https://user:token@host/…`, `ssh://git@host/…`) left out, so that no credential can
+    /// reach a client or a cache.
+    pub fn origin_url(&self) -> String {
+        self.mirror.url().replacen("://***@", "://", 1)
+    }
+
+    /// Adds the origin of a conversion (go: the deferred part of `codeRepo.convert`): the
+    /// commit, the ref the query named, and for a pseudo-version (unless it was asked for and
+    /// has no base tag) the tags its base was chosen from.
+    fn with_origin(
+        &self,
+        mut rev: RevInfo,
+        refs: &Refs,
+        info: &CodeInfo,
+        stat_vers: &str,
+    ) -> RevInfo {
+        let mut origin = Origin {
+            vcs: "git".to_owned(),
+            url: self.origin_url(),
+            subdir: self.code_dir.clone(),
+            hash: info.hash.clone(),
+            reference: info.reference.clone(),
+            ..Origin::default()
+        };
+        let v = &rev.version;
+        if is_pseudo_version(v) && (v != stat_vers || !v.starts_with("v0.0.0-")) {
+            let mut prefix = self.tag_prefix();
+            if !self.path_major.is_empty() {
+                prefix.push_str(&self.path_major[1..]);
+                prefix.push('.');
+            }
+            origin.tag_sum = tag_sum(refs, &prefix);
+            origin.tag_prefix = prefix;
+        }
+        rev.origin = Some(origin);
+        rev
     }
 
     /// The canonical version of the default branch's tip (go: `codeRepo.Latest`): the proxy's
@@ -91,8 +269,29 @@ impl CodeRepo {
                 reason: "no commits".to_owned(),
             });
         };
-        let info = self.stat_local(&refs, &head, &head).await?;
-        self.convert(&refs, &info, "").await
+        let mut info = self.stat_local(&refs, &head, &head).await?;
+        info.reference = "HEAD".to_owned();
+        let rev = self.convert(&refs, &info, "").await?;
+        Ok(self.with_origin(rev, &refs, &info, ""))
+    }
+
+    /// The origin of the version list, as the go command's `latest` query starts from it (go:
+    /// `codeRepo.Versions`): the module's tags.
+    pub(crate) fn list_origin(&self, refs: &Refs) -> Origin {
+        let prefix = self.tag_prefix();
+        Origin {
+            vcs: "git".to_owned(),
+            url: self.origin_url(),
+            subdir: self.code_dir.clone(),
+            tag_sum: tag_sum(refs, &prefix),
+            tag_prefix: prefix,
+            ..Origin::default()
+        }
+    }
+
+    /// [`Origin::merge`] for [`CodeRepo::latest`].
+    pub(crate) fn merge_origin(list: &Origin, rev: &mut RevInfo) {
+        rev.origin = rev.origin.as_ref().and_then(|o| list.merge(o));
     }
 
     /// Maps a module version to a repository revision (go: `revToRev`): a pseudo-version to its
@@ -112,21 +311,30 @@ impl CodeRepo {
     /// hashes taken from refs reach git, so a query cannot smuggle in options or rev syntax.
     async fn code_stat(&self, refs: &Refs, rev: &str) -> Result<Option<CodeInfo>, Error> {
         let hexlike = (MIN_HASH_DIGITS..=40).contains(&rev.len()) && is_hex(rev);
+        // A commit hash names itself: no ref in the origin (the go command's answer once it has
+        // the commit; before, it may name a ref the commit is the tip of).
         if hexlike {
             if let Some(hash) = self.mirror.resolve_commit(rev).await? {
                 return Ok(Some(self.stat_local(refs, rev, &hash).await?));
             }
         }
+        let with_ref = |mut info: CodeInfo, reference: String| {
+            info.reference = reference;
+            Some(info)
+        };
         if let Some(hash) = refs.tags.get(rev) {
-            return Ok(Some(self.stat_local(refs, rev, hash).await?));
+            let info = self.stat_local(refs, rev, hash).await?;
+            return Ok(with_ref(info, format!("refs/tags/{rev}")));
         }
         // A branch or HEAD moves, so the answer must not claim their name.
         if let Some(hash) = refs.heads.get(rev) {
-            return Ok(Some(self.stat_local(refs, hash, hash).await?));
+            let info = self.stat_local(refs, hash, hash).await?;
+            return Ok(with_ref(info, format!("refs/heads/{rev}")));
         }
         if rev == "HEAD" {
             if let Some(hash) = self.mirror.head().await? {
-                return Ok(Some(self.stat_local(refs, &hash, &hash).await?));
+                let info = self.stat_local(refs, &hash, &hash).await?;
+                return Ok(with_ref(info, "HEAD".to_owned()));
             }
         }
         if hexlike {
@@ -171,6 +379,7 @@ impl CodeRepo {
             time: commit.time,
             tags,
             version,
+            reference: String::new(),
         })
     }
 
@@ -306,6 +515,7 @@ impl CodeRepo {
             hash: info.hash.clone(),
             short: info.short.clone(),
             time: info.time,
+            origin: None,
         })
     }
 
@@ -469,5 +679,122 @@ impl CodeRepo {
             None => format!("preceding tag ({base}) not found"),
             Some(tag) => format!("revision {rev} is not a descendent of preceding tag ({tag})"),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(tags: &[(&str, &str)]) -> Refs {
+        Refs {
+            tags: tags
+                .iter()
+                .map(|(t, h)| ((*t).to_owned(), (*h).to_owned()))
+                .collect(),
+            ..Refs::default()
+        }
+    }
+
+    /// The go command (1.27, `GOPROXY=direct go mod download -json m@latest`) printed this
+    /// `TagSum` for a repository with exactly these two tags.
+    #[test]
+    fn tag_sum_is_the_go_commands() {
+        let r = refs(&[
+            ("v1.0.0", "35993d787f2373e63254338e412989293f051660"),
+            ("v1.1.0-pre", "a176e45a08690a9196d6e40bae5f801228fff999"),
+        ]);
+        let want = "t1:slyUQIogPTypkEXhlGaPe29Ja3Kit/FmvKI/AirfQSc=";
+        assert_eq!(tag_sum(&r, ""), want);
+        // Tags that cannot matter to a version are not summed: other prefixes, non-semver
+        // names, pseudo-versions.
+        let mut more = r.clone();
+        for (t, h) in [
+            ("release-1", "1111111111111111111111111111111111111111"),
+            ("sub/v1.0.0", "2222222222222222222222222222222222222222"),
+            (
+                "v0.0.0-20240102030405-abcdefabcdef",
+                "3333333333333333333333333333333333333333",
+            ),
+        ] {
+            more.tags.insert(t.to_owned(), h.to_owned());
+        }
+        assert_eq!(tag_sum(&more, ""), want);
+        // Under a directory prefix the names are summed whole, the semver test is on the rest.
+        let sub = refs(&[
+            ("sub/v1.0.0", "35993d787f2373e63254338e412989293f051660"),
+            ("sub/x", "35993d787f2373e63254338e412989293f051660"),
+        ]);
+        let only = refs(&[("sub/v1.0.0", "35993d787f2373e63254338e412989293f051660")]);
+        assert_eq!(tag_sum(&sub, "sub/"), tag_sum(&only, "sub/"));
+        assert_ne!(tag_sum(&sub, "sub/"), tag_sum(&sub, "sub/v2."));
+    }
+
+    #[test]
+    fn go_quote_escapes_like_strconv_quote() {
+        assert_eq!(go_quote("sub/v1.0.0"), r#""sub/v1.0.0""#);
+        assert_eq!(go_quote("a\"b\\c\td\u{7f}é"), r#""a\"b\\c\td\x7fé""#);
+    }
+
+    #[test]
+    fn a_version_keeps_only_what_it_depends_on() {
+        let full = Origin {
+            vcs: "git".into(),
+            url: "https://h/r.git".into(),
+            subdir: "go".into(),
+            hash: "abc".into(),
+            tag_prefix: "go/".into(),
+            tag_sum: "t1:x".into(),
+            reference: "refs/heads/main".into(),
+        };
+        let tagged = full.for_version("v1.2.0");
+        assert_eq!(tagged.reference, "refs/tags/go/v1.2.0");
+        assert!(tagged.tag_sum.is_empty() && tagged.tag_prefix.is_empty());
+        assert_eq!(
+            Origin {
+                subdir: String::new(),
+                ..full.clone()
+            }
+            .for_version("v2.0.0+incompatible")
+            .reference,
+            "refs/tags/v2.0.0"
+        );
+        let pseudo = full.for_version("v1.2.1-0.20240102030405-abcdefabcdef");
+        assert!(pseudo.reference.is_empty());
+        assert_eq!(pseudo.hash, "abc");
+    }
+
+    #[test]
+    fn merging_origins_follows_the_go_command() {
+        let list = Origin {
+            vcs: "git".into(),
+            url: "u".into(),
+            tag_prefix: "".into(),
+            tag_sum: "t1:list".into(),
+            ..Origin::default()
+        };
+        let tag = Origin {
+            vcs: "git".into(),
+            url: "u".into(),
+            hash: "h".into(),
+            reference: "refs/tags/v1.0.0".into(),
+            ..Origin::default()
+        };
+        let merged = list.merge(&tag).unwrap();
+        assert_eq!(
+            (
+                merged.tag_sum.as_str(),
+                merged.reference.as_str(),
+                merged.hash.as_str()
+            ),
+            ("t1:list", "refs/tags/v1.0.0", "h")
+        );
+        // A /v2 module's pseudo-version sums the `v2.` tags, its list all tags: no origin.
+        let pseudo = Origin {
+            tag_prefix: "v2.".into(),
+            tag_sum: "t1:v2".into(),
+            ..tag.clone()
+        };
+        assert_eq!(list.merge(&pseudo), None);
     }
 }

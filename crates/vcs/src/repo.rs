@@ -1,9 +1,10 @@
 //! A module inside a mirrored repository (go: `modfetch/coderepo.go` `newCodeRepo`, `findDir`).
 //!
 //! The module path splits into a prefix and a major-version suffix (`/v2`, `.v2`); the prefix
-//! minus the repository root is the module's directory in the repository (`code_dir`), which is
-//! also the tag prefix (`code_dir/v1.2.3`). At a given commit the module's go.mod is found either
-//! in `code_dir/vN` (the "major subdirectory" layout) or in `code_dir`.
+//! minus the repository root, under the `go-import` subdirectory if the meta tag gave one (Go
+//! 1.25), is the module's directory in the repository (`code_dir`), which is also the tag prefix
+//! (`code_dir/v1.2.3`). At a given commit the module's go.mod is found either in `code_dir/vN`
+//! (the "major subdirectory" layout) or in `code_dir`.
 
 use agora_gomod::gomodfile::{module_path, GoMod};
 use agora_gomod::{format_module_line, path_major_prefix, semver, split_path_version};
@@ -30,8 +31,10 @@ pub struct CodeRepo {
 
 impl CodeRepo {
     /// The module `module` in the repository whose import-path root is `root` (for example
-    /// `github.com/o/r` for module `github.com/o/r/sub/v2`), mirrored in `mirror`.
-    pub fn new(mirror: Mirror, module: &str, root: &str) -> Result<Self, Error> {
+    /// `github.com/o/r` for module `github.com/o/r/sub/v2`), mirrored in `mirror`. `subdir` is
+    /// the repository directory that `root` names (a cleaned `go-import` subdirectory; `""` for
+    /// the repository root).
+    pub fn new(mirror: Mirror, module: &str, root: &str, subdir: &str) -> Result<Self, Error> {
         let err = |reason: String| Error::Module {
             module: module.to_owned(),
             reason,
@@ -53,6 +56,13 @@ impl CodeRepo {
                 )));
             }
             path_prefix[root.len()..].trim_matches('/').to_owned()
+        };
+        // go: `filepath.Join(codeDir, subdir)`, in that order (so a module below the root of a
+        // subdirectory import is looked for in `<its dir>/<subdir>`); both are clean already.
+        let code_dir = match (code_dir.is_empty(), subdir.is_empty()) {
+            (_, true) => code_dir,
+            (true, false) => subdir.to_owned(),
+            (false, false) => format!("{code_dir}/{subdir}"),
         };
         Ok(CodeRepo {
             mirror,

@@ -19,8 +19,9 @@
 //!    command's `PreferMod`). A prefix other than the module path must be confirmed by the same
 //!    tag at `https://<prefix>?go-get=1`. Only `git` is supported: a `mod` tag (a proxy URL) is
 //!    used only when a `git` tag with the same prefix exists alongside it (then the git one
-//!    serves), otherwise it is an [`ResolveFailure::Unsupported`] error, as are other VCSs and
-//!    Go 1.25's subdirectory field.
+//!    serves), otherwise it is an [`ResolveFailure::Unsupported`] error, as are other VCSs.
+//!    Go 1.25's optional fourth field, a subdirectory, says that the module tree lives in that
+//!    directory of the repository ([`RepoRoot::subdir`]; its tags then carry that prefix).
 //!
 //! The meta request carries basic-auth credentials when agora's configuration has them for the
 //! host, else from `.netrc` like the `go` command. `http://` is tried (after `https://` fails)
@@ -111,6 +112,9 @@ pub struct RepoRoot {
     pub root: String,
     /// The URL to hand git.
     pub url: String,
+    /// The directory of the repository that holds the import path `root` (the `go-import`
+    /// subdirectory field, Go 1.25), cleaned; empty for the repository's root.
+    pub subdir: String,
     pub by: ResolvedBy,
 }
 
@@ -320,6 +324,7 @@ impl Resolver {
                 Ok(RepoRoot {
                     root,
                     url,
+                    subdir: String::new(),
                     by: ResolvedBy::VcsSuffix,
                 })
             }
@@ -379,6 +384,7 @@ impl Resolver {
                 return Ok(Offline::Found(RepoRoot {
                     url: rule.url_for(&root),
                     root,
+                    subdir: String::new(),
                     by: ResolvedBy::Rule {
                         pattern: rule.pattern.clone(),
                     },
@@ -391,6 +397,7 @@ impl Resolver {
             return Ok(Offline::Found(RepoRoot {
                 url: format!("https://{root}"),
                 root,
+                subdir: String::new(),
                 by: ResolvedBy::KnownHost,
             }));
         }
@@ -468,6 +475,17 @@ impl Resolver {
                 ));
             }
         }
+        // The go command checks the subdirectory before the URL, with these words.
+        let subdir = clean_subdir(chosen.subdir.as_deref().unwrap_or("")).map_err(|why| {
+            Self::fail(
+                module,
+                ResolveFailure::BadMeta,
+                format!(
+                    "{meta_url}: invalid subdirectory {:?}: {why}",
+                    chosen.subdir.as_deref().unwrap_or("")
+                ),
+            )
+        })?;
         check_import_path(&chosen.prefix).map_err(|e| {
             Self::fail(
                 module,
@@ -492,6 +510,7 @@ impl Resolver {
         Ok(RepoRoot {
             root: chosen.prefix.clone(),
             url: url.clone(),
+            subdir,
             by: ResolvedBy::GoImport { meta_url },
         })
     }
@@ -686,6 +705,38 @@ fn vcs_suffix_root(module: &str) -> Option<String> {
     Some(elems[..=i].join("/"))
 }
 
+/// A `go-import` subdirectory as the module's directory in the repository: the go command refuses
+/// a leading `/` or `-` (`validateRepoSubDir`) and then joins it to the module's directory with
+/// `filepath.Join`, which cleans it (`./go/` is `go`). agora also refuses what cleans to `.` or
+/// climbs out with `..`: no tag or file of the repository could be named with that prefix.
+fn clean_subdir(subdir: &str) -> Result<String, &'static str> {
+    if subdir.is_empty() {
+        return Ok(String::new());
+    }
+    if subdir.starts_with('/') {
+        return Err("leading slash");
+    }
+    if subdir.starts_with('-') {
+        return Err("leading hyphen");
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for elem in subdir.split('/') {
+        match elem {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err("outside the repository");
+                }
+            }
+            e => parts.push(e),
+        }
+    }
+    if parts.is_empty() {
+        return Err("names the repository root");
+    }
+    Ok(parts.join("/"))
+}
+
 /// One `<meta name="go-import" content="prefix vcs url [subdir]">` tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaImport {
@@ -708,7 +759,7 @@ impl MetaImport {
 }
 
 /// Picks the tag for `module` (go: `matchGoImport` after `parseMetaGoImports` with
-/// `PreferMod`), then applies agora's limits (git only, no subdirectory).
+/// `PreferMod`), then applies agora's limit (git only).
 fn match_go_import(
     imports: &[MetaImport],
     module: &str,
@@ -778,15 +829,6 @@ fn match_go_import(
             format!(
                 "{} uses version control system {:?}; agora supports only git",
                 chosen.prefix, chosen.vcs
-            ),
-        ));
-    }
-    if let Some(dir) = &chosen.subdir {
-        return Err((
-            ResolveFailure::Unsupported,
-            format!(
-                "{} is in subdirectory {dir:?} of its repository (go-import subdirectory field); not supported",
-                chosen.prefix
             ),
         ));
     }
@@ -1089,6 +1131,7 @@ mod tests {
             RepoRoot {
                 root: "github.com/o/r".into(),
                 url: "https://github.com/o/r".into(),
+                subdir: String::new(),
                 by: ResolvedBy::KnownHost
             }
         );
@@ -1196,8 +1239,25 @@ mod tests {
         let mut sub = m("example.com/a", "git", "https://a");
         sub.subdir = Some("go".into());
         assert_eq!(
-            match_go_import(&[sub], "example.com/a").unwrap_err().0,
-            ResolveFailure::Unsupported
+            match_go_import(&[sub], "example.com/a")
+                .unwrap()
+                .subdir
+                .as_deref(),
+            Some("go")
         );
+    }
+
+    #[test]
+    fn subdirectories_are_checked_like_the_go_command_and_cleaned() {
+        assert_eq!(clean_subdir("").as_deref(), Ok(""));
+        assert_eq!(clean_subdir("go").as_deref(), Ok("go"));
+        assert_eq!(clean_subdir("./src//go/").as_deref(), Ok("src/go"));
+        assert_eq!(clean_subdir("a/../b").as_deref(), Ok("b"));
+        // Not special to the go command: a directory named `""`.
+        assert_eq!(clean_subdir("\"\"").as_deref(), Ok("\"\""));
+        assert_eq!(clean_subdir("/go"), Err("leading slash"));
+        assert_eq!(clean_subdir("-go"), Err("leading hyphen"));
+        assert!(clean_subdir(".").is_err());
+        assert!(clean_subdir("a/../..").is_err());
     }
 }

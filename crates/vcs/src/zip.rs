@@ -144,7 +144,8 @@ impl CodeRepo {
     /// `GOPROXY=direct` (go: `modload.queryProxy` over `codeRepo.Versions`): retracted versions
     /// are dropped; `+incompatible` ones too once the highest remaining compatible version has a
     /// go.mod; then the highest release wins, else the highest pre-release, else the default
-    /// branch's tip ([`CodeRepo::latest_head`]).
+    /// branch's tip ([`CodeRepo::latest_head`]). The origin is the chosen version's merged with
+    /// the version list's (go: `modload.queryProxy`).
     pub async fn latest(&self) -> Result<RevInfo, Error> {
         let refs = self.mirror.refs().await?;
         let versions = self.versions_from(&refs).await?;
@@ -171,10 +172,15 @@ impl CodeRepo {
             .rev()
             .find(|v| semver::prerelease(v).is_none() && !is_pseudo_version(v))
             .or_else(|| allowed.last());
-        match best {
-            Some(v) => self.stat(v).await,
-            None => self.latest_head().await,
-        }
+        // The answer depends on the tag list too: the go command merges its origin in (and gives
+        // none at all when the two disagree, as for a `/vN` module answered by a pseudo-version:
+        // its tags are `vN.`-prefixed there).
+        let mut rev = match best {
+            Some(v) => self.stat(v).await?,
+            None => self.latest_head().await?,
+        };
+        CodeRepo::merge_origin(&self.list_origin(&refs), &mut rev);
+        Ok(rev)
     }
 }
 

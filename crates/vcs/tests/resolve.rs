@@ -70,6 +70,16 @@ fn serve() -> (String, Log) {
                     "",
                     meta("proxy.example/m mod https://proxy.example"),
                 ),
+                "/sub.example/m?go-get=1" => (
+                    "200 OK",
+                    "",
+                    meta("sub.example/m git https://git.example/mono.git ./go/"),
+                ),
+                "/badsub.example/m?go-get=1" => (
+                    "200 OK",
+                    "",
+                    meta("badsub.example/m git https://git.example/mono.git -go"),
+                ),
                 "/plain.example/p?go-get=1" => ("200 OK", "", "<html>no tags</html>".to_owned()),
                 "/err404.example/p?go-get=1" => (
                     "404 Not Found",
@@ -133,6 +143,20 @@ async fn meta_tags_over_http() {
     assert_eq!(
         e.resolve_failure(),
         Some(ResolveFailure::Unsupported),
+        "{e}"
+    );
+    // Go 1.25's subdirectory field, cleaned as the go command joins it; a leading `-` or `/` is
+    // refused in the go command's words.
+    let r = resolver.resolve("sub.example/m").await.unwrap();
+    assert_eq!(
+        (r.url.as_str(), r.subdir.as_str()),
+        ("https://git.example/mono.git", "go")
+    );
+    let e = fail("badsub.example/m").await;
+    assert_eq!(e.resolve_failure(), Some(ResolveFailure::BadMeta), "{e}");
+    assert!(
+        e.to_string()
+            .contains("invalid subdirectory \"-go\": leading hyphen"),
         "{e}"
     );
     let e = fail("plain.example/p").await;

@@ -116,7 +116,7 @@ impl World {
     async fn code_repo(&self, mirrors: &Mirrors, module: &str, root: &str) -> CodeRepo {
         let owner_repo = root.strip_prefix("github.com/").unwrap();
         let mirror = mirrors.open(&self.url(owner_repo)).await.unwrap();
-        CodeRepo::new(mirror, module, root).unwrap()
+        CodeRepo::new(mirror, module, root, "").unwrap()
     }
 
     /// `go list -m -json <args>`, `Err(stderr)` on failure.

@@ -14,6 +14,7 @@ mod http_features;
 mod migrate;
 mod modes;
 mod private;
+mod private_subdir;
 mod replicas;
 mod secrets;
 mod serving;

@@ -166,7 +166,9 @@ impl HttpsGitServerBuilder {
 
     /// For import paths equal to or under `path_prefix` (a full path, `host/...`), answers
     /// `?go-get=1` with `<meta name="go-import" content="CONTENT">` whatever the mode, e.g.
-    /// `"gitlab.corp.example/team/tool git ssh://gitlab-ssh.corp.example/team/tool.git"`.
+    /// `"gitlab.corp.example/team/tool git ssh://gitlab-ssh.corp.example/team/tool.git"`, or with
+    /// Go 1.25's fourth field, the module's subdirectory of the repository:
+    /// `"gitlab.corp.example/team/lib git https://gitlab.corp.example/team/mono.git go"`.
     /// The longest matching prefix wins.
     pub fn go_import(mut self, path_prefix: &str, content: &str) -> Self {
         self.overrides
