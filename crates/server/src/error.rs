@@ -28,6 +28,9 @@ pub enum AppError {
     Denied {
         status: DenyStatus,
         message: String,
+        /// RFC 6750's `error` for the `Bearer` challenge of a 401 whose credentials were refused
+        /// (`invalid_token`, `invalid_request`); `None` when none were sent.
+        bearer_error: Option<&'static str>,
     },
     Core(Arc<CoreError>),
 }
@@ -57,7 +60,9 @@ impl AppError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "only GET and HEAD are supported".into(),
             ),
-            AppError::Denied { status, message } => match status {
+            AppError::Denied {
+                status, message, ..
+            } => match status {
                 DenyStatus::Unauthorized => {
                     (StatusCode::UNAUTHORIZED, format!("unauthorized: {message}"))
                 }
@@ -154,12 +159,28 @@ impl IntoResponse for AppError {
                 _ => {}
             }
         }
-        if self.denied() == Some(DenyStatus::Unauthorized) {
-            // curl and browsers prompt; the go command reports the message (it sends .netrc
-            // credentials for the proxy's host up front).
-            resp.headers_mut().insert(
+        if let AppError::Denied {
+            status: DenyStatus::Unauthorized,
+            bearer_error,
+            ..
+        } = &self
+        {
+            // Both schemes agora accepts. curl and browsers prompt for Basic. The go command
+            // reads neither: any 4xx makes it run its GOAUTH commands again with this answer on
+            // their stdin (`agora auth` among them), then retry once; with .netrc it sends the
+            // credentials up front and reports the message.
+            let headers = resp.headers_mut();
+            headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"agora\", charset=\"UTF-8\""),
+            );
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(match bearer_error {
+                    Some("invalid_token") => "Bearer realm=\"agora\", error=\"invalid_token\"",
+                    Some(_) => "Bearer realm=\"agora\", error=\"invalid_request\"",
+                    None => "Bearer realm=\"agora\"",
+                }),
             );
         }
         if matches!(self, AppError::MethodNotAllowed) {
