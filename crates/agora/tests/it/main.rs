@@ -18,4 +18,5 @@ mod replicas;
 mod secrets;
 mod serving;
 mod sumdb;
+mod toolchain;
 mod upstream_chain;
