@@ -657,6 +657,10 @@ fn goauth_command_hands_the_go_command_its_token() {
     assert_eq!(got.go_mod_sum, want.go_mod_sum);
     let text = calls();
     assert!(text.starts_with("call: --url"), "{text}");
+    assert!(
+        !text.contains(&s.alice),
+        "a token on a command line: {text}"
+    );
     assert!(!text.contains("exit: 1"), "{text}");
     assert!(
         audit_lines(&s)
@@ -677,6 +681,7 @@ fn goauth_command_hands_the_go_command_its_token() {
         "{err}"
     );
     let text = calls();
+    assert!(!text.contains(&s.bob), "a token on a command line: {text}");
     let second = format!("call: {proxy}/{GREET}/@v/v1.1.0.info");
     assert!(text.contains(&second), "no second call: {text}");
     assert!(
