@@ -16,7 +16,7 @@ use agora_gomod::module::ModulePath;
 use axum::http::{header, HeaderMap};
 
 use crate::client::{ClientInfo, TrustedProxies};
-use crate::error::AppError;
+use crate::error::{AppError, BearerError};
 
 /// Authentication, authorization and audit settings. [`Guard::open`] lets everyone in and
 /// audits only private modules (to the main log).
@@ -85,14 +85,14 @@ impl Guard {
         let credential = parse_authorization(value.as_bytes()).map_err(|e| AppError::Denied {
             status: DenyStatus::Unauthorized,
             message: format!("unusable Authorization header: {e}"),
-            bearer_error: Some("invalid_request"),
+            bearer_error: Some(BearerError::InvalidRequest),
         })?;
         match self.tokens.authenticate(&credential) {
             Some(identity) => Ok(Principal::Token(identity)),
             None => Err(AppError::Denied {
                 status: DenyStatus::Unauthorized,
                 message: "unknown or revoked token".into(),
-                bearer_error: Some("invalid_token"),
+                bearer_error: Some(BearerError::InvalidToken),
             }),
         }
     }
