@@ -1,7 +1,7 @@
-//! Toolchain downloads end to end: a Go 1.23 client told `GOTOOLCHAIN=go1.27.3` fetches the real
-//! Go 1.27.3 distribution (module `golang.org/toolchain`) through agora from an upstream proxy,
-//! agora and the client both verify it against a checksum database on loopback, and the
-//! downloaded toolchain runs. The zip is large (tens of MiB): agora must stream it, so its memory
+//! Toolchain downloads end to end: Go 1.23 clients told `GOTOOLCHAIN=go1.27.3` (or `auto`, in a
+//! module that needs Go 1.27.3) fetch the real Go 1.27.3 distribution (module
+//! `golang.org/toolchain`) through agora from an upstream proxy, agora and the clients verify it
+//! against a checksum database on loopback, and the downloaded toolchain runs. The zip is large (tens of MiB): agora must stream it, so its memory
 //! is checked too.
 
 use agora_testkit::toolchain::MODULE;
@@ -43,35 +43,38 @@ fn an_old_go_command_downloads_a_new_toolchain_through_agora() {
         .start();
     let (idle, _) = memory_kib(agora.pid());
 
-    // The client checks the checksum database through agora's /sumdb/ proxy, with its key.
+    // `GOTOOLCHAIN=go1.27.3`, outside any module. The client checks the checksum database
+    // through agora's /sumdb/ proxy, with its key.
+    let switching = std::time::Instant::now();
     let go = GoClient::oldest()
         .env("GOTOOLCHAIN", &toolchain.go_version)
         .env("GOSUMDB", db.key());
-    let mut cmd = go.command(["version"]);
-    cmd.env("GOPROXY", agora.url());
-    let switching = std::time::Instant::now();
-    let out = go.run(cmd).expect("run go version");
+    go_version(
+        &go,
+        go.work_dir(),
+        agora.url(),
+        &toolchain.go_version,
+        &agora,
+    );
+
+    // `GOTOOLCHAIN=auto` in a module that needs the newer Go: another client, served from
+    // agora's cache this time.
+    let go = GoClient::oldest()
+        .env("GOTOOLCHAIN", "auto")
+        .env("GOSUMDB", db.key());
+    let module = go.work_dir().join("m");
+    std::fs::create_dir_all(&module).unwrap();
+    let go_line = toolchain.go_version.trim_start_matches("go");
+    std::fs::write(
+        module.join("go.mod"),
+        format!("module example.com/m\n\ngo {go_line}\n"),
+    )
+    .unwrap();
+    go_version(&go, module, agora.url(), &toolchain.go_version, &agora);
     let switched = switching.elapsed();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "{stdout}{stderr}\n{}",
-        agora.stderr_log()
-    );
-    assert!(
-        stdout.starts_with(&format!("go version {} ", toolchain.go_version)),
-        "{stdout}"
-    );
-    assert!(
-        stderr.contains(&format!("go: downloading {}", toolchain.go_version)),
-        "{stderr}"
-    );
     let (_, peak) = memory_kib(agora.pid());
 
-    // agora fetched it once, verified it against the database, and keeps it.
+    // agora fetched it once for both, verified it against the database, and keeps it.
     let zip_path = artifact_path(MODULE, &toolchain.version, "zip");
     assert_eq!(up.count(&zip_path), 1, "{:?}", up.requests());
     let lookup = format!("/lookup/{MODULE}@{}", toolchain.version);
@@ -82,8 +85,8 @@ fn an_old_go_command_downloads_a_new_toolchain_through_agora() {
     // Streamed, not held: agora's peak resident memory grew by far less than the zip's size.
     let grown = peak.saturating_sub(idle) * 1024;
     eprintln!(
-        "toolchain zip {:.1} MiB built in {:.1?}, hashed in {:.1?}; go version (download, \
-         verify, unpack, run) {:.1?}; agora idle {:.1} MiB, peak {:.1} MiB; whole test {:.1?}",
+        "toolchain zip {:.1} MiB built in {:.1?}, hashed in {:.1?}; two clients' go version \
+         (download, verify, unpack, run) {:.1?}; agora idle {:.1} MiB, peak {:.1} MiB; whole test {:.1?}",
         mib(zip_size),
         built,
         hashed,
@@ -101,6 +104,37 @@ fn an_old_go_command_downloads_a_new_toolchain_through_agora() {
         "agora's peak memory grew by {:.1} MiB while serving a {:.1} MiB zip",
         mib(grown),
         mib(zip_size)
+    );
+}
+
+/// Runs `go version` in `dir` through agora and checks that the go command downloaded
+/// `go_version` and ran it.
+fn go_version(
+    go: &GoClient,
+    dir: std::path::PathBuf,
+    proxy: &str,
+    go_version: &str,
+    agora: &agora_testkit::Agora,
+) {
+    let mut cmd = go.command(["version"]);
+    cmd.current_dir(dir).env("GOPROXY", proxy);
+    let out = go.run(cmd).expect("run go version");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{stdout}{stderr}\n{}",
+        agora.stderr_log()
+    );
+    assert!(
+        stdout.starts_with(&format!("go version {go_version} ")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("go: downloading {go_version}")),
+        "{stderr}"
     );
 }
 
