@@ -587,7 +587,12 @@ pub fn load(
         merge(&mut merged, parsed);
     }
 
-    for (name, raw) in env.iter().filter(|(k, _)| k.starts_with("AGORA_")) {
+    // `agora auth`'s variables belong to a client and may sit in the same shell.
+    let client_env = |k: &str| crate::auth_cmd::CLIENT_ENV.contains(&k);
+    for (name, raw) in env
+        .iter()
+        .filter(|(k, _)| k.starts_with("AGORA_") && !client_env(k))
+    {
         let Some((path, kind)) = leaves.iter().find(|(p, _)| env_name(p) == *name) else {
             bail!(
                 "unknown environment variable {name} (known: {})",
@@ -943,6 +948,22 @@ mod tests {
             ("sum.golang.org", "https://sum.golang.google.cn"),
             "the mirror in China serves sum.golang.org's log"
         );
+    }
+
+    /// `agora auth` reads these; a developer who also runs agora keeps them in the same shell.
+    #[test]
+    fn the_client_variables_of_agora_auth_are_not_configuration() {
+        let c = load(
+            None,
+            &env(&[
+                ("AGORA_URL", "https://agora.corp.example"),
+                ("AGORA_TOKEN", "agora_x"),
+                ("AGORA_TOKEN_FILE", "/dev/null"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(!c.to_redacted_toml().unwrap().contains("agora_x"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! library crates (`agora-server` → `agora-core` → `agora-upstream`/`agora-storage` → `agora-gomod`).
 
 mod app;
+mod auth_cmd;
 mod config;
 mod doctor;
 mod migrate;
@@ -68,6 +69,14 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Print an agora token for the go command: use as GOAUTH='agora auth ...' (Go 1.24+).
+    ///
+    /// Prints agora's URL and an `Authorization: Bearer` header in the format `go help goauth`
+    /// describes, with the token from --token-file, AGORA_TOKEN_FILE or AGORA_TOKEN. When the go
+    /// command calls it again with a refused URL (and agora's answer on stdin), it prints the
+    /// same credentials for agora's URLs and nothing for any other host.
+    #[command(after_long_help = auth_cmd::HELP)]
+    Auth(auth_cmd::AuthArgs),
 }
 
 #[derive(Subcommand)]
@@ -137,6 +146,7 @@ fn main() {
             config,
         } => tokens_file(file, &config)
             .and_then(|f| token_cmd::run(&command, &f, &mut std::io::stdout().lock())),
+        Command::Auth(args) => auth_cmd::run_main(&args),
     };
     if let Err(err) = result {
         eprintln!("agora: error: {err:#}");

@@ -44,6 +44,10 @@ pub fn run(cmd: &TokenCommand, file: &Path, out: &mut impl Write) -> Result<()> 
             )?;
             writeln!(
                 out,
+                "or, with Go 1.24+, from a file through GOAUTH (see `agora auth --help`):\n  GOAUTH='agora auth --url https://<agora host> --token-file FILE'"
+            )?;
+            writeln!(
+                out,
                 "Only its hash is stored; it cannot be shown again. Keep it now."
             )?;
         }

@@ -28,8 +28,20 @@ pub enum AppError {
     Denied {
         status: DenyStatus,
         message: String,
+        /// Why the credentials the client sent were refused (a 401's `Bearer` challenge says
+        /// it); `None` when none were sent.
+        bearer_error: Option<BearerError>,
     },
     Core(Arc<CoreError>),
+}
+
+/// RFC 6750's `error` attribute of a `Bearer` challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// An unknown or revoked token: sending it again will not help.
+    InvalidToken,
+    /// An `Authorization` header agora cannot read at all.
+    InvalidRequest,
 }
 
 impl From<Arc<CoreError>> for AppError {
@@ -57,7 +69,9 @@ impl AppError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "only GET and HEAD are supported".into(),
             ),
-            AppError::Denied { status, message } => match status {
+            AppError::Denied {
+                status, message, ..
+            } => match status {
                 DenyStatus::Unauthorized => {
                     (StatusCode::UNAUTHORIZED, format!("unauthorized: {message}"))
                 }
@@ -154,12 +168,32 @@ impl IntoResponse for AppError {
                 _ => {}
             }
         }
-        if self.denied() == Some(DenyStatus::Unauthorized) {
-            // curl and browsers prompt; the go command reports the message (it sends .netrc
-            // credentials for the proxy's host up front).
-            resp.headers_mut().insert(
+        if let AppError::Denied {
+            status: DenyStatus::Unauthorized,
+            bearer_error,
+            ..
+        } = &self
+        {
+            // Both schemes agora accepts. curl and browsers prompt for Basic. The go command
+            // reads neither: any 4xx makes it run its GOAUTH commands again with this answer on
+            // their stdin (`agora auth` among them), then retry once; with .netrc it sends the
+            // credentials up front and reports the message.
+            let headers = resp.headers_mut();
+            headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"agora\", charset=\"UTF-8\""),
+            );
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(match bearer_error {
+                    None => "Bearer realm=\"agora\"",
+                    Some(BearerError::InvalidToken) => {
+                        "Bearer realm=\"agora\", error=\"invalid_token\""
+                    }
+                    Some(BearerError::InvalidRequest) => {
+                        "Bearer realm=\"agora\", error=\"invalid_request\""
+                    }
+                }),
             );
         }
         if matches!(self, AppError::MethodNotAllowed) {
@@ -167,5 +201,51 @@ impl IntoResponse for AppError {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenges(err: AppError) -> (StatusCode, Vec<String>) {
+        let resp = err.into_response();
+        let values = resp
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        (resp.status(), values)
+    }
+
+    #[test]
+    fn a_401_challenges_for_both_schemes_and_says_why_a_token_was_refused() {
+        let denied = |status, bearer_error| AppError::Denied {
+            status,
+            message: "m".into(),
+            bearer_error,
+        };
+        let basic = "Basic realm=\"agora\", charset=\"UTF-8\"";
+        assert_eq!(
+            challenges(denied(DenyStatus::Unauthorized, None)),
+            (
+                StatusCode::UNAUTHORIZED,
+                vec![basic.to_owned(), "Bearer realm=\"agora\"".to_owned()]
+            )
+        );
+        assert_eq!(
+            challenges(denied(
+                DenyStatus::Unauthorized,
+                Some(BearerError::InvalidToken)
+            ))
+            .1[1],
+            "Bearer realm=\"agora\", error=\"invalid_token\""
+        );
+        // A valid token that may not read: no challenge, a token would not help.
+        assert_eq!(
+            challenges(denied(DenyStatus::Forbidden, None)),
+            (StatusCode::FORBIDDEN, vec![])
+        );
     }
 }

@@ -16,7 +16,7 @@ use agora_gomod::module::ModulePath;
 use axum::http::{header, HeaderMap};
 
 use crate::client::{ClientInfo, TrustedProxies};
-use crate::error::AppError;
+use crate::error::{AppError, BearerError};
 
 /// Authentication, authorization and audit settings. [`Guard::open`] lets everyone in and
 /// audits only private modules (to the main log).
@@ -82,18 +82,18 @@ impl Guard {
                 "credentials must be sent over HTTPS (auth.require_tls); this token may have been exposed and should be replaced".into(),
             ));
         }
-        let credential = parse_authorization(value.as_bytes()).map_err(|e| {
-            denied(
-                DenyStatus::Unauthorized,
-                format!("unusable Authorization header: {e}"),
-            )
+        let credential = parse_authorization(value.as_bytes()).map_err(|e| AppError::Denied {
+            status: DenyStatus::Unauthorized,
+            message: format!("unusable Authorization header: {e}"),
+            bearer_error: Some(BearerError::InvalidRequest),
         })?;
         match self.tokens.authenticate(&credential) {
             Some(identity) => Ok(Principal::Token(identity)),
-            None => Err(denied(
-                DenyStatus::Unauthorized,
-                "unknown or revoked token".into(),
-            )),
+            None => Err(AppError::Denied {
+                status: DenyStatus::Unauthorized,
+                message: "unknown or revoked token".into(),
+                bearer_error: Some(BearerError::InvalidToken),
+            }),
         }
     }
 
@@ -164,8 +164,13 @@ impl Guard {
     }
 }
 
+/// A refusal that is not about credentials the client sent.
 fn denied(status: DenyStatus, message: String) -> AppError {
-    AppError::Denied { status, message }
+    AppError::Denied {
+        status,
+        message,
+        bearer_error: None,
+    }
 }
 
 fn refusal(decision: Decision, who: &Principal, what: &str) -> Result<(), AppError> {
@@ -178,7 +183,7 @@ fn refusal(decision: Decision, who: &Principal, what: &str) -> Result<(), AppErr
     };
     let message = match status {
         DenyStatus::Unauthorized => {
-            format!("{what} needs a token ({rule}); put one in .netrc for this host")
+            format!("{what} needs a token ({rule}); send one with GOAUTH (agora auth) or from .netrc for this host")
         }
         DenyStatus::Forbidden => format!("{} may not read {what} ({rule})", who.name()),
         // No more than the client said: this must read like any other "not found".

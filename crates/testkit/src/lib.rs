@@ -26,6 +26,8 @@
 //!   for the storage contract tests.
 //! - [`sumdb`]: [`SumdbServer`], a checksum database on loopback built from the Go reference
 //!   implementation, with a key of its own and a switch to a forked log.
+//! - [`toolchain`]: [`ToolchainModule`], the installed Go 1.27.3 as the `golang.org/toolchain`
+//!   module the go command downloads for `GOTOOLCHAIN`, built once per test process.
 //! - [`scratch`]: [`scratch::tempdir`], which makes every temporary directory here, under a
 //!   per-process directory that later test processes delete once this one has exited (the shared
 //!   fixtures live in statics, which are never dropped).
@@ -49,6 +51,7 @@ pub mod s3;
 pub mod scratch;
 mod server_thread;
 pub mod sumdb;
+pub mod toolchain;
 pub mod webhook;
 
 pub use agora::{Agora, AgoraBuilder};
@@ -60,4 +63,5 @@ pub use proxy::{Fault, UpstreamProxy};
 pub use redis::RedisServer;
 pub use s3::S3Server;
 pub use sumdb::SumdbServer;
+pub use toolchain::ToolchainModule;
 pub use webhook::{Verdict, WebhookServer};

@@ -598,3 +598,155 @@ file = {audit:?}
         );
     }
 }
+
+/// Writes `contents` to `path` readable by its owner only, as a token file should be.
+fn write_secret(path: &Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// GOAUTH (Go 1.24+): the go command gets its token from `agora auth`, with no `.netrc`. A
+/// wrapper records every call (arguments, the answer the go command passes on stdin, the exit
+/// status), so the go command's second call after a refusal is checked too; without GOAUTH the
+/// go command reports agora's 401 and says how to send a token.
+#[test]
+fn goauth_command_hands_the_go_command_its_token() {
+    let s = setup("");
+    let proxy = s.agora.https_url();
+    let greet = format!("{GREET}@v1.1.0");
+    let log = s.dir.join("goauth.log");
+    let wrapper = s.dir.join("goauth.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n\
+             echo \"call: $*\" >> {log:?}\n\
+             input=$(cat)\n\
+             printf '%s\\n' \"$input\" | sed 's/^/stdin: /' >> {log:?}\n\
+             printf '%s\\n' \"$input\" | {agora:?} auth \"$@\" 2>> {log:?}\n\
+             status=$?\n\
+             echo \"exit: $status\" >> {log:?}\n\
+             exit $status\n",
+            agora = agora_bin(),
+        ),
+    )
+    .unwrap();
+    let calls = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::remove_file(&log).ok();
+        text
+    };
+    let goauth = |extra: &str| format!("/bin/sh {} {extra}", wrapper.display());
+
+    // alice's token from a file: the private module, with the go command's own hashes.
+    let alice_file = s.dir.join("alice.token");
+    write_secret(&alice_file, &format!("{}\n", s.alice));
+    let alice = go_with(&s, None).env(
+        "GOAUTH",
+        goauth(&format!(
+            "--url {proxy} --token-file {}",
+            alice_file.display()
+        )),
+    );
+    let got = alice
+        .mod_download(&proxy, &greet)
+        .unwrap_or_else(|e| panic!("alice {greet}: {e}\n{}", calls()));
+    let want = &world().baseline[greet.as_str()];
+    assert_eq!(got.sum, want.sum);
+    assert_eq!(got.go_mod_sum, want.go_mod_sum);
+    let text = calls();
+    assert!(text.starts_with("call: --url"), "{text}");
+    assert!(
+        !text.contains(&s.alice),
+        "a token on a command line: {text}"
+    );
+    assert!(!text.contains("exit: 1"), "{text}");
+    assert!(
+        audit_lines(&s)
+            .iter()
+            .any(|l| l["client"] == "alice" && l["module"] == GREET && l["status"] == 200),
+        "the fetch was alice's"
+    );
+
+    // bob's token from the environment: valid but not allowed, so the go command calls again
+    // with the refused URL and agora's answer, and reports the 403.
+    let bob = go_with(&s, None)
+        .env("GOAUTH", goauth(""))
+        .env("AGORA_URL", &proxy)
+        .env("AGORA_TOKEN", &s.bob);
+    let err = bob.mod_download(&proxy, &greet).unwrap_err().to_string();
+    assert!(
+        err.contains("403") && err.contains("bob may not read"),
+        "{err}"
+    );
+    let text = calls();
+    assert!(!text.contains(&s.bob), "a token on a command line: {text}");
+    let second = format!("call: {proxy}/{GREET}/@v/v1.1.0.info");
+    assert!(text.contains(&second), "no second call: {text}");
+    assert!(
+        text.contains("stdin: HTTP/") && text.contains(" 403 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("exit: 0") && !text.contains("exit: 1"),
+        "{text}"
+    );
+
+    // A token agora does not know: refused (401, `invalid_token` in the challenge the second
+    // call sees), never treated as anonymous.
+    let wrong = s.dir.join("wrong.token");
+    write_secret(&wrong, "agora_not-a-token\n");
+    let go = go_with(&s, None).env(
+        "GOAUTH",
+        goauth(&format!("--url {proxy} --token-file {}", wrong.display())),
+    );
+    let err = go.mod_download(&proxy, &greet).unwrap_err().to_string();
+    assert!(
+        err.contains("401") && err.contains("unknown or revoked token"),
+        "{err}"
+    );
+    let text = calls();
+    assert!(text.contains("error=\"invalid_token\""), "{text}");
+
+    // No token anywhere: `agora auth` fails with a message (the go command shows it with -x
+    // only) and the go command goes on without one, into agora's 401.
+    let go = go_with(&s, None).env("GOAUTH", goauth(&format!("--url {proxy}")));
+    let err = go.mod_download(&proxy, &greet).unwrap_err().to_string();
+    assert!(
+        err.contains("401") && err.contains("needs a token"),
+        "{err}"
+    );
+    let text = calls();
+    assert!(
+        text.contains("no agora token") && text.contains("exit: 1"),
+        "{text}"
+    );
+
+    // Without GOAUTH (and no .netrc): a clear 401 that says how to send a token.
+    let err = go_with(&s, None)
+        .mod_download(&proxy, &greet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("401 Unauthorized") && err.contains("needs a token") && err.contains("GOAUTH"),
+        "{err}"
+    );
+    // The challenge names both schemes agora accepts.
+    let (st, headers, _) = https_get(&s, &format!("/{GREET}/@v/list"), None);
+    assert_eq!(st, 401);
+    let challenges: Vec<&str> = headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        challenges.contains(&"Bearer realm=\"agora\"")
+            && challenges.iter().any(|c| c.starts_with("Basic")),
+        "{challenges:?}"
+    );
+
+    let log = std::fs::read_to_string(&s.audit).unwrap();
+    assert!(!log.contains(&s.alice) && !log.contains(&s.bob));
+    assert!(!s.agora.stderr_log().contains(&s.alice));
+}

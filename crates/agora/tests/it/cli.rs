@@ -93,3 +93,84 @@ fn unusable_data_directory_is_a_one_line_error() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("cannot use data directory"), "{stderr}");
 }
+
+/// `agora auth` as the go command runs it (GOAUTH): the first call prints the credential set,
+/// the second (a refused URL as argument, the answer on stdin) the same for agora's URLs and
+/// nothing for other hosts; no token is a one-line error on stderr.
+#[test]
+fn auth_command_speaks_the_goauth_protocol() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "agora_s3cr3t\n").unwrap();
+    let run = |args: &[&str], stdin: &str, env: &[(&str, &str)]| {
+        let mut child = agora_cmd()
+            .arg("auth")
+            .args(args)
+            .env_remove("AGORA_URL")
+            .env_remove("AGORA_TOKEN")
+            .env_remove("AGORA_TOKEN_FILE")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = token.to_str().unwrap();
+    let set = "https://agora.corp.example\nhttps://agora.corp.example:443\n\n\
+               Authorization: Bearer agora_s3cr3t\n\n";
+    let flags = ["--url", "https://agora.corp.example", "--token-file", file];
+    assert_eq!(run(&flags, "", &[]), (true, set.to_owned(), String::new()));
+
+    let answer = "HTTP/2.0 403 Forbidden\nContent-Type: text/plain; charset=utf-8\n\n";
+    let refused = [
+        &flags[..],
+        &["https://agora.corp.example/corp.example/x/@v/list"],
+    ]
+    .concat();
+    assert_eq!(
+        run(&refused, answer, &[]),
+        (true, set.to_owned(), String::new())
+    );
+    let elsewhere = [&flags[..], &["https://github.com/x/y?go-get=1"]].concat();
+    assert_eq!(
+        run(&elsewhere, answer, &[]),
+        (true, String::new(), String::new())
+    );
+
+    // From the environment alone.
+    let env = [
+        ("AGORA_URL", "https://agora.corp.example"),
+        ("AGORA_TOKEN_FILE", file),
+    ];
+    assert_eq!(run(&[], "", &env), (true, set.to_owned(), String::new()));
+
+    let (ok, out, err) = run(&["--url", "https://agora.corp.example"], "", &[]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.starts_with("agora: error: no agora token") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let out = agora_cmd().args(["auth", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for want in ["GOAUTH='agora auth", "--token-file", "AGORA_TOKEN"] {
+        assert!(help.contains(want), "{want}: {help}");
+    }
+}

@@ -19,4 +19,5 @@ mod replicas;
 mod secrets;
 mod serving;
 mod sumdb;
+mod toolchain;
 mod upstream_chain;

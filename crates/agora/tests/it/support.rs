@@ -71,6 +71,12 @@ pub fn agora_bin() -> &'static str {
 /// An agora builder with a private data directory and a clean environment: no GO* variables from
 /// the developer's machine leak in.
 pub fn builder(data: &Path, upstream: &str) -> AgoraBuilder {
+    bare_builder(data, upstream).env("GOSUMDB", world().sumdb.gosumdb())
+}
+
+/// [`builder`] without the shared world (whose fixtures take a while to build): for tests that
+/// bring their own upstream and checksum database (`GOSUMDB` is unset).
+pub fn bare_builder(data: &Path, upstream: &str) -> AgoraBuilder {
     let mut b = AgoraBuilder::new(agora_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -87,7 +93,6 @@ pub fn builder(data: &Path, upstream: &str) -> AgoraBuilder {
         b = b.env_remove(var);
     }
     b.env("AGORA_LOG_LEVEL", "agora=debug,info")
-        .env("GOSUMDB", world().sumdb.gosumdb())
 }
 
 /// Runs an agora subcommand (`import`, `token`, `config show`, ...) to completion, with no GO*
