@@ -40,7 +40,7 @@ use std::time::Duration;
 pub use credentials::HostCredential;
 pub use error::{Error, ForClient, GitFailure, ResolveFailure};
 pub use git::redact;
-pub use mirror::{Commit, Mirror, Mirrors, Refs};
+pub use mirror::{Commit, Mirror, Mirrors, ObjectFormat, Refs};
 pub use query::RevInfo;
 pub use repo::CodeRepo;
 pub use resolve::{repository_path, RepoRoot, ResolvedBy, Resolver, ResolverOptions, RewriteRule};

@@ -26,9 +26,20 @@ fn git_env(cmd: &mut Command) -> &mut Command {
 
 impl Upstream {
     fn new(dir: PathBuf) -> Self {
+        Upstream::with_object_format(dir, "sha1")
+    }
+
+    /// A repository whose objects are named with `format` (`sha1`, or `sha256`: 64 digits).
+    fn with_object_format(dir: PathBuf, format: &str) -> Self {
         std::fs::create_dir_all(&dir).unwrap();
         let up = Upstream { dir, commits: 0 };
-        up.git(&["init", "-q", "-b", "main"]);
+        up.git(&[
+            "init",
+            "-q",
+            "-b",
+            "main",
+            &format!("--object-format={format}"),
+        ]);
         up
     }
 
@@ -107,6 +118,10 @@ impl World {
 
     fn upstream(&self, owner_repo: &str) -> Upstream {
         Upstream::new(self.root.join("up").join(owner_repo))
+    }
+
+    fn upstream_sha256(&self, owner_repo: &str) -> Upstream {
+        Upstream::with_object_format(self.root.join("up").join(owner_repo), "sha256")
     }
 
     fn url(&self, owner_repo: &str) -> String {
@@ -490,6 +505,68 @@ async fn versions_and_queries_match_go() {
     for repo in [&r, &sub, &v2, &v3] {
         world.check_latest(repo).await;
     }
+}
+
+/// A SHA-256 repository (64-digit object names): the mirror takes the remote's object format,
+/// and hash queries of 7 to 64 digits resolve as in the go command, a 40-digit one as a prefix.
+#[tokio::test]
+async fn sha256_repository_matches_go() {
+    let world = World::new();
+    let mut up = world.upstream_sha256("o/s");
+    let c1 = up.commit(&[
+        ("go.mod", "module github.com/o/s\n"),
+        ("a.go", "package s\n"),
+    ]);
+    assert_eq!(c1.len(), 64, "{c1}");
+    up.tag("v1.0.0");
+    let c2 = up.commit(&[("b.go", "package s\n")]);
+    up.annotated_tag("v1.1.0");
+    let c3 = up.commit(&[("c.go", "package s\n")]);
+
+    let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::from_secs(60));
+    let r = world
+        .code_repo(&mirrors, "github.com/o/s", "github.com/o/s")
+        .await;
+    assert_eq!(
+        r.versions().await.unwrap(),
+        world.go_versions("github.com/o/s")
+    );
+    let pseudo = world.check_query(&r, &c3[..12]).await.unwrap();
+    assert!(
+        pseudo.starts_with("v1.1.1-0.") && pseudo.ends_with(&c3[..12]),
+        "{pseudo}"
+    );
+    let too_long = format!("{c3}0");
+    for q in [
+        "v1.0.0",
+        "v1.1.0",
+        "main",
+        &pseudo,
+        &c1[..7],
+        &c1[..40],
+        &c1,
+        &c2[..12],
+        &c2[..40],
+        &c3[..7],
+        &c3[..39],
+        &c3[..40],
+        &c3[..41],
+        &c3,
+        &too_long,
+    ] {
+        world.check_query(&r, q).await;
+    }
+    world.check_latest(&r).await;
+    world.check_zip(&r, "v1.1.0").await;
+    world.check_zip(&r, &pseudo).await;
+
+    // A 40-digit prefix names its commit; it is not taken for the commit's full name.
+    let mirror = r.mirror();
+    assert_eq!(mirror.commit(&c3[..40]).await.unwrap().hash, c3);
+    assert_eq!(
+        mirror.resolve_commit(&c3[..40]).await.unwrap(),
+        Some(c3.clone())
+    );
 }
 
 /// A repository without go.mod: v2+ tags become +incompatible, except for a major whose latest
