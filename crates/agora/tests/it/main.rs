@@ -17,5 +17,6 @@ mod private;
 mod replicas;
 mod secrets;
 mod serving;
+mod sha256;
 mod sumdb;
 mod upstream_chain;
