@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use agora_testkit::{http, Agora, GitHost, GoClient, HttpsGitServer, ModDownload};
+use agora_testkit::git::{format_utc, pseudo_timestamp};
+use agora_testkit::{http, Agora, GitHost, GoClient, HttpsGitServer, ModDownload, SshGitServer};
 
 use crate::support::*;
 
@@ -178,4 +179,75 @@ fn a_sha256_repository_is_served_like_the_go_command_serves_it() {
         );
         assert_eq!(latest["Time"].as_str(), go_latest.time.as_deref(), "{m}");
     }
+}
+
+/// Over SSH with git's protocol v0, which does not name the remote's object format when it
+/// differs ("Server does not support this repository's object format"): the mirror is still
+/// made in the right one. The answers are checked against the commits themselves; the test
+/// above compares with the go command.
+#[test]
+fn a_sha256_repository_over_ssh_with_protocol_v0() {
+    const SSH: &str = "gitlab-ssh-sha256.corp.example";
+    let host = GitHost::new().host(SSH);
+    let module = format!("{SSH}/team/lib");
+    let mut repo = host.repo_with_object_format(&module, "sha256");
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"));
+    let tagged = repo.commit("one");
+    repo.tag("v1.0.0");
+    let time = repo.next_time();
+    let untagged = repo.commit("two");
+
+    let ssh = SshGitServer::serve(&host, SSH);
+    let tmp = tempfile::tempdir().unwrap();
+    let v0 = tmp.path().join("v0.gitconfig");
+    std::fs::write(&v0, "[protocol]\n\tversion = 0\n").unwrap();
+    let config = tmp.path().join("agora.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[routing]\nprivate = [{SSH:?}]\n\n[[git.rules]]\npattern = \"{SSH}/*/*\"\nurl = \"ssh://{SSH}/{{path}}.git\"\n"
+        ),
+    )
+    .unwrap();
+    let mut env = ssh.ssh_env();
+    env.push(("GIT_CONFIG_GLOBAL", v0.into_os_string()));
+    let agora = private_agora(tmp.path(), &config, "off", &env);
+
+    let pseudo = format!("v1.0.1-0.{}-{}", pseudo_timestamp(time), &untagged[..12]);
+    for (query, version) in [
+        ("v1.0.0", "v1.0.0"),
+        (tagged.as_str(), "v1.0.0"),
+        (&untagged[..40], pseudo.as_str()),
+        (untagged.as_str(), pseudo.as_str()),
+        (pseudo.as_str(), pseudo.as_str()),
+    ] {
+        let (status, _, body) = http::get(&format!(
+            "{}{}",
+            agora.url(),
+            artifact_path(&module, query, "info")
+        ));
+        assert_eq!(
+            status,
+            200,
+            "{query}: {}\n{}",
+            http::text(&body),
+            agora.stderr_log()
+        );
+        let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(info["Version"].as_str(), Some(version), "{query}");
+        if version == pseudo {
+            assert_eq!(info["Time"].as_str(), Some(format_utc(time).as_str()));
+        }
+    }
+    let (status, _, body) = http::get(&format!(
+        "{}{}",
+        agora.url(),
+        artifact_path(&module, &pseudo, "zip")
+    ));
+    assert_eq!(status, 200, "{}", http::text(&body));
+    let requests = ssh.requests();
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r.git_protocol.is_empty()),
+        "protocol v0 only: {requests:?}"
+    );
 }
