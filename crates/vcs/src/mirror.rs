@@ -15,7 +15,8 @@
 //! reports after the remote's greeting and before any object is sent, made again in the
 //! remote's format: SHA-1 repositories keep one network round trip per first fetch, SHA-256
 //! ones pay a second. The format is then read from the mirror's config ([`ObjectFormat`]); it
-//! decides which hex strings are full object names (see [`Mirror::object_format`]).
+//! decides which hex strings are full object names (see [`Mirror::object_format`]). A repository
+//! replaced by one in the other format fails a fetch the same way, and gets a new mirror.
 //!
 //! Concurrent callers for one repository share one fetch: each repository has an async mutex,
 //! and whoever gets it after a fetch finds the mirror fresh and skips fetching. A fetch is also
@@ -382,16 +383,34 @@ impl Mirrors {
             format: ObjectFormat::default(),
         };
         let exists = mirror.dir.join("HEAD").is_file();
-        if exists && self.is_fresh(&slot, &mirror.dir) {
+        if exists {
             mirror.format = object_format(&mut slot, &mirror.dir)?;
-            return Ok(mirror);
+            if self.is_fresh(&slot, &mirror.dir) {
+                return Ok(mirror);
+            }
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let fetched = if exists {
-            mirror.fetch().await
+            match mirror.fetch().await {
+                // The repository was replaced by one in another object format: nothing of the
+                // mirror can be used any more (the go command stays stuck on its copy until its
+                // cache is cleaned).
+                Err(err) if remote_object_format(&err, mirror.format).is_some() => {
+                    tracing::warn!(
+                        repo.url = %mirror.url,
+                        error = %err,
+                        "the repository now names its objects in another format: making its mirror anew"
+                    );
+                    slot.format = None;
+                    self.create(&mirror, url, true).await
+                }
+                fetched => fetched,
+            }
         } else {
-            self.create(&mirror, url).await
+            // Whatever was there before (an operator may delete a mirror) is gone.
+            slot.format = None;
+            self.create(&mirror, url, false).await
         };
         // Even a failed fetch may have moved some refs.
         slot.refs.invalidate();
@@ -433,7 +452,9 @@ impl Mirrors {
         }
     }
 
-    async fn create(&self, mirror: &Mirror, url: &str) -> Result<(), Error> {
+    /// Makes the mirror of `url` in a temporary directory and moves it into place, replacing the
+    /// one there if `replace`.
+    async fn create(&self, mirror: &Mirror, url: &str, replace: bool) -> Result<(), Error> {
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
@@ -474,7 +495,20 @@ impl Mirrors {
                 Err(e) => return Err(e),
             }
         }
-        if let Err(e) = std::fs::rename(&tmp, &mirror.dir) {
+        // A directory cannot be renamed over a non-empty one: the old mirror moves aside first.
+        // Another process may be replacing it too; then either new mirror will do.
+        let old = replace.then(|| {
+            let old = self
+                .root
+                .join(format!(".old-{name}-{}-{nanos}", std::process::id()));
+            let _ = std::fs::rename(&mirror.dir, &old);
+            old
+        });
+        let renamed = std::fs::rename(&tmp, &mirror.dir);
+        if let Some(old) = old {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        if let Err(e) = renamed {
             let _ = std::fs::remove_dir_all(&tmp);
             // Another process won the race and made the mirror: use theirs.
             if !mirror.dir.join("HEAD").is_file() {

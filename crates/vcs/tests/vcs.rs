@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_vcs::{CodeRepo, Error, GitFailure, Mirrors};
+use agora_vcs::{CodeRepo, Error, GitFailure, Mirrors, ObjectFormat};
 use serde_json::Value;
 
 /// A git repository with deterministic commits (fixed identity, one hour apart).
@@ -567,6 +567,46 @@ async fn sha256_repository_matches_go() {
         mirror.resolve_commit(&c3[..40]).await.unwrap(),
         Some(c3.clone())
     );
+}
+
+/// A repository replaced by one in the other object format (made again at the same URL with
+/// `--object-format=sha256`, and back): the next fetch makes the mirror anew instead of failing
+/// for good.
+#[tokio::test]
+async fn a_repository_replaced_in_another_object_format_gets_a_new_mirror() {
+    let world = World::new();
+    let mut up = world.upstream("o/x");
+    up.commit(&[("go.mod", "module github.com/o/x\n")]);
+    up.tag("v1.0.0");
+    let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::ZERO);
+    let r = world
+        .code_repo(&mirrors, "github.com/o/x", "github.com/o/x")
+        .await;
+    assert_eq!(r.mirror().object_format(), ObjectFormat::Sha1);
+    let dir = r.mirror().dir().to_owned();
+
+    for (format, tag) in [
+        (ObjectFormat::Sha256, "v1.1.0"),
+        (ObjectFormat::Sha1, "v1.2.0"),
+    ] {
+        std::fs::remove_dir_all(world.root.join("up/o/x")).unwrap();
+        let mut up = Upstream::with_object_format(world.root.join("up/o/x"), format.name());
+        let c = up.commit(&[("go.mod", "module github.com/o/x\n"), ("a.go", tag)]);
+        up.tag(tag);
+        let r = world
+            .code_repo(&mirrors, "github.com/o/x", "github.com/o/x")
+            .await;
+        assert_eq!(r.mirror().object_format(), format);
+        assert_eq!(r.mirror().dir(), dir);
+        assert_eq!(r.versions().await.unwrap(), [tag]);
+        assert_eq!(r.stat(&c[..12]).await.unwrap().version, tag);
+        assert_eq!(r.stat(&c).await.unwrap().version, tag);
+    }
+    // Nothing is left of the old mirrors or the attempts.
+    let left = std::fs::read_dir(world.root.join("mirrors"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 1);
 }
 
 /// A repository without go.mod: v2+ tags become +incompatible, except for a major whose latest
