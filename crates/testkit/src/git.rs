@@ -56,6 +56,12 @@ pub struct Repo {
 impl Repo {
     /// `git init -b main` at `path` (created if missing).
     pub fn init(path: impl Into<PathBuf>) -> Repo {
+        Repo::init_with_object_format(path, "sha1")
+    }
+
+    /// [`init`](Self::init) with `--object-format=<format>` (`sha1` or `sha256`): SHA-256
+    /// repositories have 64-digit object names.
+    pub fn init_with_object_format(path: impl Into<PathBuf>, format: &str) -> Repo {
         let dir = path.into();
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("create repo dir {}: {e}", dir.display()));
@@ -64,7 +70,13 @@ impl Repo {
             next_time: DEFAULT_START,
             last_time: None,
         };
-        repo.git(["init", "-q", "-b", "main"]);
+        repo.git([
+            "init",
+            "-q",
+            "-b",
+            "main",
+            &format!("--object-format={format}"),
+        ]);
         repo
     }
 
@@ -427,6 +439,11 @@ impl GitHost {
 
     /// Creates (`git init`) repository `repo_path`, e.g. `github.com/agora-fixtures/greet`.
     pub fn repo(&self, repo_path: &str) -> Repo {
+        self.repo_with_object_format(repo_path, "sha1")
+    }
+
+    /// [`repo`](Self::repo) with `--object-format=<format>` (`sha1` or `sha256`).
+    pub fn repo_with_object_format(&self, repo_path: &str, format: &str) -> Repo {
         let host = repo_path.split('/').next().unwrap_or_default();
         assert!(
             self.has_host(host),
@@ -437,7 +454,7 @@ impl GitHost {
             !dir.join(".git").exists(),
             "fixture repository {repo_path} already exists"
         );
-        Repo::init(dir)
+        Repo::init_with_object_format(dir, format)
     }
 
     fn write_config(&self, hosts: &[String]) {

@@ -11,9 +11,10 @@
 //! - [`resolve`]: module path → repository root, URL and subdirectory (configured rules, known
 //!   hosts, `.git` suffix, `go-import` meta tags).
 //! - [`credentials`]: per-host credentials handed to git and to the meta request.
-//! - [`mirror`]: one persistent bare mirror per repository URL, created once and then updated
-//!   with incremental `git fetch`es (single-flight per repository, skipped while fresh); reading
-//!   refs, commits and files from a mirror.
+//! - [`mirror`]: one persistent bare mirror per repository URL, created once (in the remote's
+//!   object format, SHA-1 or SHA-256) and then updated with incremental `git fetch`es
+//!   (single-flight per repository, skipped while fresh); reading refs, commits and files from a
+//!   mirror.
 //! - [`repo`]: [`CodeRepo`], a module inside a mirrored repository (repository root, module
 //!   subdirectory, major-version suffix) and where its go.mod lives at a commit.
 //! - [`versions`]: the module's version list (`@v/list`) from the repository's tags.
@@ -40,7 +41,7 @@ use std::time::Duration;
 pub use credentials::HostCredential;
 pub use error::{Error, ForClient, GitFailure, ResolveFailure};
 pub use git::redact;
-pub use mirror::{Commit, FirstFetch, Mirror, Mirrors, Refs};
+pub use mirror::{Commit, FirstFetch, Mirror, Mirrors, ObjectFormat, Refs};
 pub use query::{Origin, RevInfo};
 pub use repo::CodeRepo;
 pub use resolve::{repository_path, RepoRoot, ResolvedBy, Resolver, ResolverOptions, RewriteRule};

@@ -13,9 +13,22 @@
 //! `git ls-remote`, and each commit a request needs is fetched alone (`git fetch --depth=1` of the
 //! ref naming it). Shortly after the first such fetch, everything else is fetched in the
 //! background; until it has finished, what needs history (pseudo-versions, hash prefixes,
-//! ancestry) waits for it, so answers are the same as a complete mirror's. All fetches into a partial mirror take
-//! turns. A partial mirror carries a marker file, so that a mirror left partial by a stopped
+//! ancestry) waits for it, so answers are the same as a complete mirror's. All fetches into a
+//! partial mirror take turns. A partial mirror carries a marker file, so that a mirror left partial by a stopped
 //! process is completed before its next use.
+//!
+//! # Object formats
+//!
+//! A repository names its objects with SHA-1 (40 hex digits) or SHA-256 (64), chosen when it is
+//! created, and a fetch only works between repositories of the same format ("mismatched
+//! algorithms: client sha1; server sha256"). `git ls-remote` works across formats, and the
+//! length of the hashes it lists names the remote's: a partial mirror (the default first fetch)
+//! is made in that format, as the go command makes its repositories. A mirror made by a full
+//! first fetch starts in git's default format, and only when that fetch fails that way (git
+//! reports it after the remote's greeting and before any object is sent) is it made again in
+//! the remote's. The format is then read from the mirror's config ([`ObjectFormat`]); it
+//! decides which hex strings are full object names (see [`Mirror::object_format`]). A repository
+//! replaced by one in the other format fails a fetch the same way, and gets a new mirror.
 //!
 //! Concurrent callers for one repository share one fetch: each repository has an async mutex,
 //! and whoever gets it after a fetch finds the mirror fresh and skips fetching. A fetch is also
@@ -136,6 +149,8 @@ struct Slot {
     /// later fetches.
     skipped: Arc<Mutex<Vec<String>>>,
     partial: Arc<Partial>,
+    /// The mirror's object format, once read from its config.
+    format: Option<ObjectFormat>,
 }
 
 /// The state of a mirror made by a minimal first fetch, until its history is complete.
@@ -264,10 +279,94 @@ impl ObjectMemo {
     }
 }
 
-/// Whether `hash` is a full object name (SHA-1 or SHA-256), the only kind of name whose object
-/// cannot change or become ambiguous.
-fn is_full_hash(hash: &str) -> bool {
-    matches!(hash.len(), 40 | 64) && is_hex(hash)
+/// How a repository names its objects, fixed when it is created (`git init --object-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ObjectFormat {
+    /// 40 hex digits; git's default.
+    #[default]
+    Sha1,
+    /// 64 hex digits.
+    Sha256,
+}
+
+impl ObjectFormat {
+    /// The name git uses (`--object-format=<name>`, `extensions.objectFormat`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectFormat::Sha1 => "sha1",
+            ObjectFormat::Sha256 => "sha256",
+        }
+    }
+
+    /// The number of hex digits of a full object name.
+    pub fn hex_len(self) -> usize {
+        match self {
+            ObjectFormat::Sha1 => 40,
+            ObjectFormat::Sha256 => 64,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<ObjectFormat> {
+        [ObjectFormat::Sha1, ObjectFormat::Sha256]
+            .into_iter()
+            .find(|f| name.eq_ignore_ascii_case(f.name()))
+    }
+
+    /// The format a repository's config file declares: `extensions.objectFormat`, which `git
+    /// init` writes for anything but SHA-1. `None` for a format this crate does not know. Read
+    /// from the file rather than asked of git, which would be one more process per repository.
+    fn from_config(text: &str) -> Option<ObjectFormat> {
+        let mut in_extensions = false;
+        let mut format = ObjectFormat::Sha1;
+        for line in text.lines().map(str::trim) {
+            if let Some(header) = line.strip_prefix('[') {
+                let name = header.split(']').next().unwrap_or_default().trim();
+                in_extensions = name.eq_ignore_ascii_case("extensions");
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            if in_extensions && key.trim().eq_ignore_ascii_case("objectformat") {
+                let value = value.split(['#', ';']).next().unwrap_or_default();
+                // The last assignment wins, as in git.
+                format = ObjectFormat::from_name(value.trim().trim_matches('"'))?;
+            }
+        }
+        Some(format)
+    }
+}
+
+/// The format a remote uses, when a fetch into a repository of format `local` failed because
+/// the remote's is another. With protocol v2 git names it ("mismatched algorithms: client sha1;
+/// server sha256"); with protocol v0 it only says that the server does not support ours, and
+/// there are only two.
+fn remote_object_format(err: &Error, local: ObjectFormat) -> Option<ObjectFormat> {
+    let Error::Git { stderr, .. } = err else {
+        return None;
+    };
+    let remote = if let Some((_, rest)) = stderr.split_once("mismatched algorithms:") {
+        let (_, server) = rest.split_once("server ")?;
+        let name = server
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or_default();
+        ObjectFormat::from_name(name)?
+    } else if stderr.contains("does not support this repository's object format") {
+        match local {
+            ObjectFormat::Sha1 => ObjectFormat::Sha256,
+            ObjectFormat::Sha256 => ObjectFormat::Sha1,
+        }
+    } else {
+        return None;
+    };
+    (remote != local).then_some(remote)
+}
+
+/// Whether `hash` is a full object name in a repository of `format`, the only kind of name whose
+/// object cannot change or become ambiguous. In a SHA-256 repository 40 digits are a prefix.
+fn is_full_hash(hash: &str, format: ObjectFormat) -> bool {
+    hash.len() == format.hex_len() && is_hex(hash)
 }
 
 impl Mirrors {
@@ -347,7 +446,7 @@ impl Mirrors {
             self.remove_mirror_with_password(url);
         }
         let url = remote.url.as_str();
-        let mirror = Mirror {
+        let mut mirror = Mirror {
             dir: self.dir_for(url),
             url: redact(url),
             env: Arc::new(remote.env.clone()),
@@ -355,20 +454,26 @@ impl Mirrors {
             objects: self.objects.clone(),
             skipped: slot.skipped.clone(),
             partial: slot.partial.clone(),
+            format: ObjectFormat::default(),
         };
         let exists = mirror.dir.join("HEAD").is_file();
-        // A mirror a stopped process left partial: complete it now.
-        if exists && !mirror.partial.pending() && mirror.dir.join(PARTIAL_MARKER).exists() {
-            mirror.partial.pending.store(true, Ordering::Release);
-            slot.last_fetch = None;
-        }
-        if exists && self.is_fresh(&slot, &mirror.dir) {
-            return Ok(mirror);
+        if exists {
+            mirror.format = object_format(&mut slot, &mirror.dir)?;
+            // A mirror a stopped process left partial: complete it now.
+            if !mirror.partial.pending() && mirror.dir.join(PARTIAL_MARKER).exists() {
+                mirror.partial.pending.store(true, Ordering::Release);
+                slot.last_fetch = None;
+            }
+            if self.is_fresh(&slot, &mirror.dir) {
+                return Ok(mirror);
+            }
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         if !exists && self.first_fetch == FirstFetch::Minimal {
+            slot.format = None;
             self.create_partial(&mirror, url).await?;
+            mirror.format = object_format(&mut slot, &mirror.dir)?;
             tracing::debug!(
                 repo.url = %mirror.url,
                 duration_ms = started.elapsed().as_millis() as u64,
@@ -377,18 +482,39 @@ impl Mirrors {
             slot.last_fetch = Some(Instant::now());
             return Ok(mirror);
         }
-        let fetched = if mirror.partial.pending() {
-            // Due for a refresh: fetching everything is what completes it, unless the background
-            // fetch (which may have started before the refresh was due) did so meanwhile.
-            match mirror.complete().await {
-                Ok(true) => Ok(()),
-                Ok(false) => mirror.fetch(false).await,
-                Err(e) => Err(e),
+        let fetched = if exists {
+            let fetched = if mirror.partial.pending() {
+                // Due for a refresh: fetching everything is what completes it, unless the
+                // background fetch (which may have started before the refresh was due) did so
+                // meanwhile.
+                match mirror.complete().await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => mirror.fetch(false).await,
+                    Err(e) => Err(e),
+                }
+            } else {
+                mirror.fetch(false).await
+            };
+            match fetched {
+                // The repository was replaced by one in another object format: nothing of the
+                // mirror can be used any more (the go command stays stuck on its copy until its
+                // cache is cleaned).
+                Err(err) if remote_object_format(&err, mirror.format).is_some() => {
+                    tracing::warn!(
+                        repo.url = %mirror.url,
+                        error = %err,
+                        "the repository now names its objects in another format: making its mirror anew"
+                    );
+                    slot.format = None;
+                    mirror.partial.pending.store(false, Ordering::Release);
+                    self.create(&mirror, url, true).await
+                }
+                fetched => fetched,
             }
-        } else if exists {
-            mirror.fetch(false).await
         } else {
-            self.create(&mirror, url).await
+            // Whatever was there before (an operator may delete a mirror) is gone.
+            slot.format = None;
+            self.create(&mirror, url, false).await
         };
         // Even a failed fetch may have moved some refs.
         slot.refs.invalidate();
@@ -400,6 +526,7 @@ impl Mirrors {
             "mirror fetched"
         );
         slot.last_fetch = Some(Instant::now());
+        mirror.format = object_format(&mut slot, &mirror.dir)?;
         mirror.maintain(&slot.maintaining);
         Ok(mirror)
     }
@@ -429,29 +556,80 @@ impl Mirrors {
         }
     }
 
-    async fn create(&self, mirror: &Mirror, url: &str) -> Result<(), Error> {
-        self.make(
-            mirror,
-            url,
-            |staged| async move { staged.fetch(false).await },
-        )
-        .await
-        .map(drop)
+    /// Makes the mirror of `url` with all its history in a temporary directory and moves it into
+    /// place, replacing the one there if `replace`.
+    async fn create(&self, mirror: &Mirror, url: &str, replace: bool) -> Result<(), Error> {
+        let tmp = self.staging_dir(mirror)?;
+        // git's default object format first, the remote's if that is another (see the module
+        // docs): at most two attempts.
+        let mut format = None;
+        loop {
+            let staged = async {
+                let staged = init_staging(mirror, url, &tmp, format).await?;
+                match staged.fetch(false).await {
+                    Ok(()) => Ok(None),
+                    Err(err) => match remote_object_format(&err, staged.format) {
+                        Some(remote) => Ok(Some((remote, err))),
+                        None => Err(err),
+                    },
+                }
+            }
+            .await;
+            match staged {
+                Ok(None) => break,
+                Ok(Some((remote, err))) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    if format.is_some() {
+                        return Err(err);
+                    }
+                    tracing::debug!(
+                        repo.url = %mirror.url,
+                        object_format = remote.name(),
+                        "the remote uses another object format: making the mirror in it"
+                    );
+                    format = Some(remote);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(e);
+                }
+            }
+        }
+        self.publish(mirror, &tmp, replace).map(drop)
     }
 
-    /// Makes a partial mirror (see the module docs, "The first fetch"): an empty repository,
-    /// marked partial, whose refs are the remote's as `git ls-remote` lists them.
+    /// Makes a partial mirror (see the module docs, "The first fetch"): an empty repository in
+    /// the remote's object format, marked partial, whose refs are the remote's as
+    /// `git ls-remote` lists them.
     async fn create_partial(&self, mirror: &Mirror, url: &str) -> Result<(), Error> {
-        let (refs, made_here) = self
-            .make(mirror, url, |staged| async move {
-                let marker = staged.dir.join(PARTIAL_MARKER);
-                std::fs::write(&marker, b"").map_err(|source| Error::Io {
-                    path: marker,
+        let tmp = self.staging_dir(mirror)?;
+        let made = async {
+            let mut staged = init_staging(mirror, url, &tmp, None).await?;
+            let refs = staged.remote_refs_peeled().await?;
+            // ls-remote works across object formats, and the hashes' length names the remote's.
+            if let Some(remote) = refs.object_format().filter(|f| *f != staged.format) {
+                std::fs::remove_dir_all(&tmp).map_err(|source| Error::Io {
+                    path: tmp.clone(),
                     source,
                 })?;
-                staged.remote_refs_peeled().await
-            })
-            .await?;
+                staged = init_staging(mirror, url, &tmp, Some(remote)).await?;
+            }
+            let marker = staged.dir.join(PARTIAL_MARKER);
+            std::fs::write(&marker, b"").map_err(|source| Error::Io {
+                path: marker,
+                source,
+            })?;
+            Ok(refs)
+        }
+        .await;
+        let refs = match made {
+            Ok(refs) => refs,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let made_here = self.publish(mirror, &tmp, false)?;
         if made_here || mirror.dir.join(PARTIAL_MARKER).exists() {
             mirror.refs.set(refs);
             mirror.partial.pending.store(true, Ordering::Release);
@@ -462,14 +640,8 @@ impl Mirrors {
         Ok(())
     }
 
-    /// Makes the mirror of `url`: `git init --bare` into a temporary directory, `fill` it, and
-    /// rename it into place. Also the result of `fill`, and whether the mirror is the one made
-    /// here (another process may have won the race; theirs is used).
-    async fn make<T, F, Fut>(&self, mirror: &Mirror, url: &str, fill: F) -> Result<(T, bool), Error>
-    where
-        F: FnOnce(Mirror) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Error>>,
-    {
+    /// A new temporary directory name next to the mirrors, for a mirror being made.
+    fn staging_dir(&self, mirror: &Mirror) -> Result<PathBuf, Error> {
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
@@ -486,45 +658,26 @@ impl Mirrors {
         let tmp = self
             .root
             .join(format!(".tmp-{name}-{}-{nanos}", std::process::id()));
-        let tmp_str = tmp.to_string_lossy().into_owned();
-        let result = async {
-            // No template: its sample hooks and files are a dozen file creations that cost more
-            // than the rest of the init on slow file systems, and a mirror needs none of them.
-            Git::new(
-                None,
-                &["init", "--quiet", "--bare", "--template=", &tmp_str],
-            )
-            .run()
-            .await?;
-            // The URL (without password, see `open`) goes into the config file rather than
-            // onto a command line.
-            let config = tmp.join("config");
-            let mut text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
-            text.push_str(&format!(
-                "[remote \"origin\"]\n\turl = \"{}\"\n[gc]\n\tautoDetach = false\n",
-                url.replace('\\', "\\\\").replace('"', "\\\"")
-            ));
-            std::fs::write(&config, text).map_err(io_err(&config))?;
-            let staged = Mirror {
-                dir: tmp.clone(),
-                url: mirror.url.clone(),
-                env: mirror.env.clone(),
-                refs: Arc::default(),
-                objects: mirror.objects.clone(),
-                skipped: mirror.skipped.clone(),
-                partial: Arc::default(),
-            };
-            fill(staged).await
+        Ok(tmp)
+    }
+
+    /// Moves the mirror made at `tmp` into place, replacing the one there if `replace`.
+    /// `Ok(false)`: another process made the mirror meanwhile; theirs is used.
+    fn publish(&self, mirror: &Mirror, tmp: &Path, replace: bool) -> Result<bool, Error> {
+        // A directory cannot be renamed over a non-empty one: the old mirror moves aside first.
+        // Another process may be replacing it too; then either new mirror will do.
+        let old = replace.then(|| {
+            let mut old = tmp.as_os_str().to_owned();
+            old.push(".old");
+            let old = PathBuf::from(old);
+            let _ = std::fs::rename(&mirror.dir, &old);
+            old
+        });
+        let renamed = std::fs::rename(tmp, &mirror.dir);
+        if let Some(old) = old {
+            let _ = std::fs::remove_dir_all(old);
         }
-        .await;
-        let filled = match result {
-            Ok(filled) => filled,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp);
-                return Err(e);
-            }
-        };
-        if let Err(e) = std::fs::rename(&tmp, &mirror.dir) {
+        if let Err(e) = renamed {
             let _ = std::fs::remove_dir_all(&tmp);
             // Another process won the race and made the mirror: use theirs.
             if !mirror.dir.join("HEAD").is_file() {
@@ -533,9 +686,75 @@ impl Mirrors {
                     source: e,
                 });
             }
-            return Ok((filled, false));
+            return Ok(false);
         }
-        Ok((filled, true))
+        Ok(true)
+    }
+}
+
+/// Makes an empty mirror of `url` at `tmp` (`git init --bare`, in object format `format`, git's
+/// default if `None`), ready to fetch into.
+async fn init_staging(
+    mirror: &Mirror,
+    url: &str,
+    tmp: &Path,
+    format: Option<ObjectFormat>,
+) -> Result<Mirror, Error> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    let tmp_str = tmp.to_string_lossy();
+    let format_arg = format.map(|f| format!("--object-format={}", f.name()));
+    // No template: its sample hooks and files are a dozen file creations that cost more than
+    // the rest of the init on slow file systems, and a mirror needs none of them.
+    let mut args = vec!["init", "--quiet", "--bare", "--template="];
+    // Only when needed: git before 2.29 knows no such option.
+    args.extend(format_arg.as_deref());
+    args.push(&tmp_str);
+    Git::new(None, &args).run().await?;
+    // The URL (without password, see `open`) goes into the config file rather than onto a
+    // command line.
+    let config = tmp.join("config");
+    let mut text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
+    let local = ObjectFormat::from_config(&text).ok_or_else(|| unknown_format(&config))?;
+    text.push_str(&format!(
+        "[remote \"origin\"]\n\turl = \"{}\"\n[gc]\n\tautoDetach = false\n",
+        url.replace('\\', "\\\\").replace('"', "\\\"")
+    ));
+    std::fs::write(&config, text).map_err(io_err(&config))?;
+    let staged = Mirror {
+        dir: tmp.to_owned(),
+        url: mirror.url.clone(),
+        env: mirror.env.clone(),
+        refs: Arc::default(),
+        objects: mirror.objects.clone(),
+        skipped: mirror.skipped.clone(),
+        partial: Arc::default(),
+        format: local,
+    };
+    Ok(staged)
+}
+
+/// The object format of the mirror at `dir`, read from its config once per repository.
+fn object_format(slot: &mut Slot, dir: &Path) -> Result<ObjectFormat, Error> {
+    if let Some(format) = slot.format {
+        return Ok(format);
+    }
+    let config = dir.join("config");
+    let text = std::fs::read_to_string(&config).map_err(|source| Error::Io {
+        path: config.clone(),
+        source,
+    })?;
+    let format = ObjectFormat::from_config(&text).ok_or_else(|| unknown_format(&config))?;
+    slot.format = Some(format);
+    Ok(format)
+}
+
+fn unknown_format(config: &Path) -> Error {
+    Error::Io {
+        path: config.to_owned(),
+        source: std::io::Error::other("extensions.objectFormat names an unknown object format"),
     }
 }
 
@@ -638,6 +857,19 @@ pub struct Refs {
 }
 
 impl Refs {
+    /// The object format the refs' hashes are in, `None` when there are none.
+    fn object_format(&self) -> Option<ObjectFormat> {
+        let hash = self
+            .tags
+            .values()
+            .chain(self.heads.values())
+            .chain(&self.remote_head)
+            .next()?;
+        [ObjectFormat::Sha1, ObjectFormat::Sha256]
+            .into_iter()
+            .find(|f| f.hex_len() == hash.len())
+    }
+
     /// The tags pointing at `hash`, sorted.
     pub fn tags_at(&self, hash: &str) -> Vec<String> {
         self.tags
@@ -662,6 +894,7 @@ pub struct Mirror {
     skipped: Arc<Mutex<Vec<String>>>,
     /// Shared with the repository's slot.
     partial: Arc<Partial>,
+    format: ObjectFormat,
 }
 
 /// Leaves out the environment, which may hold credentials.
@@ -683,6 +916,12 @@ impl Mirror {
     /// The repository URL, credentials redacted.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// How the repository names its objects: hex strings of [`ObjectFormat::hex_len`] digits
+    /// are full names, shorter ones prefixes.
+    pub fn object_format(&self) -> ObjectFormat {
+        self.format
     }
 
     pub(crate) fn git<'a>(&'a self, args: &[&'a str]) -> Git<'a> {
@@ -723,6 +962,8 @@ impl Mirror {
             .clone();
         let err = match self.fetch_without(&skipped, unshallow).await {
             Ok(()) => return Ok(()),
+            // Another object format is no matter of refs (see `Mirrors::create`).
+            Err(err) if remote_object_format(&err, self.format).is_some() => return Err(err),
             Err(
                 err @ Error::Git {
                     kind: GitFailure::Other,
@@ -802,7 +1043,8 @@ impl Mirror {
                     output: line.to_owned(),
                 });
             };
-            if !is_full_hash(hash) {
+            if !(is_full_hash(hash, ObjectFormat::Sha1) || is_full_hash(hash, ObjectFormat::Sha256))
+            {
                 return Err(Error::BadOutput {
                     command: git.display(),
                     output: line.to_owned(),
@@ -851,7 +1093,7 @@ impl Mirror {
         if !partial.pending() || partial.has(hash) {
             return Ok(());
         }
-        if !is_full_hash(hash) {
+        if !is_full_hash(hash, self.format) {
             return self.ensure_complete().await;
         }
         let turn = partial.turn.lock().await;
@@ -1066,7 +1308,7 @@ impl Mirror {
     /// to ask for them (the go.mod files a version check reads).
     pub async fn commit_with_files(&self, hash: &str, files: &[String]) -> Result<Commit, Error> {
         self.ensure_commit(hash).await?;
-        let full = is_full_hash(hash);
+        let full = is_full_hash(hash, self.format);
         if full {
             if let Some(time) = self.objects.commit_time(hash) {
                 return Ok(Commit {
@@ -1125,7 +1367,7 @@ impl Mirror {
         max_size: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
         self.ensure_commit(hash).await?;
-        if !is_full_hash(hash) || path.contains('\n') {
+        if !is_full_hash(hash, self.format) || path.contains('\n') {
             return self.read_file_uncached(hash, path, max_size).await;
         }
         let key = format!("{hash}:{path}");
@@ -1360,6 +1602,136 @@ mod tests {
             assert!(!is_valid_ref_name(bad), "{bad}");
         }
         assert!(is_valid_ref_name("refs/tags/v1.0.0+incompatible"));
+    }
+
+    #[test]
+    fn object_formats_from_config_and_from_fetch_errors() {
+        let sha1 = "[core]\n\trepositoryformatversion = 0\n\tbare = true\n";
+        let sha256 = "[core]\n\trepositoryformatversion = 1\n\tbare = true\n[extensions]\n\tobjectformat = sha256\n";
+        assert_eq!(ObjectFormat::from_config(sha1), Some(ObjectFormat::Sha1));
+        assert_eq!(
+            ObjectFormat::from_config(sha256),
+            Some(ObjectFormat::Sha256)
+        );
+        let spelled =
+            "[Extensions]\n  objectFormat = \"SHA256\" ; comment\n[remote \"origin\"]\n\turl = x\n";
+        assert_eq!(
+            ObjectFormat::from_config(spelled),
+            Some(ObjectFormat::Sha256)
+        );
+        let elsewhere = "[core]\n\tobjectformat = sha256\n";
+        assert_eq!(
+            ObjectFormat::from_config(elsewhere),
+            Some(ObjectFormat::Sha1)
+        );
+        assert_eq!(
+            ObjectFormat::from_config("[extensions]\nobjectformat = sha3\n"),
+            None
+        );
+
+        let failed = |stderr: &str| Error::Git {
+            command: "git fetch".into(),
+            kind: GitFailure::Other,
+            stderr: stderr.into(),
+        };
+        let v2 = failed("fatal: mismatched algorithms: client sha1; server sha256");
+        assert_eq!(
+            remote_object_format(&v2, ObjectFormat::Sha1),
+            Some(ObjectFormat::Sha256)
+        );
+        let back = failed("fatal: mismatched algorithms: client sha256; server sha1");
+        assert_eq!(
+            remote_object_format(&back, ObjectFormat::Sha256),
+            Some(ObjectFormat::Sha1)
+        );
+        let v0 = failed(
+            "fatal: Server does not support this repository's object format\nfatal: the remote end hung up unexpectedly",
+        );
+        assert_eq!(
+            remote_object_format(&v0, ObjectFormat::Sha1),
+            Some(ObjectFormat::Sha256)
+        );
+        let unknown = failed("fatal: mismatched algorithms: client sha1; server sha3");
+        assert_eq!(remote_object_format(&unknown, ObjectFormat::Sha1), None);
+        let other = failed("fatal: repository 'https://h/x/' not found");
+        assert_eq!(remote_object_format(&other, ObjectFormat::Sha1), None);
+    }
+
+    #[test]
+    fn full_hashes_have_the_length_of_the_object_format() {
+        let sha1 = "0123456789abcdef0123456789abcdef01234567";
+        let sha256 = format!("{sha1}0123456789abcdef01234567");
+        assert!(is_full_hash(sha1, ObjectFormat::Sha1));
+        // A 40-digit prefix of a SHA-256 name.
+        assert!(!is_full_hash(sha1, ObjectFormat::Sha256));
+        assert!(is_full_hash(&sha256, ObjectFormat::Sha256));
+        assert!(!is_full_hash(&sha256, ObjectFormat::Sha1));
+        assert!(!is_full_hash(&sha1.replace('0', "g"), ObjectFormat::Sha1));
+    }
+
+    /// Regression: a mirror of a SHA-256 repository could not be made ("mismatched algorithms");
+    /// and where hashes are kept for good (the object memo, shared by all mirrors), only full
+    /// names may be keys: a 40-digit prefix of a SHA-256 name is no SHA-1 name.
+    #[tokio::test]
+    async fn a_40_digit_prefix_of_a_sha256_name_is_a_prefix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(&repo)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_AUTHOR_NAME", "A")
+                .env("GIT_AUTHOR_EMAIL", "a@example.com")
+                .env("GIT_COMMITTER_NAME", "C")
+                .env("GIT_COMMITTER_EMAIL", "c@example.com")
+                .env("GIT_COMMITTER_DATE", "1700000000 +0000")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        git(&["init", "-q", "-b", "main", "--object-format=sha256"]);
+        std::fs::write(repo.join("go.mod"), "module example.com/m\n").unwrap();
+        git(&["add", "go.mod"]);
+        git(&["commit", "-q", "-m", "one"]);
+        let full = git(&["rev-parse", "HEAD"]);
+        assert_eq!(full.len(), 64);
+        let prefix = &full[..40];
+
+        let mirrors = Mirrors::new(tmp.path().join("mirrors"), Duration::ZERO);
+        let url = format!("file://{}", repo.display());
+        let mirror = mirrors.open(&url).await.unwrap();
+        assert_eq!(mirror.object_format(), ObjectFormat::Sha256);
+        let commit = mirror.commit(prefix).await.unwrap();
+        assert_eq!(
+            (commit.hash.as_str(), commit.time),
+            (full.as_str(), 1_700_000_000)
+        );
+        let files = ["go.mod".to_owned()];
+        mirror.commit_with_files(prefix, &files).await.unwrap();
+        let data = mirror.read_file(prefix, "go.mod", 1 << 10).await.unwrap();
+        assert_eq!(data.as_deref(), Some(&b"module example.com/m\n"[..]));
+        assert_eq!(
+            mirror.read_file(prefix, "absent", 1 << 10).await.unwrap(),
+            None
+        );
+        for key in [format!("{prefix}:go.mod"), format!("{prefix}:absent")] {
+            assert_eq!(mirror.objects.file(&key), None, "{key} is in the memo");
+        }
+        assert_eq!(mirror.objects.commit_time(prefix), None);
+        // The full name is kept.
+        mirror.commit_with_files(&full, &files).await.unwrap();
+        assert_eq!(mirror.objects.commit_time(&full), Some(1_700_000_000));
+        assert!(mirror.objects.file(&format!("{full}:go.mod")).is_some());
+
+        // An existing mirror's format comes from its config (another set, as after a restart).
+        let again = Mirrors::new(tmp.path().join("mirrors"), Duration::from_secs(3600));
+        let mirror = again.open(&url).await.unwrap();
+        assert_eq!(again.fetch_count(), 0);
+        assert_eq!(mirror.object_format(), ObjectFormat::Sha256);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Resolving a query to a canonical version (go: `codeRepo.Stat`/`convert` over
 //! `gitRepo.stat`), which is what `@v/<query>.info` serves.
 //!
-//! Lookup order for a query: a 7–40 digit hex string as a commit, `refs/tags/<q>` (with the
-//! module's tag prefix for semver-looking queries), `refs/heads/<q>`, `HEAD`, then a hex prefix of
-//! a ref tip. The commit then gets its canonical name: a canonical tag on it (the requested one
-//! first, else the highest allowed, not retracted one), else a pseudo-version based on the highest
-//! allowed tag reachable from it. A requested pseudo-version is checked against the commit
-//! (hash, time, base tag an ancestor but not on the commit itself).
+//! Lookup order for a query: a hex string of 7 digits up to a full object name (40 digits, 64 in
+//! a SHA-256 repository) as a commit, `refs/tags/<q>` (with the module's tag prefix for
+//! semver-looking queries), `refs/heads/<q>`, `HEAD`, then a hex prefix of a ref tip. The commit
+//! then gets its canonical name: a canonical tag on it (the requested one first, else the highest
+//! allowed, not retracted one), else a pseudo-version based on the highest allowed tag reachable
+//! from it (with the hash's first 12 digits, whatever the object format). A requested
+//! pseudo-version is checked against the commit (hash, time, base tag an ancestor but not on the
+//! commit itself).
 //!
 //! Each answer carries its [`Origin`], what the go command prints for `GOPROXY=direct` and
 //! proxies put into `.info`: which repository and commit, and what the answer depended on that
@@ -310,7 +312,10 @@ impl CodeRepo {
     /// Finds the commit a repository revision names (go: `gitRepo.stat`). Only hex strings and
     /// hashes taken from refs reach git, so a query cannot smuggle in options or rev syntax.
     async fn code_stat(&self, refs: &Refs, rev: &str) -> Result<Option<CodeInfo>, Error> {
-        let hexlike = (MIN_HASH_DIGITS..=40).contains(&rev.len()) && is_hex(rev);
+        // Up to the length of a full name in this repository, as in the go command: in a
+        // SHA-1 repository 41 to 64 digits name nothing but perhaps a tag or a branch.
+        let max_digits = self.mirror.object_format().hex_len();
+        let hexlike = (MIN_HASH_DIGITS..=max_digits).contains(&rev.len()) && is_hex(rev);
         // A commit hash names itself: no ref in the origin (the go command's answer once it has
         // the commit; before, it may name a ref the commit is the tip of).
         if hexlike {

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_vcs::{CodeRepo, Error, GitFailure, Mirrors};
+use agora_vcs::{CodeRepo, Error, GitFailure, Mirrors, ObjectFormat};
 use serde_json::Value;
 
 /// A git repository with deterministic commits (fixed identity, one hour apart).
@@ -26,9 +26,20 @@ fn git_env(cmd: &mut Command) -> &mut Command {
 
 impl Upstream {
     fn new(dir: PathBuf) -> Self {
+        Upstream::with_object_format(dir, "sha1")
+    }
+
+    /// A repository whose objects are named with `format` (`sha1`, or `sha256`: 64 digits).
+    fn with_object_format(dir: PathBuf, format: &str) -> Self {
         std::fs::create_dir_all(&dir).unwrap();
         let up = Upstream { dir, commits: 0 };
-        up.git(&["init", "-q", "-b", "main"]);
+        up.git(&[
+            "init",
+            "-q",
+            "-b",
+            "main",
+            &format!("--object-format={format}"),
+        ]);
         up
     }
 
@@ -107,6 +118,10 @@ impl World {
 
     fn upstream(&self, owner_repo: &str) -> Upstream {
         Upstream::new(self.root.join("up").join(owner_repo))
+    }
+
+    fn upstream_sha256(&self, owner_repo: &str) -> Upstream {
+        Upstream::with_object_format(self.root.join("up").join(owner_repo), "sha256")
     }
 
     fn url(&self, owner_repo: &str) -> String {
@@ -492,6 +507,108 @@ async fn versions_and_queries_match_go() {
     }
 }
 
+/// A SHA-256 repository (64-digit object names): the mirror takes the remote's object format,
+/// and hash queries of 7 to 64 digits resolve as in the go command, a 40-digit one as a prefix.
+#[tokio::test]
+async fn sha256_repository_matches_go() {
+    let world = World::new();
+    let mut up = world.upstream_sha256("o/s");
+    let c1 = up.commit(&[
+        ("go.mod", "module github.com/o/s\n"),
+        ("a.go", "package s\n"),
+    ]);
+    assert_eq!(c1.len(), 64, "{c1}");
+    up.tag("v1.0.0");
+    let c2 = up.commit(&[("b.go", "package s\n")]);
+    up.annotated_tag("v1.1.0");
+    let c3 = up.commit(&[("c.go", "package s\n")]);
+
+    let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::from_secs(60));
+    let r = world
+        .code_repo(&mirrors, "github.com/o/s", "github.com/o/s")
+        .await;
+    assert_eq!(
+        r.versions().await.unwrap(),
+        world.go_versions("github.com/o/s")
+    );
+    let pseudo = world.check_query(&r, &c3[..12]).await.unwrap();
+    assert!(
+        pseudo.starts_with("v1.1.1-0.") && pseudo.ends_with(&c3[..12]),
+        "{pseudo}"
+    );
+    let too_long = format!("{c3}0");
+    for q in [
+        "v1.0.0",
+        "v1.1.0",
+        "main",
+        &pseudo,
+        &c1[..7],
+        &c1[..40],
+        &c1,
+        &c2[..12],
+        &c2[..40],
+        &c3[..7],
+        &c3[..39],
+        &c3[..40],
+        &c3[..41],
+        &c3,
+        &too_long,
+    ] {
+        world.check_query(&r, q).await;
+    }
+    world.check_latest(&r).await;
+    world.check_zip(&r, "v1.1.0").await;
+    world.check_zip(&r, &pseudo).await;
+
+    // A 40-digit prefix names its commit; it is not taken for the commit's full name.
+    let mirror = r.mirror();
+    assert_eq!(mirror.commit(&c3[..40]).await.unwrap().hash, c3);
+    assert_eq!(
+        mirror.resolve_commit(&c3[..40]).await.unwrap(),
+        Some(c3.clone())
+    );
+}
+
+/// A repository replaced by one in the other object format (made again at the same URL with
+/// `--object-format=sha256`, and back): the next fetch makes the mirror anew instead of failing
+/// for good.
+#[tokio::test]
+async fn a_repository_replaced_in_another_object_format_gets_a_new_mirror() {
+    let world = World::new();
+    let mut up = world.upstream("o/x");
+    up.commit(&[("go.mod", "module github.com/o/x\n")]);
+    up.tag("v1.0.0");
+    let mirrors = Mirrors::new(world.root.join("mirrors"), Duration::ZERO);
+    let r = world
+        .code_repo(&mirrors, "github.com/o/x", "github.com/o/x")
+        .await;
+    assert_eq!(r.mirror().object_format(), ObjectFormat::Sha1);
+    let dir = r.mirror().dir().to_owned();
+
+    for (format, tag) in [
+        (ObjectFormat::Sha256, "v1.1.0"),
+        (ObjectFormat::Sha1, "v1.2.0"),
+    ] {
+        std::fs::remove_dir_all(world.root.join("up/o/x")).unwrap();
+        let mut up = Upstream::with_object_format(world.root.join("up/o/x"), format.name());
+        let c = up.commit(&[("go.mod", "module github.com/o/x\n"), ("a.go", tag)]);
+        up.tag(tag);
+        let r = world
+            .code_repo(&mirrors, "github.com/o/x", "github.com/o/x")
+            .await;
+        assert_eq!(r.mirror().object_format(), format);
+        assert_eq!(r.mirror().dir(), dir);
+        assert_eq!(r.versions().await.unwrap(), [tag]);
+        assert_eq!(r.stat(&c[..12]).await.unwrap().version, tag);
+        assert_eq!(r.stat(&c).await.unwrap().version, tag);
+    }
+    // Nothing is left of the old mirrors or the attempts.
+    let left = std::fs::read_dir(world.root.join("mirrors"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 1);
+}
+
 /// A repository without go.mod: v2+ tags become +incompatible, except for a major whose latest
 /// tag has a go.mod.
 #[tokio::test]
@@ -808,7 +925,7 @@ async fn a_new_mirror_answers_from_its_refs_and_completes_its_history_exactly() 
 
     // Tagged versions, a branch (a pseudo-version: needs history), a commit prefix, an old
     // commit no ref names, the go.mod and the zip: all as the go command answers them.
-    let repo = CodeRepo::new(mirror, "github.com/o/h", "github.com/o/h").unwrap();
+    let repo = CodeRepo::new(mirror, "github.com/o/h", "github.com/o/h", "").unwrap();
     world.check_query(&repo, "v1.0.0").await.unwrap();
     world.check_zip(&repo, "v1.0.0").await;
     world.check_query(&repo, "v0.1.0").await.unwrap();
@@ -858,7 +975,7 @@ async fn a_mirror_left_partial_is_completed_before_its_next_use() {
         mirror_git(&dir, &["rev-list", "--count", "v1.1.0"]).trim(),
         "2"
     );
-    let repo = CodeRepo::new(mirror, "github.com/o/p", "github.com/o/p").unwrap();
+    let repo = CodeRepo::new(mirror, "github.com/o/p", "github.com/o/p", "").unwrap();
     world.check_query(&repo, "v1.0.0").await.unwrap();
 }
 

@@ -18,6 +18,7 @@ mod private_subdir;
 mod replicas;
 mod secrets;
 mod serving;
+mod sha256;
 mod sumdb;
 mod toolchain;
 mod upstream_chain;
