@@ -678,7 +678,7 @@ impl Mirrors {
             let _ = std::fs::remove_dir_all(old);
         }
         if let Err(e) = renamed {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = std::fs::remove_dir_all(tmp);
             // Another process won the race and made the mirror: use theirs.
             if !mirror.dir.join("HEAD").is_file() {
                 return Err(Error::Io {
