@@ -217,7 +217,7 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
             credentials: credentials(config)?,
         },
     })?);
-    let mut proxy = Proxy::new(
+    let mut proxy = Proxy::builder(
         storage.clone(),
         policy.clone(),
         &chain,
@@ -239,10 +239,10 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
             ..RedisLockOptions::new(String::new())
         })
         .context("redis.url")?;
-        proxy = proxy.with_lock(Arc::new(lock));
+        proxy = proxy.lock(Arc::new(lock));
     }
     if !config.validation.url.is_empty() {
-        proxy = proxy.with_approver(Arc::new(Webhook::new(
+        proxy = proxy.approver(Arc::new(Webhook::new(
             config.validation.url.clone(),
             config.validation.timeout,
             config.validation.fail_mode()?,
@@ -258,7 +258,7 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
         None => None,
     };
     if let Some(c) = &checksums {
-        proxy = proxy.with_checksums(c.clone());
+        proxy = proxy.checksums(c.clone());
     }
     let sumdb = SumdbProxy::new(
         endpoint.into_iter().collect(),
@@ -269,7 +269,7 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
     );
     Ok(App {
         storage,
-        proxy,
+        proxy: proxy.build(),
         sumdb,
         vcs,
         policy,

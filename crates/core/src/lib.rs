@@ -45,6 +45,6 @@ pub use filter::{Action, Blocked, Filter, FilterRule, VersionConstraint};
 pub use lock::{FetchLock, LockError, LockGuard, LockHolder, RedisLock, RedisLockOptions};
 pub use metrics::Metrics;
 pub use policy::{DownloadMode, Policy, Route};
-pub use proxy::{FetchMode, Freshness, Proxy, ProxyOptions, Served};
+pub use proxy::{FetchMode, Freshness, Proxy, ProxyBuilder, ProxyOptions, Served};
 pub use source::{ProxySource, Source};
 pub use sumdb::{Checksums, SumdbAnswer, SumdbEndpoint, SumdbProxy};

@@ -167,17 +167,52 @@ struct Gate {
     queue_timeout: Duration,
 }
 
-impl Proxy {
-    /// Builds a proxy over `storage` with the upstream `chain`, using `client` for every proxy hop
-    /// and `direct` for `direct` hops and private modules.
-    pub fn new(
-        storage: Storage,
-        policy: Policy,
-        chain: &[ChainEntry],
-        client: UpstreamClient,
-        direct: Arc<dyn Source>,
-        opts: ProxyOptions,
-    ) -> Self {
+/// A [`Proxy`] being built (see [`Proxy::builder`]).
+pub struct ProxyBuilder {
+    storage: Storage,
+    policy: Policy,
+    chain: Vec<ChainEntry>,
+    client: UpstreamClient,
+    direct: Arc<dyn Source>,
+    opts: ProxyOptions,
+    approver: Option<Arc<dyn Approver>>,
+    lock: Option<Arc<dyn FetchLock>>,
+    checksums: Option<Arc<Checksums>>,
+}
+
+impl ProxyBuilder {
+    /// An [`Approver`] consulted before each newly fetched artifact is cached.
+    pub fn approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approver = Some(approver);
+        self
+    }
+
+    /// A lock shared with the other replicas over the same store, so that each artifact is
+    /// fetched once across all of them (see the module docs).
+    pub fn lock(mut self, lock: Arc<dyn FetchLock>) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// Verifies every public module's go.mod and zip against a checksum database before they
+    /// are cached.
+    pub fn checksums(mut self, checksums: Arc<Checksums>) -> Self {
+        self.checksums = Some(checksums);
+        self
+    }
+
+    pub fn build(self) -> Proxy {
+        let ProxyBuilder {
+            storage,
+            policy,
+            chain,
+            client,
+            direct,
+            opts,
+            approver,
+            lock,
+            checksums,
+        } = self;
         let hop = |entry: &ChainEntry| Hop {
             entry: entry.clone(),
             source: match &entry.target {
@@ -206,43 +241,50 @@ impl Proxy {
                 },
                 opts,
                 flights: SingleFlight::default(),
-                approver: None,
-                lock: None,
-                checksums: None,
+                approver,
+                lock,
+                checksums,
                 lock_warning: WarnEvery::new(Duration::from_secs(30)),
             }),
         }
     }
+}
 
-    /// Adds an [`Approver`] consulted before each newly fetched artifact is cached. Call it while
-    /// building, before the proxy is cloned.
-    pub fn with_approver(mut self, approver: Arc<dyn Approver>) -> Self {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.approver = Some(approver),
-            None => panic!("Proxy::with_approver called after the proxy was shared"),
-        }
-        self
+impl Proxy {
+    /// Builds a proxy over `storage` with the upstream `chain`, using `client` for every proxy hop
+    /// and `direct` for `direct` hops and private modules; no approver, lock or checksum database.
+    pub fn new(
+        storage: Storage,
+        policy: Policy,
+        chain: &[ChainEntry],
+        client: UpstreamClient,
+        direct: Arc<dyn Source>,
+        opts: ProxyOptions,
+    ) -> Self {
+        Proxy::builder(storage, policy, chain, client, direct, opts).build()
     }
 
-    /// Adds a lock shared with the other replicas over the same store, so that each artifact is
-    /// fetched once across all of them (see the module docs). Call it while building, before the
-    /// proxy is cloned.
-    pub fn with_lock(mut self, lock: Arc<dyn FetchLock>) -> Self {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.lock = Some(lock),
-            None => panic!("Proxy::with_lock called after the proxy was shared"),
+    /// Starts building a proxy like [`Proxy::new`]'s, with the optional parts on the
+    /// [`ProxyBuilder`].
+    pub fn builder(
+        storage: Storage,
+        policy: Policy,
+        chain: &[ChainEntry],
+        client: UpstreamClient,
+        direct: Arc<dyn Source>,
+        opts: ProxyOptions,
+    ) -> ProxyBuilder {
+        ProxyBuilder {
+            storage,
+            policy,
+            chain: chain.to_vec(),
+            client,
+            direct,
+            opts,
+            approver: None,
+            lock: None,
+            checksums: None,
         }
-        self
-    }
-
-    /// Verifies every public module's go.mod and zip against a checksum database before they are
-    /// cached. Call it while building, before the proxy is cloned.
-    pub fn with_checksums(mut self, checksums: Arc<Checksums>) -> Self {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.checksums = Some(checksums),
-            None => panic!("Proxy::with_checksums called after the proxy was shared"),
-        }
-        self
     }
 
     /// Checks `hash` of `module@version`'s zip (`file` `""`) or go.mod (`"/go.mod"`) against the

@@ -101,11 +101,12 @@ impl World {
             "http://127.0.0.1:9".into(),
             client.clone(),
         ));
-        let proxy = Proxy::new(storage, Policy::new(&[], &[]), &chain, client, direct, opts);
+        let proxy = Proxy::builder(storage, Policy::new(&[], &[]), &chain, client, direct, opts);
         match lock {
-            Some(lock) => proxy.with_lock(lock),
+            Some(lock) => proxy.lock(lock),
             None => proxy,
         }
+        .build()
     }
 
     /// A replica with its own Redis connection.
