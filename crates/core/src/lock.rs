@@ -2,8 +2,9 @@
 //!
 //! [`crate::singleflight`] makes concurrent requests inside one process share one fetch. Replicas
 //! behind a load balancer that share one bucket need a lock they all see: [`FetchLock`] is that
-//! lock, [`RedisLock`] implements it over Redis, and [`crate::Proxy::with_lock`] plugs it in (the
-//! waiting and re-checking of storage lives in the proxy, which knows what each fetch stores).
+//! lock, [`RedisLock`] implements it over Redis, and [`crate::ProxyBuilder::lock`] plugs it in
+//! (the waiting and re-checking of storage lives in the proxy, which knows what each fetch
+//! stores).
 //!
 //! # Redis protocol
 //! - acquire: `SET agora:lock:<key> <random token> NX PX <ttl>`; a reply of nil means another

@@ -2,7 +2,7 @@
 //!
 //! # Replicas
 //! Several agora processes may share one store. Each fetch runs once per process
-//! ([`SingleFlight`]); with a [`FetchLock`] ([`Proxy::with_lock`]) it also runs once across
+//! ([`SingleFlight`]); with a [`FetchLock`] ([`ProxyBuilder::lock`]) it also runs once across
 //! processes. Inside the single-flight leader's work, `take_turn`:
 //! 1. takes the lock for the flight key, and re-reads storage first (the previous holder may have
 //!    just stored the answer), fetching only if it is still missing;
