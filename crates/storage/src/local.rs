@@ -163,6 +163,7 @@ async fn open(path: PathBuf) -> io::Result<Option<(File, Metadata)>> {
 /// Reads up to `buf`'s spare capacity at `pos` into it; returns the count (0 at end of file).
 /// With `nowait`, fails with `WouldBlock` rather than wait for the disk.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // the workspace denies it; this is its one use (see SAFETY below)
 fn pread_into(file: &File, buf: &mut BytesMut, pos: u64, nowait: bool) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
 
