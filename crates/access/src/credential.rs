@@ -8,7 +8,7 @@
 //! Nothing here ever prints a secret: [`Credential`]'s `Debug` is written by hand, and error
 //! messages do not quote the header.
 
-use std::fmt;
+use agora_secret::Secret;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -18,33 +18,20 @@ use base64::Engine as _;
 use crate::token::Identity;
 
 /// Credentials from an `Authorization` header.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
     /// `Authorization: Bearer <token>`.
-    Bearer(String),
+    Bearer(Secret),
     /// `Authorization: Basic base64(user:password)`; the password is the token.
-    Basic { user: String, password: String },
+    Basic { user: String, password: Secret },
 }
 
 impl Credential {
     /// The token secret to look up.
     pub fn secret(&self) -> &str {
         match self {
-            Credential::Bearer(token) => token,
-            Credential::Basic { password, .. } => password,
-        }
-    }
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Credential::Bearer(_) => f.write_str("Bearer(<redacted>)"),
-            Credential::Basic { user, .. } => f
-                .debug_struct("Basic")
-                .field("user", user)
-                .field("password", &format_args!("<redacted>"))
-                .finish(),
+            Credential::Bearer(token) => token.expose(),
+            Credential::Basic { password, .. } => password.expose(),
         }
     }
 }
@@ -87,7 +74,7 @@ pub fn parse_authorization(header_value: &[u8]) -> Result<Credential, Credential
         return Err(CredentialError::Malformed);
     }
     if scheme.eq_ignore_ascii_case("bearer") {
-        Ok(Credential::Bearer(rest.to_owned()))
+        Ok(Credential::Bearer(rest.into()))
     } else if scheme.eq_ignore_ascii_case("basic") {
         let decoded = BASIC.decode(rest).map_err(|_| CredentialError::Base64)?;
         let decoded = String::from_utf8(decoded).map_err(|_| CredentialError::NotUtf8)?;
@@ -96,7 +83,7 @@ pub fn parse_authorization(header_value: &[u8]) -> Result<Credential, Credential
             .ok_or(CredentialError::MissingColon)?;
         Ok(Credential::Basic {
             user: user.to_owned(),
-            password: password.to_owned(),
+            password: password.into(),
         })
     } else {
         Err(CredentialError::UnknownScheme)
@@ -195,7 +182,7 @@ mod tests {
         };
         let shown = format!("{b:?} {c:?} {c:#?}");
         assert!(!shown.contains("topsecret"), "{shown}");
-        assert!(shown.contains("Bearer(<redacted>)") && shown.contains("\"ci\""));
+        assert!(shown.contains("Bearer(***)") && shown.contains("\"ci\""));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Wiring: builds the proxy's parts from a [`Config`]. Shared by `serve` and `doctor`, so both
 //! see modules exactly the same way.
 
+use agora_secret::Secret;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -131,7 +132,7 @@ fn credentials(config: &Config) -> Result<Vec<HostCredential>> {
             Ok(HostCredential {
                 host: c.host.clone(),
                 username: (!c.username.is_empty()).then(|| c.username.clone()),
-                password: c.secret()?,
+                password: c.secret()?.map(Secret::from),
                 ssh_key: (!c.ssh_key.is_empty()).then(|| PathBuf::from(&c.ssh_key)),
             })
         })

@@ -775,21 +775,21 @@ impl Config {
             .upstream
             .proxy
             .split_inclusive([',', '|'])
-            .map(agora_upstream::client::redact)
+            .map(agora_secret::redact)
             .collect();
-        shown.sumdb.url = agora_upstream::client::redact(&shown.sumdb.url);
+        shown.sumdb.url = agora_secret::redact(&shown.sumdb.url);
         for rule in &mut shown.git.rules {
-            rule.url = agora_upstream::client::redact(&rule.url);
+            rule.url = agora_secret::redact(&rule.url);
         }
         for c in &mut shown.git.credentials {
             if !c.password.is_empty() {
                 c.password = "***".into();
             }
         }
-        shown.validation.url = agora_upstream::client::redact(&shown.validation.url);
-        shown.redis.url = agora_upstream::client::redact(&shown.redis.url);
+        shown.validation.url = agora_secret::redact(&shown.validation.url);
+        shown.redis.url = agora_secret::redact(&shown.redis.url);
         shown.storage = shown.storage.redacted();
-        shown.storage.s3.endpoint = agora_upstream::client::redact(&shown.storage.s3.endpoint);
+        shown.storage.s3.endpoint = agora_secret::redact(&shown.storage.s3.endpoint);
         // Not secrets (hashes of 256-bit random tokens), but nobody needs them on a screen.
         for t in &mut shown.auth.tokens {
             t.hash = "sha256:***".into();

@@ -272,7 +272,7 @@ async fn run(
         listen = %plain.as_ref().map(|l| l.1.to_string()).unwrap_or_default(),
         tls_listen = %secure.as_ref().map(|l| l.1.to_string()).unwrap_or_default(),
         data_dir = %storage.backend(),
-        upstream = %agora_upstream::client::redact(&config.upstream.proxy),
+        upstream = %agora_secret::redact(&config.upstream.proxy),
         tokens = tokens.len(),
         "agora started"
     );

@@ -22,6 +22,7 @@
 //! every Redis call is bounded by [`RedisLockOptions::op_timeout`], and after a failure calls fail
 //! fast for a few seconds instead of each request paying the timeout.
 
+use agora_secret::redact;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -140,25 +141,12 @@ impl RedisLockOptions {
 impl fmt::Debug for RedisLockOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLockOptions")
-            .field("url", &redact_url(&self.url))
+            .field("url", &redact(&self.url))
             .field("ttl", &self.ttl)
             .field("poll", &self.poll)
             .field("op_timeout", &self.op_timeout)
             .finish()
     }
-}
-
-/// `scheme://***@host...` for a URL with credentials; other URLs unchanged.
-fn redact_url(url: &str) -> String {
-    let Some(at) = url.rfind('@') else {
-        return url.to_owned();
-    };
-    let start = url
-        .find("://")
-        .map(|s| s + 3)
-        .filter(|&s| s <= at)
-        .unwrap_or(0);
-    format!("{}***{}", &url[..start], &url[at..])
 }
 
 /// After a failed Redis call, further calls fail at once for this long: during an outage a cold
@@ -209,7 +197,7 @@ impl RedisLock {
         let client = redis::Client::open(opts.url.as_str()).map_err(|_| {
             LockError::Config(format!(
                 "{}: not a redis:// or redis+unix:// URL (TLS is not supported)",
-                redact_url(&opts.url)
+                redact(&opts.url)
             ))
         })?;
         Ok(RedisLock {
@@ -537,14 +525,6 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("redis://user:secret@redis.internal:6379/0"),
-            "redis://***@redis.internal:6379/0"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
         let dbg = format!("{:?}", RedisLockOptions::new("redis://:pw@h:1"));
         assert!(!dbg.contains("pw"), "{dbg}");
     }

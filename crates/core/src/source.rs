@@ -72,7 +72,7 @@ impl ProxySource {
 #[async_trait]
 impl Source for ProxySource {
     fn describe(&self) -> String {
-        agora_upstream::client::redact(&self.base)
+        agora_secret::redact(&self.base)
     }
 
     async fn list(&self, module: &ModulePath) -> Result<Bytes, FetchError> {

@@ -1,5 +1,6 @@
 //! One HTTP client for every upstream proxy and checksum database.
 
+use agora_secret::redact;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -339,18 +340,6 @@ fn join(base: &str, rel: &str) -> String {
     )
 }
 
-/// Removes user info from a URL before it is logged or shown.
-pub fn redact(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]);
-        }
-    }
-    url.to_owned()
-}
-
 fn transport(url: &str, err: reqwest::Error) -> FetchError {
     if err.is_timeout() {
         return FetchError::Timeout { url: redact(url) };
@@ -537,18 +526,6 @@ mod tests {
             client.get_bytes(&base, "slow", 100).await,
             Err(FetchError::Timeout { .. })
         ));
-    }
-
-    #[test]
-    fn redacts_credentials() {
-        assert_eq!(
-            redact("https://user:secret@proxy.example/x"),
-            "https://***@proxy.example/x"
-        );
-        assert_eq!(
-            redact("https://proxy.example/a@b"),
-            "https://proxy.example/a@b"
-        );
     }
 
     /// Regression: 32 concurrent fetches of distinct 60 MiB go.mod files held up to 64 MiB each

@@ -25,35 +25,25 @@
 //! helpers, `~/.netrc` read by libcurl, `~/.ssh/config`, ssh-agent), and the `?go-get=1` request
 //! uses `.netrc` (`$NETRC`, else `$HOME/.netrc`) as the `go` command does.
 
+use agora_secret::Secret;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
 /// Credentials for one host, from agora's configuration.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostCredential {
     /// The host name as it appears in URLs (`gitlab.corp.example`, or `host:port`).
     pub host: String,
     /// The user for HTTPS basic authentication. Defaults to `oauth2` when only a token is given,
     /// which GitLab accepts for every token kind and GitHub and Gitea ignore.
     pub username: Option<String>,
-    /// A password or access token for HTTPS.
-    pub password: Option<String>,
+    /// A password or access token for HTTPS (`Debug` shows `***`, so credentials can sit in
+    /// logged structures).
+    pub password: Option<Secret>,
     /// A private key file for SSH URLs of this host.
     pub ssh_key: Option<PathBuf>,
-}
-
-/// Shows everything but the secret, so that credentials can sit in logged structures.
-impl fmt::Debug for HostCredential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostCredential")
-            .field("host", &self.host)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("ssh_key", &self.ssh_key)
-            .finish()
-    }
 }
 
 /// The user name sent with a token that was configured without one.
@@ -80,7 +70,7 @@ impl HostCredential {
 
     /// The basic-auth pair for HTTPS, if a password or token is configured.
     pub(crate) fn basic(&self) -> Option<(String, String)> {
-        let password = self.password.clone()?;
+        let password = self.password.as_ref()?.expose().to_owned();
         let user = self
             .username
             .clone()

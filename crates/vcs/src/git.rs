@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
+use agora_secret::redact;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -271,49 +272,9 @@ pub(crate) fn classify(stderr: &str) -> GitFailure {
     }
 }
 
-/// Replaces the user-info of every `scheme://user[:password]@host` in `text` with `***`, so
-/// that URLs can be shown in errors and logs.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        // The authority ends at the first '/', whitespace or quote.
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_user_info() {
-        assert_eq!(
-            redact("fatal: unable to access 'https://bob:s3cr3t@git.example.com/a/b.git/': x"),
-            "fatal: unable to access 'https://***@git.example.com/a/b.git/': x"
-        );
-        assert_eq!(
-            redact("ssh://git@h/x and https://h/y"),
-            "ssh://***@h/x and https://h/y"
-        );
-        assert_eq!(redact("no urls here"), "no urls here");
-        assert_eq!(redact("https://tok@h"), "https://***@h");
-    }
 
     #[test]
     fn classifies_stderr() {

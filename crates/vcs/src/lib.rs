@@ -38,9 +38,9 @@ pub mod zip;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use agora_secret::redact;
 pub use credentials::HostCredential;
 pub use error::{Error, ForClient, GitFailure, ResolveFailure};
-pub use git::redact;
 pub use mirror::{Commit, FirstFetch, Mirror, Mirrors, ObjectFormat, Refs};
 pub use query::{Origin, RevInfo};
 pub use repo::CodeRepo;

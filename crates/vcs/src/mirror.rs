@@ -71,7 +71,9 @@ use sha2::{Digest, Sha256};
 
 use crate::credentials::{self, HostCredential};
 use crate::error::{Error, GitFailure};
-use crate::git::{redact, Git};
+use agora_secret::redact;
+
+use crate::git::Git;
 
 /// Refspecs of a fetch: branches and tags only (not `refs/pull/*` and other host-specific
 /// namespaces), force-updated because upstream may move them.

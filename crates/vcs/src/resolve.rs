@@ -37,7 +37,9 @@ use agora_gomod::{check_import_path, check_path, match_prefix_patterns};
 
 use crate::credentials::{self, HostCredential};
 use crate::error::{Error, ResolveFailure};
-use crate::git::{redact, Git};
+use agora_secret::redact;
+
+use crate::git::Git;
 use crate::repo::has_path_prefix;
 
 /// Largest `?go-get=1` response body read; the tags must be in the head anyway.

@@ -107,7 +107,7 @@ fn secret_cred(host: &str, secret: &str) -> HostCredential {
     HostCredential {
         host: host.to_owned(),
         username: Some("robot".into()),
-        password: Some(secret.to_owned()),
+        password: Some(secret.into()),
         ssh_key: None,
     }
 }
