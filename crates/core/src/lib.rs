@@ -6,8 +6,8 @@
 //!   (write-once for versions, freshness windows for lists) and validates what it fetched.
 //! - [`source`]: [`Source`], anything that can answer for a module: an upstream proxy or version
 //!   control.
-//! - [`direct`]: [`VcsSource`], the [`Source`] for version control: modules computed from their git
-//!   repository by `agora-vcs`.
+//! - [`vcs_source`]: [`VcsSource`], the [`Source`] for version control: modules computed from
+//!   their git repository by `agora-vcs`.
 //! - [`filter`]: what may be fetched at all: allow/deny rules by module-path pattern and version
 //!   constraint.
 //! - [`approve`]: [`Approver`], a last check before a new artifact is cached (the validation
@@ -26,7 +26,7 @@
 //! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
 
 pub mod approve;
-pub mod direct;
+pub mod vcs_source;
 pub mod error;
 pub mod filter;
 pub mod lock;
@@ -39,7 +39,7 @@ pub mod sumdb;
 pub mod validate;
 
 pub use approve::{Approver, Candidate, FailMode, Rejection, Webhook};
-pub use direct::VcsSource;
+pub use vcs_source::VcsSource;
 pub use error::CoreError;
 pub use filter::{Action, Blocked, Filter, FilterRule, VersionConstraint};
 pub use lock::{FetchLock, LockError, LockGuard, LockHolder, RedisLock, RedisLockOptions};

@@ -15,7 +15,7 @@ use agora_core::{Policy, Route};
 use agora_gomod::module::ModulePath;
 use axum::http::{header, HeaderMap};
 
-use crate::client::{ClientInfo, TrustedProxies};
+use crate::identity::{ClientInfo, TrustedProxies};
 use crate::error::{AppError, BearerError};
 
 /// Authentication, authorization and audit settings. [`Guard::open`] lets everyone in and

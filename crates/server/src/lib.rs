@@ -14,10 +14,10 @@
 //!   its peer and [`Transport`].
 //! - [`tls`]: [`ReloadingTls`], the rustls configuration whose certificate is reloaded from its PEM
 //!   files (on demand or by polling) without restarting.
-//! - [`client`]: [`ClientInfo`], the client's address and scheme, believing forwarding headers only
-//!   from [`TrustedProxies`].
+//! - [`identity`]: [`ClientInfo`], the client's address and scheme, believing forwarding headers
+//!   only from [`TrustedProxies`].
 
-pub mod client;
+pub mod identity;
 pub mod error;
 pub mod guard;
 pub mod http_cache;
@@ -26,7 +26,7 @@ pub mod routes;
 pub mod serve;
 pub mod tls;
 
-pub use client::{ClientInfo, TrustedProxies, TrustedProxyError};
+pub use identity::{ClientInfo, TrustedProxies, TrustedProxyError};
 pub use guard::Guard;
 pub use routes::{router, AppState};
 pub use serve::{serve, serve_tls, serve_with, CancellationToken, ServeOptions, Transport};

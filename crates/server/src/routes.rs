@@ -228,7 +228,7 @@ fn subject(req: &ProxyRequest) -> Option<(Cow<'_, ModulePath>, Option<Cow<'_, st
 async fn admit(
     state: &AppState,
     req: &ProxyRequest,
-    client: &crate::client::ClientInfo,
+    client: &crate::identity::ClientInfo,
     headers: &HeaderMap,
     trace: &mut Trace,
 ) -> Result<Principal, AppError> {
@@ -282,7 +282,7 @@ async fn answer(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    client: &crate::client::ClientInfo,
+    client: &crate::identity::ClientInfo,
     trace: &mut Trace,
 ) -> Result<Response, AppError> {
     if method != Method::GET && method != Method::HEAD {

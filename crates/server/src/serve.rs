@@ -67,7 +67,7 @@ impl Default for ServeOptions {
 
 /// What the connection loop knows about a request's transport, stored in its extensions next to
 /// [`ConnectInfo`]: whether it arrived over TLS. Behind a TLS-terminating proxy this is the hop
-/// from the proxy; see [`crate::client::ClientInfo`] for the client's view.
+/// from the proxy; see [`crate::identity::ClientInfo`] for the client's view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transport {
     pub secure: bool,
