@@ -293,8 +293,9 @@ impl Resolver {
 
     /// Fetches `?go-get=1` pages from `<base>/<path>` (e.g. `http://127.0.0.1:8080`) instead of
     /// `https://<path>`, for tests that cannot serve a real host name. Credentials are still
-    /// chosen by the module path's host.
-    #[doc(hidden)]
+    /// chosen by the module path's host. Only with the `test-hooks` feature, which this crate's
+    /// own tests turn on.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn with_meta_base_for_tests(mut self, base: impl Into<String>) -> Self {
         self.meta_base = Some(base.into());
         self
