@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use agora_access::{AccessRule, AccessRules, Allow, AuditLog, OnDeny, TokenStore};
+use agora_access::{AccessRule, AccessRules, Allow, AuditLog, TokenStore};
 use agora_core::{
     Checksums, Policy, Proxy, ProxyOptions, RedisLock, RedisLockOptions, SumdbProxy, VcsSource,
     Webhook,
@@ -42,13 +42,6 @@ pub fn access(config: &Config) -> Result<Access> {
     let tokens = Arc::new(
         TokenStore::new(config.auth.tokens.clone(), file).context("loading client tokens")?,
     );
-    let on_deny = |s: &str, what: &str| -> Result<OnDeny> {
-        match s {
-            "not_found" => Ok(OnDeny::NotFound),
-            "forbidden" => Ok(OnDeny::Forbidden),
-            other => anyhow::bail!("{what}: {other:?} (expected not_found or forbidden)"),
-        }
-    };
     let rules = config
         .access
         .rules
@@ -59,17 +52,13 @@ pub fn access(config: &Config) -> Result<Access> {
                 pattern: r.pattern.clone(),
                 allow: Allow::parse(&r.allow)
                     .with_context(|| format!("access.rules[{i}] ({})", r.pattern))?,
-                on_deny: if r.on_deny.is_empty() {
-                    None
-                } else {
-                    Some(on_deny(&r.on_deny, &format!("access.rules[{i}].on_deny"))?)
-                },
+                on_deny: r.on_deny,
             })
         })
         .collect::<Result<Vec<_>>>()?;
     let rules = AccessRules::new(
         Allow::parse(&config.access.default).context("access.default")?,
-        on_deny(&config.access.on_deny, "access.on_deny")?,
+        config.access.on_deny,
         rules,
     )?;
     let audit =
@@ -246,7 +235,7 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
         proxy = proxy.approver(Arc::new(Webhook::new(
             config.validation.url.clone(),
             config.validation.timeout,
-            config.validation.fail_mode()?,
+            config.validation.fail,
             client.clone(),
         )));
     }

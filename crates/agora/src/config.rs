@@ -6,6 +6,8 @@
 //! `AGORA_UPSTREAM_PROXY`), so every key can be set from the environment and an unknown variable is
 //! an error rather than silently ignored.
 
+use agora_access::OnDeny;
+use agora_core::FailMode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,7 +108,7 @@ pub struct AccessConfig {
     pub default: Vec<String>,
     /// Answer to a client that may not read a module: `not_found` (404, hides that it exists) or
     /// `forbidden` (401 without credentials, 403 with).
-    pub on_deny: String,
+    pub on_deny: OnDeny,
     /// File-only.
     pub rules: Vec<AccessRuleConfig>,
 }
@@ -119,7 +121,8 @@ pub struct AccessRuleConfig {
     /// `anyone`, `authenticated` and/or group names.
     pub allow: Vec<String>,
     /// Overrides `access.on_deny` for this rule.
-    pub on_deny: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_deny: Option<OnDeny>,
 }
 
 /// What may be fetched at all: the first rule matching the module path (and version, when the
@@ -182,17 +185,7 @@ pub struct ValidationConfig {
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// When the webhook cannot answer: `closed` (refuse for now, 503) or `open` (accept).
-    pub fail: String,
-}
-
-impl ValidationConfig {
-    pub fn fail_mode(&self) -> Result<agora_core::FailMode> {
-        match self.fail.as_str() {
-            "open" => Ok(agora_core::FailMode::Open),
-            "closed" => Ok(agora_core::FailMode::Closed),
-            other => bail!("validation.fail: {other:?} (expected open or closed)"),
-        }
-    }
+    pub fail: FailMode,
 }
 
 /// One structured line per request for a private module (who, what, when, result).
@@ -521,7 +514,7 @@ impl Default for Config {
             },
             access: AccessConfig {
                 default: vec!["anyone".into()],
-                on_deny: "forbidden".into(),
+                on_deny: OnDeny::Forbidden,
                 rules: Vec::new(),
             },
             filter: FilterConfig {
@@ -531,7 +524,7 @@ impl Default for Config {
             validation: ValidationConfig {
                 url: String::new(),
                 timeout: Duration::from_secs(10),
-                fail: "closed".into(),
+                fail: FailMode::Closed,
             },
             audit: AuditConfig::default(),
             storage: agora_storage::StorageConfig::default(),
@@ -624,9 +617,14 @@ pub fn load(
         }
     }
 
-    let config: Config = merged
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+    // serde_path_to_error names the key a bad value is at (`access.on_deny: unknown variant`).
+    let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid configuration: {}: {}",
+            e.path(),
+            e.inner().message()
+        )
+    })?;
     config.validate()?;
     Ok(config)
 }
@@ -687,7 +685,6 @@ impl Config {
                 self.limits.queue_timeout
             );
         }
-        self.validation.fail_mode()?;
         agora_upstream::parse_goproxy(&self.upstream.proxy).context("invalid upstream.proxy")?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir must not be empty");
@@ -964,6 +961,27 @@ mod tests {
         )
         .unwrap();
         assert!(!c.to_redacted_toml().unwrap().contains("agora_x"));
+    }
+
+    #[test]
+    fn choices_are_typed_and_a_bad_one_names_its_key() {
+        let file = write(
+            "[access]\non_deny = \"not_found\"\n[[access.rules]]\npattern = \"x\"\nallow = [\"anyone\"]\n\n[[access.rules]]\npattern = \"y\"\nallow = [\"anyone\"]\non_deny = \"forbidden\"\n",
+        );
+        let c = load(Some(file.path()), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.access.on_deny, OnDeny::NotFound);
+        assert_eq!(c.access.rules[0].on_deny, None);
+        assert_eq!(c.access.rules[1].on_deny, Some(OnDeny::Forbidden));
+        assert_eq!(c.validation.fail, FailMode::Closed);
+        for (var, value, key) in [
+            ("AGORA_ACCESS_ON_DENY", "hide", "access.on_deny"),
+            ("AGORA_VALIDATION_FAIL", "maybe", "validation.fail"),
+            ("AGORA_GIT_FIRST_FETCH", "lazy", "git.first_fetch"),
+        ] {
+            let err = load(None, &env(&[(var, value)]), &Overrides::default()).unwrap_err();
+            let shown = format!("{err:#}");
+            assert!(shown.contains(key) && shown.contains(value), "{shown}");
+        }
     }
 
     #[test]

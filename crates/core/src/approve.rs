@@ -82,7 +82,8 @@ pub trait Approver: Send + Sync {
 }
 
 /// Behaviour when the webhook cannot answer (timeout, connection refused, 5xx).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FailMode {
     /// Cache the artifact anyway (logged as a warning).
     Open,

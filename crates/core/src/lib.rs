@@ -26,7 +26,6 @@
 //! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
 
 pub mod approve;
-pub mod vcs_source;
 pub mod error;
 pub mod filter;
 pub mod lock;
@@ -37,9 +36,9 @@ pub mod singleflight;
 pub mod source;
 pub mod sumdb;
 pub mod validate;
+pub mod vcs_source;
 
 pub use approve::{Approver, Candidate, FailMode, Rejection, Webhook};
-pub use vcs_source::VcsSource;
 pub use error::CoreError;
 pub use filter::{Action, Blocked, Filter, FilterRule, VersionConstraint};
 pub use lock::{FetchLock, LockError, LockGuard, LockHolder, RedisLock, RedisLockOptions};
@@ -48,3 +47,4 @@ pub use policy::{DownloadMode, Policy, Route};
 pub use proxy::{FetchMode, Freshness, Proxy, ProxyBuilder, ProxyOptions, Served};
 pub use source::{ProxySource, Source};
 pub use sumdb::{Checksums, SumdbAnswer, SumdbEndpoint, SumdbProxy};
+pub use vcs_source::VcsSource;

@@ -15,8 +15,8 @@ use agora_core::{Policy, Route};
 use agora_gomod::module::ModulePath;
 use axum::http::{header, HeaderMap};
 
-use crate::identity::{ClientInfo, TrustedProxies};
 use crate::error::{AppError, BearerError};
+use crate::identity::{ClientInfo, TrustedProxies};
 
 /// Authentication, authorization and audit settings. [`Guard::open`] lets everyone in and
 /// audits only private modules (to the main log).

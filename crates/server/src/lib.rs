@@ -17,17 +17,17 @@
 //! - [`identity`]: [`ClientInfo`], the client's address and scheme, believing forwarding headers
 //!   only from [`TrustedProxies`].
 
-pub mod identity;
 pub mod error;
 pub mod guard;
 pub mod http_cache;
+pub mod identity;
 pub mod request;
 pub mod routes;
 pub mod serve;
 pub mod tls;
 
-pub use identity::{ClientInfo, TrustedProxies, TrustedProxyError};
 pub use guard::Guard;
+pub use identity::{ClientInfo, TrustedProxies, TrustedProxyError};
 pub use routes::{router, AppState};
 pub use serve::{serve, serve_tls, serve_with, CancellationToken, ServeOptions, Transport};
 pub use tls::{ReloadingTls, TlsError, TlsFiles};
