@@ -452,7 +452,12 @@ pub struct SumdbConfig {
 }
 
 impl Default for Config {
+    /// The embedded defaults. Where a library has defaults of its own, they are taken from it,
+    /// so that each default is written once.
     fn default() -> Self {
+        let client = agora_upstream::ClientOptions::default();
+        let proxy = agora_core::ProxyOptions::default();
+        let serve = agora_server::ServeOptions::default();
         Config {
             listen: "0.0.0.0:3000".into(),
             data_dir: PathBuf::from("agora-data"),
@@ -462,15 +467,15 @@ impl Default for Config {
             },
             upstream: UpstreamConfig {
                 proxy: "https://proxy.golang.org".into(),
-                connect_timeout: Duration::from_secs(5),
-                timeout: Duration::from_secs(30),
-                idle_timeout: Duration::from_secs(30),
-                zip_timeout: Duration::from_secs(600),
-                retries: 2,
+                connect_timeout: client.connect_timeout,
+                timeout: client.timeout,
+                idle_timeout: client.idle_timeout,
+                zip_timeout: client.zip_timeout,
+                retries: client.retries,
             },
             cache: CacheConfig {
-                list_fresh: Duration::from_secs(60),
-                list_stale: Duration::from_secs(3600),
+                list_fresh: proxy.list_fresh,
+                list_stale: proxy.list_stale,
             },
             routing: RoutingConfig::default(),
             sumdb: SumdbConfig {
@@ -488,15 +493,15 @@ impl Default for Config {
                 credentials: Vec::new(),
             },
             limits: LimitsConfig {
-                upstream_fetches: 32,
-                git_fetches: 8,
-                queue_timeout: Duration::from_secs(60),
+                upstream_fetches: proxy.max_upstream_fetches,
+                git_fetches: proxy.max_git_fetches,
+                queue_timeout: proxy.queue_timeout,
             },
             server: ServerConfig {
-                header_timeout: Duration::from_secs(30),
-                send_timeout: Duration::from_secs(60),
-                shutdown_timeout: Duration::from_secs(30),
-                keep_alive: true,
+                header_timeout: serve.header_timeout,
+                send_timeout: serve.send_timeout,
+                shutdown_timeout: serve.shutdown_timeout,
+                keep_alive: serve.keep_alive,
                 trusted_proxies: Vec::new(),
             },
             download: Vec::new(),
