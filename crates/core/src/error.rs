@@ -1,10 +1,14 @@
 //! [`CoreError`]: why the proxy could not answer. Each variant has one meaning for the client;
-//! the mapping to HTTP statuses lives in `agora-server`.
+//! the mapping to HTTP statuses lives in `agora-server`. It is cheap to clone (the errors of other
+//! crates it carries are shared), because one fetch's outcome goes to every request waiting for
+//! it.
+
+use std::sync::Arc;
 
 use agora_storage::StorageError;
 use agora_upstream::FetchError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CoreError {
     /// The module or version does not exist (upstream said 404/410, or the request cannot name
     /// anything that exists, such as a non-canonical version for `.zip`).
@@ -44,7 +48,7 @@ pub enum CoreError {
     Upstream {
         what: String,
         #[source]
-        source: FetchError,
+        source: Arc<FetchError>,
     },
     /// The upstream answered, but the answer is not acceptable (and was not cached).
     #[error("{what}: invalid upstream answer: {reason}")]
@@ -52,9 +56,9 @@ pub enum CoreError {
     /// Verification against the checksum database failed: the version is unknown to it, our
     /// bytes differ from its record, it misbehaved, or it could not be asked.
     #[error("verifying {0}")]
-    Checksum(#[from] agora_sumdb::SumdbError),
+    Checksum(Arc<agora_sumdb::SumdbError>),
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(Arc<StorageError>),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -62,13 +66,7 @@ pub enum CoreError {
 impl CoreError {
     /// An upstream did not answer in time (the server answers 504 rather than 502).
     pub fn is_timeout(&self) -> bool {
-        matches!(
-            self,
-            CoreError::Upstream {
-                source: FetchError::Timeout { .. },
-                ..
-            }
-        )
+        matches!(self, CoreError::Upstream { source, .. } if matches!(**source, FetchError::Timeout { .. }))
     }
 
     /// Wraps an upstream failure for `what` (`module@version`), keeping "not found" distinct.
@@ -82,7 +80,7 @@ impl CoreError {
             // Our own disk failed while receiving a download: a storage problem (503, generic
             // body), not an upstream one.
             FetchError::Scratch { path, source } => {
-                CoreError::Storage(StorageError::Scratch { path, source })
+                CoreError::Storage(Arc::new(StorageError::Scratch { path, source }))
             }
             FetchError::Overloaded(message) => CoreError::Overloaded(format!("{what}: {message}")),
             FetchError::Unsupported(msg) => CoreError::Unsupported(format!("{what}: {msg}")),
@@ -92,8 +90,20 @@ impl CoreError {
             },
             source => CoreError::Upstream {
                 what: what.to_owned(),
-                source,
+                source: Arc::new(source),
             },
         }
+    }
+}
+
+impl From<agora_sumdb::SumdbError> for CoreError {
+    fn from(e: agora_sumdb::SumdbError) -> Self {
+        CoreError::Checksum(Arc::new(e))
+    }
+}
+
+impl From<StorageError> for CoreError {
+    fn from(e: StorageError) -> Self {
+        CoreError::Storage(Arc::new(e))
     }
 }

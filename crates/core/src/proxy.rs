@@ -110,7 +110,7 @@ pub struct Served {
     pub last_modified: Option<SystemTime>,
 }
 
-type Outcome = Result<Bytes, Arc<CoreError>>;
+type Outcome = Result<Bytes, CoreError>;
 
 /// One hop of a chain: the GOPROXY entry and the source that answers for it.
 struct Hop {
@@ -295,20 +295,23 @@ impl Proxy {
         version: &str,
         file: &'static str,
         hash: &str,
-    ) -> Result<(), Arc<CoreError>> {
+    ) -> Result<(), CoreError> {
         let checksums = self.inner.checksums.as_deref();
         let result =
             verify_public(&self.inner.policy, checksums, module, version, file, hash).await;
         let outcome = match &result {
             Ok(false) => return Ok(()),
             Ok(true) => "ok",
-            Err(CoreError::Checksum(SumdbError::NotFound { .. })) => "not_found",
-            Err(CoreError::Checksum(SumdbError::Mismatch(_))) => "mismatch",
-            Err(CoreError::Checksum(SumdbError::Security { .. })) => "security",
+            Err(CoreError::Checksum(e)) => match **e {
+                SumdbError::NotFound { .. } => "not_found",
+                SumdbError::Mismatch(_) => "mismatch",
+                SumdbError::Security { .. } => "security",
+                SumdbError::Unavailable { .. } => "unavailable",
+            },
             Err(_) => "unavailable",
         };
         self.inner.gate.metrics.record_verification(outcome);
-        result.map(drop).map_err(Arc::new)
+        result.map(drop)
     }
 
     pub fn storage(&self) -> &Storage {
@@ -334,7 +337,7 @@ impl Proxy {
     /// Private modules are resolved as a fetch would resolve them (a `go-import` lookup is
     /// remembered); for public ones only what needs no request is said, since their bytes come
     /// from an upstream proxy. `None` when nothing names a repository.
-    pub async fn repository(&self, module: &ModulePath) -> Result<Option<String>, Arc<CoreError>> {
+    pub async fn repository(&self, module: &ModulePath) -> Result<Option<String>, CoreError> {
         let network = self.inner.policy.route(module) == Route::Direct;
         let Some(source) = self.inner.direct.iter().find_map(|h| h.source.as_ref()) else {
             return Ok(None);
@@ -342,7 +345,7 @@ impl Proxy {
         source
             .repository(module, network)
             .await
-            .map_err(|e| Arc::new(CoreError::from_fetch(module.as_str(), e)))
+            .map_err(|e| CoreError::from_fetch(module.as_str(), e))
     }
 
     fn hops(&self, module: &ModulePath) -> &[Hop] {
@@ -353,11 +356,7 @@ impl Proxy {
     }
 
     /// `/@v/list`.
-    pub async fn list(
-        &self,
-        module: &ModulePath,
-        mode: FetchMode,
-    ) -> Result<Served, Arc<CoreError>> {
+    pub async fn list(&self, module: &ModulePath, mode: FetchMode) -> Result<Served, CoreError> {
         self.check_module(module)?;
         let mut served = self
             .mutable(StorageKey::List(module.clone()), module, mode)
@@ -371,51 +370,45 @@ impl Proxy {
     }
 
     /// `/@latest`.
-    pub async fn latest(
-        &self,
-        module: &ModulePath,
-        mode: FetchMode,
-    ) -> Result<Served, Arc<CoreError>> {
+    pub async fn latest(&self, module: &ModulePath, mode: FetchMode) -> Result<Served, CoreError> {
         self.check_module(module)?;
         let served = self
             .mutable(StorageKey::Latest(module.clone()), module, mode)
             .await?;
         if !self.inner.policy.filter().is_open() {
             let version = validate::info(module, None, &served.body)
-                .map_err(|e| Arc::new(CoreError::Internal(format!("cached @latest: {e}"))))?;
+                .map_err(|e| CoreError::Internal(format!("cached @latest: {e}")))?;
             self.check_allowed(module, &version)?;
         }
         Ok(served)
     }
 
     /// Filter rules: may `module` be asked about at all?
-    fn check_module(&self, module: &ModulePath) -> Result<(), Arc<CoreError>> {
+    fn check_module(&self, module: &ModulePath) -> Result<(), CoreError> {
         self.inner
             .policy
             .filter()
             .check_module(module.as_str())
-            .map_err(|b| Arc::new(CoreError::Blocked(b.0)))
+            .map_err(|b| CoreError::Blocked(b.0))
     }
 
     /// Filter rules: may `module@version` be fetched and served?
-    fn check_allowed(&self, module: &ModulePath, version: &str) -> Result<(), Arc<CoreError>> {
+    fn check_allowed(&self, module: &ModulePath, version: &str) -> Result<(), CoreError> {
         self.inner
             .policy
             .filter()
             .check_version(module.as_str(), version)
-            .map_err(|b| Arc::new(CoreError::Blocked(b.0)))
+            .map_err(|b| CoreError::Blocked(b.0))
     }
 
     /// Asks the approver (if any) about an artifact that is about to be cached.
-    async fn approve(&self, candidate: Candidate) -> Result<(), Arc<CoreError>> {
+    async fn approve(&self, candidate: Candidate) -> Result<(), CoreError> {
         let Some(approver) = &self.inner.approver else {
             return Ok(());
         };
-        approver.approve(&candidate).await.map_err(|r| {
-            Arc::new(match r {
-                Rejection::Denied(m) => CoreError::Blocked(m),
-                Rejection::Unavailable(m) => CoreError::Unavailable(m),
-            })
+        approver.approve(&candidate).await.map_err(|r| match r {
+            Rejection::Denied(m) => CoreError::Blocked(m),
+            Rejection::Unavailable(m) => CoreError::Unavailable(m),
         })
     }
 
@@ -425,9 +418,14 @@ impl Proxy {
         key: StorageKey,
         module: &ModulePath,
         mode: FetchMode,
-    ) -> Result<Served, Arc<CoreError>> {
+    ) -> Result<Served, CoreError> {
         let kind = kind_label(&key);
-        let cached = self.inner.storage.get_bytes(&key).await.map_err(to_arc)?;
+        let cached = self
+            .inner
+            .storage
+            .get_bytes(&key)
+            .await
+            .map_err(CoreError::from)?;
         let Some((body, info)) = cached else {
             self.inner.gate.metrics.record_cache(kind, "miss");
             self.on_miss(mode, &key)?;
@@ -475,7 +473,7 @@ impl Proxy {
                 freshness: Freshness::Miss,
                 last_modified: Some(SystemTime::now()),
             }),
-            Err(err) if matches!(*err, CoreError::NotFound(_)) => Err(err),
+            Err(err) if matches!(err, CoreError::NotFound(_)) => Err(err),
             Err(err) => {
                 tracing::warn!(error = %err, "every source failed; serving stale cached answer");
                 Ok(stale)
@@ -501,7 +499,10 @@ impl Proxy {
             let storage = &this.inner.storage;
             let newer = || async {
                 // Not this process's second-long copy: it may predate the other replica's write.
-                let found = storage.get_bytes_fresh(&key).await.map_err(to_arc)?;
+                let found = storage
+                    .get_bytes_fresh(&key)
+                    .await
+                    .map_err(CoreError::from)?;
                 Ok(found.and_then(|(body, info)| {
                     let same = seen.as_ref().is_some_and(|s| {
                         s.last_modified == info.last_modified
@@ -539,12 +540,12 @@ impl Proxy {
                 }
             })
             .await
-            .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            .map_err(|e| CoreError::from_fetch(&what, e))?;
             this.inner
                 .storage
                 .put_overwrite(&key, body.clone())
                 .await
-                .map_err(to_arc)?;
+                .map_err(CoreError::from)?;
             Ok(body)
         };
         self.fly(flight_key, work).await
@@ -558,7 +559,7 @@ impl Proxy {
         module: &ModulePath,
         query: &str,
         mode: FetchMode,
-    ) -> Result<Served, Arc<CoreError>> {
+    ) -> Result<Served, CoreError> {
         let (_, major) = module.split_version();
         let cacheable = validate::is_canonical(query) && check_path_major(query, major).is_ok();
         if cacheable {
@@ -573,7 +574,7 @@ impl Proxy {
         Box::pin(self.fetch_info(module, query)).await
     }
 
-    async fn fetch_info(&self, module: &ModulePath, query: &str) -> Result<Served, Arc<CoreError>> {
+    async fn fetch_info(&self, module: &ModulePath, query: &str) -> Result<Served, CoreError> {
         let flight_key = format!("info:{}@{}", module.escaped(), query);
         let this = self.clone();
         let (m, q) = (module.clone(), query.to_owned());
@@ -590,7 +591,7 @@ impl Proxy {
                     Some(key) => Ok(storage
                         .get_bytes(key)
                         .await
-                        .map_err(to_arc)?
+                        .map_err(CoreError::from)?
                         .map(|(b, _)| b)),
                     None => Ok(None),
                 }
@@ -621,7 +622,7 @@ impl Proxy {
                 }
             })
             .await
-            .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            .map_err(|e| CoreError::from_fetch(&what, e))?;
             // A query (branch, commit) is checked once it names a version.
             this.check_allowed(&m, &version)?;
             let key = StorageKey::artifact(&m, &version, ArtifactKind::Info);
@@ -631,7 +632,7 @@ impl Proxy {
                     .storage
                     .head(&key)
                     .await
-                    .map_err(to_arc)?
+                    .map_err(CoreError::from)?
                     .is_none()
             {
                 this.approve(Candidate::info(&m, &version)).await?;
@@ -655,7 +656,7 @@ impl Proxy {
         module: &ModulePath,
         version: &str,
         mode: FetchMode,
-    ) -> Result<Served, Arc<CoreError>> {
+    ) -> Result<Served, CoreError> {
         check_version(module, version)?;
         self.check_allowed(module, version)?;
         let key = StorageKey::artifact(module, version, ArtifactKind::Mod);
@@ -666,11 +667,7 @@ impl Proxy {
         Box::pin(self.fetch_go_mod(module, version)).await
     }
 
-    async fn fetch_go_mod(
-        &self,
-        module: &ModulePath,
-        version: &str,
-    ) -> Result<Served, Arc<CoreError>> {
+    async fn fetch_go_mod(&self, module: &ModulePath, version: &str) -> Result<Served, CoreError> {
         let key = StorageKey::artifact(module, version, ArtifactKind::Mod);
         let flight_key = format!("mod:{}@{}", module.escaped(), version);
         let this = self.clone();
@@ -682,7 +679,7 @@ impl Proxy {
                 Ok(storage
                     .get_bytes(&key)
                     .await
-                    .map_err(to_arc)?
+                    .map_err(CoreError::from)?
                     .map(|(b, _)| b))
             };
             let _guard = match this.take_turn(&fk, stored).await? {
@@ -704,7 +701,7 @@ impl Proxy {
                 }
             })
             .await
-            .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            .map_err(|e| CoreError::from_fetch(&what, e))?;
             this.verify_sum(&m, &v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
                 .await?;
             this.approve(Candidate::go_mod(&m, &v, &body)).await?;
@@ -725,11 +722,17 @@ impl Proxy {
         module: &ModulePath,
         version: &str,
         mode: FetchMode,
-    ) -> Result<(Object, Freshness), Arc<CoreError>> {
+    ) -> Result<(Object, Freshness), CoreError> {
         check_version(module, version)?;
         self.check_allowed(module, version)?;
         let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
-        if let Some(obj) = self.inner.storage.get(&key).await.map_err(to_arc)? {
+        if let Some(obj) = self
+            .inner
+            .storage
+            .get(&key)
+            .await
+            .map_err(CoreError::from)?
+        {
             self.inner.gate.metrics.record_cache("zip", "hit");
             return Ok((obj, Freshness::Hit));
         }
@@ -742,7 +745,7 @@ impl Proxy {
         &self,
         module: &ModulePath,
         version: &str,
-    ) -> Result<(Object, Freshness), Arc<CoreError>> {
+    ) -> Result<(Object, Freshness), CoreError> {
         let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
         let flight_key = format!("zip:{}@{}", module.escaped(), version);
         let this = self.clone();
@@ -750,7 +753,8 @@ impl Proxy {
         let fk = flight_key.clone();
         let work = async move {
             let storage = &this.inner.storage;
-            let stored = || async { Ok(storage.head(&k).await.map_err(to_arc)?.map(drop)) };
+            let stored =
+                || async { Ok(storage.head(&k).await.map_err(CoreError::from)?.map(drop)) };
             let _guard = match this.take_turn(&fk, stored).await? {
                 // The caller streams the stored copy.
                 Turn::Stored(()) => return Ok(Bytes::new()),
@@ -775,7 +779,7 @@ impl Proxy {
                 }
             })
             .await
-            .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))?;
+            .map_err(|e| CoreError::from_fetch(&what, e))?;
             this.verify_sum(&m, &v, "", &hash).await?;
             if this.inner.approver.is_some() {
                 let size = tokio::fs::metadata(scratch.path())
@@ -789,7 +793,7 @@ impl Proxy {
                 .storage
                 .put_file_once(&k, &scratch)
                 .await
-                .map_err(to_arc)?;
+                .map_err(CoreError::from)?;
             if outcome == PutOutcome::AlreadyExists {
                 tracing::debug!(module.path = %m, module.version = %v, "zip stored concurrently by another writer");
             }
@@ -801,21 +805,21 @@ impl Proxy {
             .storage
             .get(&key)
             .await
-            .map_err(to_arc)?
+            .map_err(CoreError::from)?
             .ok_or_else(|| {
-                Arc::new(CoreError::Internal(format!(
+                CoreError::Internal(format!(
                     "{module}@{version}: zip vanished right after it was stored"
-                )))
+                ))
             })?;
         Ok((obj, Freshness::Miss))
     }
 
     /// Decides what a cache miss of `key` does under `mode` and the module's download mode: `Ok`
     /// means fetch now; `async` starts the fetch as its own task and answers "not yet".
-    fn on_miss(&self, mode: FetchMode, key: &StorageKey) -> Result<(), Arc<CoreError>> {
+    fn on_miss(&self, mode: FetchMode, key: &StorageKey) -> Result<(), CoreError> {
         let what = describe_key(key);
         match mode {
-            FetchMode::CacheOnly => return Err(Arc::new(CoreError::NotCached(what))),
+            FetchMode::CacheOnly => return Err(CoreError::NotCached(what)),
             FetchMode::Background => return Ok(()),
             FetchMode::Fetch => {}
         }
@@ -824,15 +828,15 @@ impl Proxy {
         };
         match self.inner.policy.download_mode(module) {
             DownloadMode::Sync => Ok(()),
-            DownloadMode::None => Err(Arc::new(CoreError::NotCached(what))),
-            DownloadMode::Redirect(base) => Err(Arc::new(CoreError::Redirect {
+            DownloadMode::None => Err(CoreError::NotCached(what)),
+            DownloadMode::Redirect(base) => Err(CoreError::Redirect {
                 what,
                 // Storage keys are the GOPROXY layout, so a key's path is the request path.
                 location: format!("{}/{}", base.trim_end_matches('/'), key.path()),
-            })),
+            }),
             DownloadMode::Async => {
                 tokio::spawn(self.clone().fill(key.clone()));
-                Err(Arc::new(CoreError::FetchingInBackground(what)))
+                Err(CoreError::FetchingInBackground(what))
             }
         }
     }
@@ -859,13 +863,13 @@ impl Proxy {
         }
     }
 
-    async fn cached(&self, key: &StorageKey) -> Result<Option<Served>, Arc<CoreError>> {
+    async fn cached(&self, key: &StorageKey) -> Result<Option<Served>, CoreError> {
         let found = self
             .inner
             .storage
             .get_bytes(key)
             .await
-            .map_err(to_arc)?
+            .map_err(CoreError::from)?
             .map(|(body, info)| Served {
                 body,
                 freshness: Freshness::Hit,
@@ -886,7 +890,7 @@ impl Proxy {
             .storage
             .put_once(key, body.clone())
             .await
-            .map_err(to_arc)?
+            .map_err(CoreError::from)?
         {
             PutOutcome::Created => Ok(body),
             PutOutcome::AlreadyExists => Ok(self
@@ -894,7 +898,7 @@ impl Proxy {
                 .storage
                 .get_bytes(key)
                 .await
-                .map_err(to_arc)?
+                .map_err(CoreError::from)?
                 .map(|(b, _)| b)
                 .unwrap_or(body)),
         }
@@ -906,10 +910,10 @@ impl Proxy {
         &self,
         flight_key: &str,
         mut stored: F,
-    ) -> Result<Turn<T>, Arc<CoreError>>
+    ) -> Result<Turn<T>, CoreError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<Option<T>, Arc<CoreError>>>,
+        Fut: std::future::Future<Output = Result<Option<T>, CoreError>>,
     {
         let Some(lock) = &self.inner.lock else {
             return Ok(Turn::Fetch(None));
@@ -989,23 +993,20 @@ impl Proxy {
         if role == crate::singleflight::Role::Waiter {
             self.inner.gate.metrics.record_singleflight_wait();
         }
-        result.map_err(|panic| Arc::new(CoreError::Internal(panic.to_string())))?
+        result.map_err(|panic| CoreError::Internal(panic.to_string()))?
     }
 }
 
 /// `.mod` and `.zip` exist only for canonical versions valid for the module path.
-fn check_version(module: &ModulePath, version: &str) -> Result<(), Arc<CoreError>> {
+fn check_version(module: &ModulePath, version: &str) -> Result<(), CoreError> {
     if !validate::is_canonical(version) {
-        return Err(Arc::new(CoreError::NotFound(format!(
+        return Err(CoreError::NotFound(format!(
             "{module}@{version}: invalid version: not a canonical version"
-        ))));
+        )));
     }
     let (_, major) = module.split_version();
-    check_path_major(version, major).map_err(|e| {
-        Arc::new(CoreError::NotFound(format!(
-            "{module}@{version}: invalid version: {e}"
-        )))
-    })
+    check_path_major(version, major)
+        .map_err(|e| CoreError::NotFound(format!("{module}@{version}: invalid version: {e}")))
 }
 
 /// Runs one fetch from `source` within the concurrency limit for its kind of source, recording
@@ -1066,8 +1067,4 @@ fn describe_key(key: &StorageKey) -> String {
         StorageKey::SumdbTile { name, path } => format!("{name} {path}"),
         StorageKey::SumdbLatest { name } => format!("{name} latest"),
     }
-}
-
-fn to_arc(e: impl Into<CoreError>) -> Arc<CoreError> {
-    Arc::new(e.into())
 }

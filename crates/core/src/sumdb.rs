@@ -122,7 +122,7 @@ pub async fn verify_public(
             if e.is_security() {
                 tracing::error!(module.path = %module, module.version = version, error = %e, "checksum verification failed; nothing stored");
             }
-            Err(CoreError::Checksum(e))
+            Err(CoreError::from(e))
         }
     }
 }
@@ -230,7 +230,7 @@ pub struct SumdbProxy {
     client: UpstreamClient,
     storage: Storage,
     policy: Policy,
-    flights: SingleFlight<String, Result<Bytes, Arc<CoreError>>>,
+    flights: SingleFlight<String, Result<Bytes, CoreError>>,
 }
 
 impl SumdbProxy {
@@ -268,30 +268,26 @@ impl SumdbProxy {
         name: &str,
         rest: &str,
         mode: FetchMode,
-    ) -> Result<SumdbAnswer, Arc<CoreError>> {
+    ) -> Result<SumdbAnswer, CoreError> {
         let endpoint = self.endpoint(name).ok_or_else(|| {
-            Arc::new(CoreError::NotFound(format!(
-                "checksum database {name:?} is not proxied here"
-            )))
+            CoreError::NotFound(format!("checksum database {name:?} is not proxied here"))
         })?;
         let parsed = parse(rest).ok_or_else(|| {
-            Arc::new(CoreError::NotFound(format!(
-                "invalid checksum database path {rest:?}"
-            )))
+            CoreError::NotFound(format!("invalid checksum database path {rest:?}"))
         })?;
         let text = "text/plain; charset=UTF-8";
         match &parsed {
             SumdbPath::Lookup { .. } | SumdbPath::Latest => {
                 if let SumdbPath::Lookup { module } = &parsed {
                     if !self.policy.sum_lookup_allowed(module) {
-                        return Err(Arc::new(CoreError::NotFound(format!(
+                        return Err(CoreError::NotFound(format!(
                             "{module}: private module (matches a no-checksum pattern); not looked up"
-                        ))));
+                        )));
                     }
                 }
                 // Lookups and the signed tree head change over time: always asked afresh.
                 if mode == FetchMode::CacheOnly {
-                    return Err(Arc::new(CoreError::NotCached(format!("{name} {rest}"))));
+                    return Err(CoreError::NotCached(format!("{name} {rest}")));
                 }
                 let body = self.fetch(endpoint, rest).await?;
                 Ok(SumdbAnswer {
@@ -312,7 +308,12 @@ impl SumdbProxy {
                     path: rest.to_owned(),
                 };
                 let expected = agora_sumdb::tile::expected_len(rest);
-                if let Some((body, _)) = self.storage.get_bytes(&key).await.map_err(arc)? {
+                if let Some((body, _)) = self
+                    .storage
+                    .get_bytes(&key)
+                    .await
+                    .map_err(CoreError::from)?
+                {
                     if expected.is_none_or(|len| len == body.len()) {
                         return Ok(SumdbAnswer {
                             body,
@@ -330,7 +331,7 @@ impl SumdbProxy {
                     );
                 }
                 if mode == FetchMode::CacheOnly {
-                    return Err(Arc::new(CoreError::NotCached(format!("{name} {rest}"))));
+                    return Err(CoreError::NotCached(format!("{name} {rest}")));
                 }
                 let body = self.fetch(endpoint, rest).await?;
                 let kept = match self.checksums.as_ref().filter(|c| c.name() == name) {
@@ -344,24 +345,24 @@ impl SumdbProxy {
                         }
                         Err(e) => {
                             tracing::error!(sumdb = name, tile = rest, error = %e, "refusing a checksum-database tile");
-                            return Err(Arc::new(CoreError::Checksum(e)));
+                            return Err(CoreError::from(e));
                         }
                     },
                     None => {
                         if expected.is_some_and(|len| len != body.len()) {
-                            return Err(Arc::new(CoreError::InvalidUpstream {
+                            return Err(CoreError::InvalidUpstream {
                                 what: format!("{name} {rest}"),
                                 reason: format!(
                                     "{} bytes for a tile of {} bytes",
                                     body.len(),
                                     expected.unwrap_or_default()
                                 ),
-                            }));
+                            });
                         }
                         self.storage
                             .put_once(&key, body.clone())
                             .await
-                            .map_err(arc)?;
+                            .map_err(CoreError::from)?;
                         true
                     }
                 };
@@ -375,7 +376,7 @@ impl SumdbProxy {
         }
     }
 
-    async fn fetch(&self, endpoint: &SumdbEndpoint, rest: &str) -> Result<Bytes, Arc<CoreError>> {
+    async fn fetch(&self, endpoint: &SumdbEndpoint, rest: &str) -> Result<Bytes, CoreError> {
         let client = self.client.clone();
         let url = endpoint.url.clone();
         let rel = rest.to_owned();
@@ -386,15 +387,11 @@ impl SumdbProxy {
                 client
                     .get_bytes(&url, &rel, MAX_SUMDB_BODY)
                     .await
-                    .map_err(|e| Arc::new(CoreError::from_fetch(&what, e)))
+                    .map_err(|e| CoreError::from_fetch(&what, e))
             })
             .await;
-        result.map_err(|p| Arc::new(CoreError::Internal(p.to_string())))?
+        result.map_err(|p| CoreError::Internal(p.to_string()))?
     }
-}
-
-fn arc(e: impl Into<CoreError>) -> Arc<CoreError> {
-    Arc::new(e.into())
 }
 
 /// Validates the part after `/sumdb/<name>/`. Anything not in the checksum-database protocol is

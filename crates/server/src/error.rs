@@ -5,8 +5,6 @@
 //! for real failures. Bodies are `text/plain` (the go command prints them); 5xx bodies never carry
 //! internal detail, which is logged once here instead.
 
-use std::sync::Arc;
-
 use agora_access::DenyStatus;
 use agora_core::CoreError;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -32,7 +30,7 @@ pub enum AppError {
         /// it); `None` when none were sent.
         bearer_error: Option<BearerError>,
     },
-    Core(Arc<CoreError>),
+    Core(CoreError),
 }
 
 /// RFC 6750's `error` attribute of a `Bearer` challenge.
@@ -44,8 +42,8 @@ pub enum BearerError {
     InvalidRequest,
 }
 
-impl From<Arc<CoreError>> for AppError {
-    fn from(e: Arc<CoreError>) -> Self {
+impl From<CoreError> for AppError {
+    fn from(e: CoreError) -> Self {
         AppError::Core(e)
     }
 }
@@ -79,7 +77,7 @@ impl AppError {
                 // Word for word what a miss says.
                 DenyStatus::NotFound => (StatusCode::NOT_FOUND, format!("not found: {message}")),
             },
-            AppError::Core(e) => match &**e {
+            AppError::Core(e) => match e {
                 CoreError::NotFound(m) => (StatusCode::NOT_FOUND, format!("not found: {m}")),
                 e @ (CoreError::NotCached(_) | CoreError::Disabled(_)) => {
                     (StatusCode::NOT_FOUND, format!("not found: {e}"))
@@ -102,13 +100,13 @@ impl AppError {
                         StatusCode::BAD_GATEWAY
                     };
                     // Upstream URLs are redacted by the upstream crate, and git failures arrive
-                    // as their client text (agora-core's `direct`): the message is safe.
+                    // as their client text (agora-core's `vcs_source`): the message is safe.
                     (status, e.to_string())
                 }
                 e @ CoreError::InvalidUpstream { .. } => (StatusCode::BAD_GATEWAY, e.to_string()),
                 e @ CoreError::Checksum(c) => {
                     use agora_sumdb::SumdbError;
-                    let status = match c {
+                    let status = match **c {
                         // Refused content: 403 also keeps the go command from trying the next
                         // proxy, which would have to refuse the same bytes.
                         SumdbError::NotFound { .. } | SumdbError::Mismatch(_) => {
@@ -153,15 +151,19 @@ impl IntoResponse for AppError {
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let AppError::Core(e) = &self {
-            match &**e {
+            match e {
                 CoreError::Redirect { location, .. } => {
                     if let Ok(v) = HeaderValue::from_str(location) {
                         resp.headers_mut().insert(header::LOCATION, v);
                     }
                 }
-                CoreError::Overloaded(_)
-                | CoreError::Unavailable(_)
-                | CoreError::Checksum(agora_sumdb::SumdbError::Unavailable { .. }) => {
+                CoreError::Overloaded(_) | CoreError::Unavailable(_) => {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
+                CoreError::Checksum(c)
+                    if matches!(**c, agora_sumdb::SumdbError::Unavailable { .. }) =>
+                {
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 }

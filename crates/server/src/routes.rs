@@ -63,7 +63,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(goproxy)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
-            AppError::Core(Arc::new(CoreError::Internal("handler panicked".into()))).into_response()
+            AppError::Core(CoreError::Internal("handler panicked".into())).into_response()
         }))
         // Bounds the time to the response head (a cold fetch included); bodies stream after.
         .layer(TimeoutLayer::with_status_code(
@@ -151,7 +151,7 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
         Err(err) => {
             trace.denied = err.denied();
             if let AppError::Core(e) = &err {
-                match &**e {
+                match e {
                     CoreError::Storage(_) => state.proxy.metrics().record_storage_error(),
                     // Refused content is audited whatever module it concerns.
                     CoreError::Checksum(c) if c.is_security() && trace.audit.is_none() => {
@@ -437,11 +437,11 @@ async fn zip(
                     .storage()
                     .get_range(&key, r)
                     .await
-                    .map_err(|e| AppError::Core(Arc::new(CoreError::Storage(e))))?
+                    .map_err(|e| AppError::Core(CoreError::from(e)))?
                     .ok_or_else(|| {
-                        AppError::Core(Arc::new(CoreError::Internal(format!(
+                        AppError::Core(CoreError::Internal(format!(
                             "{module}@{version}: zip vanished while serving a range"
-                        ))))
+                        )))
                     })?;
                 Body::from_stream(part.body)
             };
