@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use agora_storage::StorageError;
 use agora_upstream::FetchError;
+use agora_vcs::GitFailure;
+
+use crate::source::SourceError;
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum CoreError {
@@ -50,6 +53,11 @@ pub enum CoreError {
         #[source]
         source: Arc<FetchError>,
     },
+    /// Git failed for a reason other than "not found", a refusal or our own disk. `message` is
+    /// the failure in the go command's terms ([`agora_vcs::Error::for_client`]); the detail is
+    /// logged where the failure is translated.
+    #[error("{what}: upstream git failed: {message}")]
+    Git { what: String, message: String },
     /// The upstream answered, but the answer is not acceptable (and was not cached).
     #[error("{what}: invalid upstream answer: {reason}")]
     InvalidUpstream { what: String, reason: String },
@@ -67,6 +75,62 @@ impl CoreError {
     /// An upstream did not answer in time (the server answers 504 rather than 502).
     pub fn is_timeout(&self) -> bool {
         matches!(self, CoreError::Upstream { source, .. } if matches!(**source, FetchError::Timeout { .. }))
+    }
+
+    /// Translates what a source said about `what` (`module@version`): the one place where
+    /// upstream and git failures become the proxy's vocabulary.
+    pub fn from_source(what: &str, err: SourceError) -> Self {
+        match err {
+            SourceError::Upstream(e) => CoreError::from_fetch(what, e),
+            SourceError::Vcs(e) => CoreError::from_vcs(what, e),
+            SourceError::Invalid {
+                source_name: _,
+                reason,
+            } => CoreError::InvalidUpstream {
+                what: what.to_owned(),
+                reason,
+            },
+            SourceError::Disabled => CoreError::Disabled(what.to_owned()),
+            SourceError::Overloaded(message) => CoreError::Overloaded(format!("{what}: {message}")),
+        }
+    }
+
+    /// A git failure: "does not exist" is not-found (404, the client may try elsewhere),
+    /// rejected credentials or an untrusted certificate are refusals (403), our own disk failing
+    /// under git (full, read-only) is a storage failure (503, like a download that cannot be
+    /// written), everything else is [`CoreError::Git`] (502).
+    ///
+    /// What goes on to the client is the error's [`agora_vcs::Error::for_client`] text. The
+    /// detail (git command lines, mirror paths, rewritten repository URLs) is logged here, once
+    /// per fetch, except for storage failures, whose detail travels on to the server's log line
+    /// for 5xx.
+    fn from_vcs(what: &str, err: agora_vcs::Error) -> Self {
+        if err.is_local_storage() {
+            let path = match &err {
+                agora_vcs::Error::Io { path, .. } => path.clone(),
+                _ => "git mirror".into(),
+            };
+            return CoreError::Storage(Arc::new(StorageError::Scratch {
+                path,
+                source: std::io::Error::other(err.to_string()),
+            }));
+        }
+        let message = err.for_client().to_string();
+        if err.is_not_found() {
+            // An everyday answer (the go command probes path prefixes): detail for debugging.
+            tracing::debug!(module = what, error = %err, "not found in git");
+            return CoreError::NotFound(format!("{what}: {message}"));
+        }
+        tracing::warn!(module = what, error = %err, "git failed");
+        match err.git_failure() {
+            Some(GitFailure::AuthFailed | GitFailure::UnknownCa) => {
+                CoreError::Forbidden(format!("{what}: {message}"))
+            }
+            _ => CoreError::Git {
+                what: what.to_owned(),
+                message,
+            },
+        }
     }
 
     /// Wraps an upstream failure for `what` (`module@version`), keeping "not found" distinct.

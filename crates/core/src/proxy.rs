@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use agora_gomod::module::{check_path_major, ModulePath};
 use agora_storage::{ArtifactKind, Object, ObjectInfo, PutOutcome, Storage, StorageKey};
-use agora_upstream::{walk, ChainEntry, FetchError, Target, UpstreamClient};
+use agora_upstream::{walk, ChainEntry, Target, UpstreamClient};
 use bytes::Bytes;
 
 use crate::approve::{Approver, Candidate, Rejection};
@@ -36,7 +36,7 @@ use crate::lock::{FetchLock, LockGuard, WarnEvery};
 use crate::metrics::Metrics;
 use crate::policy::{DownloadMode, Policy, Route};
 use crate::singleflight::SingleFlight;
-use crate::source::{ProxySource, Source};
+use crate::source::{ProxySource, Source, SourceError};
 use crate::sumdb::{verify_public, Checksums};
 use crate::validate;
 use agora_sumdb::SumdbError;
@@ -345,7 +345,7 @@ impl Proxy {
         source
             .repository(module, network)
             .await
-            .map_err(|e| CoreError::from_fetch(module.as_str(), e))
+            .map_err(|e| CoreError::from_source(module.as_str(), e))
     }
 
     fn hops(&self, module: &ModulePath) -> &[Hop] {
@@ -522,7 +522,7 @@ impl Proxy {
             let body = walk(this.hops(&module), |hop| {
                 let module = &module;
                 async move {
-                    let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
+                    let source = hop.source.as_ref().ok_or(SourceError::Disabled)?;
                     let body = if is_list {
                         timed(gate, source.as_ref(), "list", source.list(module)).await?
                     } else {
@@ -533,14 +533,14 @@ impl Proxy {
                     } else {
                         validate::info(module, None, &body).map(|_| body)
                     };
-                    checked.map_err(|reason| FetchError::Invalid {
-                        url: source.describe(),
+                    checked.map_err(|reason| SourceError::Invalid {
+                        source_name: source.describe(),
                         reason,
                     })
                 }
             })
             .await
-            .map_err(|e| CoreError::from_fetch(&what, e))?;
+            .map_err(|e| CoreError::from_source(&what, e))?;
             this.inner
                 .storage
                 .put_overwrite(&key, body.clone())
@@ -605,11 +605,11 @@ impl Proxy {
             let (body, version, to_store) = walk(this.hops(&m), |hop| {
                 let (m, q) = (&m, &q);
                 async move {
-                    let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
+                    let source = hop.source.as_ref().ok_or(SourceError::Disabled)?;
                     let body = timed(gate, source.as_ref(), "info", source.info(m, q)).await?;
                     let version = validate::info(m, Some(q), &body).map_err(|reason| {
-                        FetchError::Invalid {
-                            url: source.describe(),
+                        SourceError::Invalid {
+                            source_name: source.describe(),
                             reason,
                         }
                     })?;
@@ -622,7 +622,7 @@ impl Proxy {
                 }
             })
             .await
-            .map_err(|e| CoreError::from_fetch(&what, e))?;
+            .map_err(|e| CoreError::from_source(&what, e))?;
             // A query (branch, commit) is checked once it names a version.
             this.check_allowed(&m, &version)?;
             let key = StorageKey::artifact(&m, &version, ArtifactKind::Info);
@@ -691,17 +691,17 @@ impl Proxy {
             let body = walk(this.hops(&m), |hop| {
                 let (m, v) = (&m, &v);
                 async move {
-                    let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
+                    let source = hop.source.as_ref().ok_or(SourceError::Disabled)?;
                     let body = timed(gate, source.as_ref(), "mod", source.go_mod(m, v)).await?;
-                    validate::go_mod(m, &body).map_err(|reason| FetchError::Invalid {
-                        url: source.describe(),
+                    validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
+                        source_name: source.describe(),
                         reason,
                     })?;
                     Ok(body)
                 }
             })
             .await
-            .map_err(|e| CoreError::from_fetch(&what, e))?;
+            .map_err(|e| CoreError::from_source(&what, e))?;
             this.verify_sum(&m, &v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
                 .await?;
             this.approve(Candidate::go_mod(&m, &v, &body)).await?;
@@ -766,20 +766,20 @@ impl Proxy {
             let hash = walk(this.hops(&m), |hop| {
                 let (m, v, dest) = (&m, &v, scratch.path());
                 async move {
-                    let source = hop.source.as_ref().ok_or(FetchError::Disabled)?;
+                    let source = hop.source.as_ref().ok_or(SourceError::Disabled)?;
                     timed(gate, source.as_ref(), "zip", source.zip(m, v, dest)).await?;
                     let (mc, vc, dc) = (m.clone(), v.clone(), dest.to_owned());
                     let checked = tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
                         .await
                         .unwrap_or_else(|e| Err(format!("zip check crashed: {e}")));
-                    checked.map_err(|reason| FetchError::Invalid {
-                        url: source.describe(),
+                    checked.map_err(|reason| SourceError::Invalid {
+                        source_name: source.describe(),
                         reason,
                     })
                 }
             })
             .await
-            .map_err(|e| CoreError::from_fetch(&what, e))?;
+            .map_err(|e| CoreError::from_source(&what, e))?;
             this.verify_sum(&m, &v, "", &hash).await?;
             if this.inner.approver.is_some() {
                 let size = tokio::fs::metadata(scratch.path())
@@ -1015,8 +1015,8 @@ async fn timed<T>(
     gate: &Gate,
     source: &dyn Source,
     kind: &'static str,
-    fetch: impl std::future::Future<Output = Result<T, FetchError>>,
-) -> Result<T, FetchError> {
+    fetch: impl std::future::Future<Output = Result<T, SourceError>>,
+) -> Result<T, SourceError> {
     let (label, slots) = if source.describe() == "direct" {
         ("git", &gate.git)
     } else {
@@ -1025,12 +1025,12 @@ async fn timed<T>(
     let _permit = tokio::time::timeout(gate.queue_timeout, slots.acquire())
         .await
         .map_err(|_| {
-            FetchError::Overloaded(format!(
+            SourceError::Overloaded(format!(
                 "too many {label} fetches in progress; waited {:?} for a slot",
                 gate.queue_timeout
             ))
         })?
-        .map_err(|_| FetchError::Overloaded("shutting down".into()))?;
+        .map_err(|_| SourceError::Overloaded("shutting down".into()))?;
     let started = std::time::Instant::now();
     let result = fetch.await;
     gate.metrics

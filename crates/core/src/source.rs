@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use agora_gomod::module::{escape_version, ModulePath};
-use agora_upstream::{FetchError, UpstreamClient};
+use agora_upstream::{FetchError, UpstreamClient, WalkError};
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -18,25 +18,64 @@ pub const MAX_LIST: u64 = 16 << 20;
 /// Largest module zip, as the go command enforces (500 MiB).
 pub const MAX_ZIP: u64 = 500 << 20;
 
+/// Why a [`Source`] could not answer: the errors of the origins themselves (kept as they are,
+/// translated once, by [`crate::CoreError::from_source`]) and the proxy's own reasons.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// An upstream proxy failed or said "not found".
+    #[error(transparent)]
+    Upstream(#[from] FetchError),
+    /// Git failed or the module is not in the repository.
+    #[error(transparent)]
+    Vcs(#[from] agora_vcs::Error),
+    /// The source's answer was checked and refused (not cached).
+    #[error("{source_name} sent an invalid answer: {reason}")]
+    Invalid { source_name: String, reason: String },
+    /// The chain ends in `off` (GOPROXY=off).
+    #[error("module fetching is disabled (GOPROXY=off)")]
+    Disabled,
+    /// The wait for a fetch slot timed out.
+    #[error("{0}")]
+    Overloaded(String),
+}
+
+impl WalkError for SourceError {
+    fn is_not_found(&self) -> bool {
+        match self {
+            SourceError::Upstream(e) => e.is_not_found(),
+            SourceError::Vcs(e) => e.is_not_found() && !e.is_local_storage(),
+            _ => false,
+        }
+    }
+
+    fn disabled() -> Self {
+        SourceError::Disabled
+    }
+}
+
 /// Answers the GOPROXY protocol's questions for one origin. Returned bytes are unvalidated; the
 /// proxy validates before caching.
 #[async_trait]
 pub trait Source: Send + Sync {
     /// A short description for logs (`https://proxy.golang.org`, `direct`); never credentials.
     fn describe(&self) -> String;
-    async fn list(&self, module: &ModulePath) -> Result<Bytes, FetchError>;
-    async fn latest(&self, module: &ModulePath) -> Result<Bytes, FetchError>;
-    async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, FetchError>;
+    async fn list(&self, module: &ModulePath) -> Result<Bytes, SourceError>;
+    async fn latest(&self, module: &ModulePath) -> Result<Bytes, SourceError>;
+    async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, SourceError>;
     /// What to cache as `<version>.info` when a query that is not the version itself (a branch,
     /// a commit, `v2.0.0` for `v2.0.0+incompatible`) resolved to `version` from `body`: by
     /// default `body` as it came (an upstream's bytes are kept unchanged).
     fn info_for_version(&self, body: Bytes, _version: &str) -> Bytes {
         body
     }
-    async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, FetchError>;
+    async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, SourceError>;
     /// Writes the zip to `dest` and returns its size.
-    async fn zip(&self, module: &ModulePath, version: &str, dest: &Path)
-        -> Result<u64, FetchError>;
+    async fn zip(
+        &self,
+        module: &ModulePath,
+        version: &str,
+        dest: &Path,
+    ) -> Result<u64, SourceError>;
     /// The repository this source reads `module` from, written as a module path
     /// (`host/group/project`), when the source knows repositories; with `network` false only
     /// what needs no request. Access rules are checked against it as well as the module path.
@@ -44,7 +83,7 @@ pub trait Source: Send + Sync {
         &self,
         _module: &ModulePath,
         _network: bool,
-    ) -> Result<Option<String>, FetchError> {
+    ) -> Result<Option<String>, SourceError> {
         Ok(None)
     }
 }
@@ -75,24 +114,24 @@ impl Source for ProxySource {
         agora_secret::redact(&self.base)
     }
 
-    async fn list(&self, module: &ModulePath) -> Result<Bytes, FetchError> {
+    async fn list(&self, module: &ModulePath) -> Result<Bytes, SourceError> {
         let rel = format!("{}/@v/list", module.escaped());
-        self.client.get_bytes(&self.base, &rel, MAX_LIST).await
+        Ok(self.client.get_bytes(&self.base, &rel, MAX_LIST).await?)
     }
 
-    async fn latest(&self, module: &ModulePath) -> Result<Bytes, FetchError> {
+    async fn latest(&self, module: &ModulePath) -> Result<Bytes, SourceError> {
         let rel = format!("{}/@latest", module.escaped());
-        self.client.get_bytes(&self.base, &rel, MAX_INFO).await
+        Ok(self.client.get_bytes(&self.base, &rel, MAX_INFO).await?)
     }
 
-    async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, FetchError> {
+    async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, SourceError> {
         let rel = Self::version_path(module, query, "info")?;
-        self.client.get_bytes(&self.base, &rel, MAX_INFO).await
+        Ok(self.client.get_bytes(&self.base, &rel, MAX_INFO).await?)
     }
 
-    async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, FetchError> {
+    async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, SourceError> {
         let rel = Self::version_path(module, version, "mod")?;
-        self.client.get_bytes(&self.base, &rel, MAX_MOD).await
+        Ok(self.client.get_bytes(&self.base, &rel, MAX_MOD).await?)
     }
 
     async fn zip(
@@ -100,10 +139,11 @@ impl Source for ProxySource {
         module: &ModulePath,
         version: &str,
         dest: &Path,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<u64, SourceError> {
         let rel = Self::version_path(module, version, "zip")?;
-        self.client
+        Ok(self
+            .client
             .get_to_file(&self.base, &rel, dest, MAX_ZIP)
-            .await
+            .await?)
     }
 }

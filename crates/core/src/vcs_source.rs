@@ -1,17 +1,16 @@
 //! [`VcsSource`]: answering for a module straight from its git repository (agora-vcs), with no Go
 //! toolchain. Used for private-module patterns and for `direct` entries of the upstream chain.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use agora_gomod::module::ModulePath;
-use agora_upstream::FetchError;
-use agora_vcs::{GitFailure, Origin, RevInfo, Vcs};
+use agora_vcs::{Origin, RevInfo, Vcs};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::source::Source;
+use crate::source::{Source, SourceError};
 
 pub struct VcsSource {
     vcs: Arc<Vcs>,
@@ -22,17 +21,9 @@ impl VcsSource {
         VcsSource { vcs }
     }
 
-    async fn repo(&self, module: &ModulePath) -> Result<agora_vcs::CodeRepo, FetchError> {
-        self.vcs
-            .code_repo(module.as_str())
-            .await
-            .map_err(failed(module))
+    async fn repo(&self, module: &ModulePath) -> Result<agora_vcs::CodeRepo, SourceError> {
+        Ok(self.vcs.code_repo(module.as_str()).await?)
     }
-}
-
-/// [`map_err`] for `module`, for `Result::map_err`.
-fn failed(module: &ModulePath) -> impl FnOnce(agora_vcs::Error) -> FetchError + '_ {
-    move |err| map_err(module.as_str(), err)
 }
 
 /// An `.info` body: `{"Version":…,"Time":…,"Origin":{…}}`, the go command's field names and order
@@ -128,53 +119,15 @@ fn write_info(version: &str, time: String, origin: Option<&Origin>) -> Bytes {
     Bytes::from(serde_json::to_vec(&info).expect("an info serializes"))
 }
 
-/// Maps a vcs failure of `module` to the proxy's vocabulary: "does not exist" is not-found (404,
-/// the client may try elsewhere), rejected credentials or an untrusted certificate are refusals
-/// (403), our own disk failing under git (full, read-only) is a storage failure (503, like a
-/// download that cannot be written), everything else is a transport failure (502).
-///
-/// What goes on to the client is the error's [`agora_vcs::Error::for_client`] text. The detail
-/// (git command lines, mirror paths, rewritten repository URLs) is logged here, once per fetch,
-/// except for storage failures, whose detail travels on to the server's log line for 5xx.
-pub fn map_err(module: &str, err: agora_vcs::Error) -> FetchError {
-    if err.is_local_storage() {
-        let path = match &err {
-            agora_vcs::Error::Io { path, .. } => path.clone(),
-            _ => PathBuf::from("git mirror"),
-        };
-        return FetchError::Scratch {
-            path,
-            source: std::io::Error::other(err.to_string()),
-        };
-    }
-    let message = err.for_client().to_string();
-    if err.is_not_found() {
-        // An everyday answer (the go command probes path prefixes): detail for debugging only.
-        tracing::debug!(module.path = module, error = %err, "not found in git");
-        return FetchError::NotFound {
-            status: 404,
-            message,
-        };
-    }
-    tracing::warn!(module.path = module, error = %err, "git failed");
-    match err.git_failure() {
-        Some(GitFailure::AuthFailed | GitFailure::UnknownCa) => FetchError::Refused { message },
-        _ => FetchError::Transport {
-            url: "git".into(),
-            message,
-        },
-    }
-}
-
 #[async_trait]
 impl Source for VcsSource {
     fn describe(&self) -> String {
         "direct".into()
     }
 
-    async fn list(&self, module: &ModulePath) -> Result<Bytes, FetchError> {
+    async fn list(&self, module: &ModulePath) -> Result<Bytes, SourceError> {
         let repo = self.repo(module).await?;
-        let versions = repo.versions().await.map_err(failed(module))?;
+        let versions = repo.versions().await?;
         let mut out = String::new();
         for v in versions {
             out.push_str(&v);
@@ -183,14 +136,14 @@ impl Source for VcsSource {
         Ok(Bytes::from(out))
     }
 
-    async fn latest(&self, module: &ModulePath) -> Result<Bytes, FetchError> {
+    async fn latest(&self, module: &ModulePath) -> Result<Bytes, SourceError> {
         let repo = self.repo(module).await?;
-        Ok(info_json(&repo.latest().await.map_err(failed(module))?))
+        Ok(info_json(&repo.latest().await?))
     }
 
-    async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, FetchError> {
+    async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, SourceError> {
         let repo = self.repo(module).await?;
-        let rev = repo.stat(query).await.map_err(failed(module))?;
+        let rev = repo.stat(query).await?;
         // A version's own `.info` is cached for good: give it the version's origin.
         Ok(if rev.version == query {
             version_info_json(&rev)
@@ -203,13 +156,10 @@ impl Source for VcsSource {
         version_info_from(body, version)
     }
 
-    async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, FetchError> {
+    async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, SourceError> {
         let repo = self.repo(module).await?;
-        let rev = repo.stat(version).await.map_err(failed(module))?;
-        let body = repo
-            .go_mod_at(&rev.hash, version)
-            .await
-            .map_err(failed(module))?;
+        let rev = repo.stat(version).await?;
+        let body = repo.go_mod_at(&rev.hash, version).await?;
         Ok(Bytes::from(body))
     }
 
@@ -218,9 +168,9 @@ impl Source for VcsSource {
         module: &ModulePath,
         version: &str,
         dest: &Path,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<u64, SourceError> {
         let repo = self.repo(module).await?;
-        let info = repo.zip(version, dest).await.map_err(failed(module))?;
+        let info = repo.zip(version, dest).await?;
         Ok(info.size)
     }
 
@@ -228,11 +178,8 @@ impl Source for VcsSource {
         &self,
         module: &ModulePath,
         network: bool,
-    ) -> Result<Option<String>, FetchError> {
-        self.vcs
-            .repository(module.as_str(), network)
-            .await
-            .map_err(failed(module))
+    ) -> Result<Option<String>, SourceError> {
+        Ok(self.vcs.repository(module.as_str(), network).await?)
     }
 }
 
@@ -240,6 +187,7 @@ impl Source for VcsSource {
 mod tests {
     use super::*;
     use crate::CoreError;
+    use agora_vcs::GitFailure;
 
     /// The go command's field names and order; empty fields left out; a branch's answer cached
     /// for its version names the version's tag instead of the branch, without the tag list.
@@ -298,7 +246,7 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::StorageFull),
         };
         for err in [full, io] {
-            let core = CoreError::from_fetch("m@v1.0.0", map_err("m", err));
+            let core = CoreError::from_source("m@v1.0.0", err.into());
             assert!(matches!(core, CoreError::Storage(_)), "{core:?}");
         }
         let other = agora_vcs::Error::Git {
@@ -306,7 +254,11 @@ mod tests {
             kind: GitFailure::Other,
             stderr: "fatal: bad object".into(),
         };
-        let core = CoreError::from_fetch("m@v1.0.0", map_err("m", other));
-        assert!(matches!(core, CoreError::Upstream { .. }), "{core:?}");
+        let core = CoreError::from_source("m@v1.0.0", other.into());
+        assert!(matches!(core, CoreError::Git { .. }), "{core:?}");
+        assert_eq!(
+            core.to_string(),
+            "m@v1.0.0: upstream git failed: unexpected git failure (the details are in agora's log)"
+        );
     }
 }

@@ -99,11 +99,13 @@ impl AppError {
                     } else {
                         StatusCode::BAD_GATEWAY
                     };
-                    // Upstream URLs are redacted by the upstream crate, and git failures arrive
-                    // as their client text (agora-core's `vcs_source`): the message is safe.
+                    // Upstream URLs are redacted by the upstream crate: the message is safe.
                     (status, e.to_string())
                 }
-                e @ CoreError::InvalidUpstream { .. } => (StatusCode::BAD_GATEWAY, e.to_string()),
+                // Git's failure in the go command's terms, without commands or paths.
+                e @ (CoreError::Git { .. } | CoreError::InvalidUpstream { .. }) => {
+                    (StatusCode::BAD_GATEWAY, e.to_string())
+                }
                 e @ CoreError::Checksum(c) => {
                     use agora_sumdb::SumdbError;
                     let status = match **c {

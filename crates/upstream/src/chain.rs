@@ -125,17 +125,18 @@ fn normalize_proxy_url(raw: &str) -> Result<String, ChainError> {
 /// success stops; "not found" moves on; any other error moves on only after a `|` entry.
 /// When every entry fails, the most informative error is returned (a real failure beats a
 /// "not found", which beats nothing at all).
-pub async fn walk<'a, E, T, F, Fut>(entries: &'a [E], mut attempt: F) -> Result<T, FetchError>
+pub async fn walk<'a, E, T, X, F, Fut>(entries: &'a [E], mut attempt: F) -> Result<T, X>
 where
     E: AsRef<ChainEntry>,
+    X: WalkError,
     F: FnMut(&'a E) -> Fut,
-    Fut: Future<Output = Result<T, FetchError>>,
+    Fut: Future<Output = Result<T, X>>,
 {
-    let mut best: Option<FetchError> = None;
+    let mut best: Option<X> = None;
     for item in entries {
         let entry = item.as_ref();
         if entry.target == Target::Off {
-            return Err(best.unwrap_or(FetchError::Disabled));
+            return Err(best.unwrap_or_else(X::disabled));
         }
         match attempt(item).await {
             Ok(v) => return Ok(v),
@@ -153,7 +154,25 @@ where
             }
         }
     }
-    Err(best.unwrap_or(FetchError::Disabled))
+    Err(best.unwrap_or_else(X::disabled))
+}
+
+/// What [`walk`] needs to know of an attempt's error.
+pub trait WalkError {
+    /// "Not here": the go command moves on to the next `,` entry only for these.
+    fn is_not_found(&self) -> bool;
+    /// The answer when the list ends in `off` (or is empty) with nothing better.
+    fn disabled() -> Self;
+}
+
+impl WalkError for FetchError {
+    fn is_not_found(&self) -> bool {
+        FetchError::is_not_found(self)
+    }
+
+    fn disabled() -> Self {
+        FetchError::Disabled
+    }
 }
 
 #[cfg(test)]

@@ -15,5 +15,5 @@ pub mod chain;
 pub mod client;
 pub mod egress;
 
-pub use chain::{parse_goproxy, walk, ChainEntry, ChainError, Target};
+pub use chain::{parse_goproxy, walk, ChainEntry, ChainError, Target, WalkError};
 pub use client::{ClientOptions, FetchError, UpstreamClient};
