@@ -36,7 +36,7 @@ use crate::lock::{FetchLock, LockGuard, WarnEvery};
 use crate::metrics::Metrics;
 use crate::policy::{DownloadMode, Policy, Route};
 use crate::singleflight::SingleFlight;
-use crate::source::{ProxySource, Source, SourceError};
+use crate::source::{ProxySource, Source, SourceError, SourceKind};
 use crate::sumdb::{verify_public, Checksums};
 use crate::validate;
 use agora_sumdb::SumdbError;
@@ -136,7 +136,7 @@ struct Inner {
     /// Public modules: the configured GOPROXY chain.
     chain: Vec<Hop>,
     /// Private modules: version control only.
-    direct: Vec<Hop>,
+    direct: Arc<dyn Source>,
     opts: ProxyOptions,
     flights: SingleFlight<String, Outcome>,
     gate: Gate,
@@ -223,16 +223,12 @@ impl ProxyBuilder {
                 Target::Off => None,
             },
         };
-        let direct_entry = ChainEntry {
-            target: Target::Direct,
-            fallback_on_error: false,
-        };
         Proxy {
             inner: Arc::new(Inner {
                 storage,
                 policy,
                 chain: chain.iter().map(hop).collect(),
-                direct: vec![hop(&direct_entry)],
+                direct,
                 gate: Gate {
                     metrics: Arc::new(Metrics::new()),
                     upstream: tokio::sync::Semaphore::new(opts.max_upstream_fetches.max(1)),
@@ -339,19 +335,37 @@ impl Proxy {
     /// from an upstream proxy. `None` when nothing names a repository.
     pub async fn repository(&self, module: &ModulePath) -> Result<Option<String>, CoreError> {
         let network = self.inner.policy.route(module) == Route::Direct;
-        let Some(source) = self.inner.direct.iter().find_map(|h| h.source.as_ref()) else {
-            return Ok(None);
-        };
-        source
+        self.inner
+            .direct
             .repository(module, network)
             .await
             .map_err(|e| CoreError::from_source(module.as_str(), e))
     }
 
-    fn hops(&self, module: &ModulePath) -> &[Hop] {
+    /// Asks the sources of `module` with `attempt`: a private module's own source, once; a
+    /// public module's GOPROXY chain, by the go command's rules for walking it.
+    async fn ask<'a, T, F, Fut>(
+        &'a self,
+        module: &ModulePath,
+        mut attempt: F,
+    ) -> Result<T, SourceError>
+    where
+        F: FnMut(&'a Arc<dyn Source>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SourceError>>,
+    {
         match self.inner.policy.route(module) {
-            Route::Direct => &self.inner.direct,
-            Route::Upstream => &self.inner.chain,
+            Route::Direct => attempt(&self.inner.direct).await,
+            Route::Upstream => {
+                walk(&self.inner.chain, |hop: &'a Hop| {
+                    // The walk ends at an `off` entry without asking it.
+                    attempt(
+                        hop.source
+                            .as_ref()
+                            .expect("only `off` entries have no source"),
+                    )
+                })
+                .await
+            }
         }
     }
 
@@ -519,28 +533,28 @@ impl Proxy {
             let what = describe_key(&key);
             let is_list = matches!(key, StorageKey::List(_));
             let gate = &this.inner.gate;
-            let body = walk(this.hops(&module), |hop| {
-                let module = &module;
-                async move {
-                    let source = hop.source.as_ref().ok_or(SourceError::Disabled)?;
-                    let body = if is_list {
-                        timed(gate, source.as_ref(), "list", source.list(module)).await?
-                    } else {
-                        timed(gate, source.as_ref(), "latest", source.latest(module)).await?
-                    };
-                    let checked = if is_list {
-                        validate::list(&body)
-                    } else {
-                        validate::info(module, None, &body).map(|_| body)
-                    };
-                    checked.map_err(|reason| SourceError::Invalid {
-                        source_name: source.describe(),
-                        reason,
-                    })
-                }
-            })
-            .await
-            .map_err(|e| CoreError::from_source(&what, e))?;
+            let body = this
+                .ask(&module, |source| {
+                    let module = &module;
+                    async move {
+                        let body = if is_list {
+                            timed(gate, source.as_ref(), "list", source.list(module)).await?
+                        } else {
+                            timed(gate, source.as_ref(), "latest", source.latest(module)).await?
+                        };
+                        let checked = if is_list {
+                            validate::list(&body)
+                        } else {
+                            validate::info(module, None, &body).map(|_| body)
+                        };
+                        checked.map_err(|reason| SourceError::Invalid {
+                            source_name: source.describe(),
+                            reason,
+                        })
+                    }
+                })
+                .await
+                .map_err(|e| CoreError::from_source(&what, e))?;
             this.inner
                 .storage
                 .put_overwrite(&key, body.clone())
@@ -602,27 +616,27 @@ impl Proxy {
             };
             let what = format!("{m}@{q}");
             let gate = &this.inner.gate;
-            let (body, version, to_store) = walk(this.hops(&m), |hop| {
-                let (m, q) = (&m, &q);
-                async move {
-                    let source = hop.source.as_ref().ok_or(SourceError::Disabled)?;
-                    let body = timed(gate, source.as_ref(), "info", source.info(m, q)).await?;
-                    let version = validate::info(m, Some(q), &body).map_err(|reason| {
-                        SourceError::Invalid {
-                            source_name: source.describe(),
-                            reason,
-                        }
-                    })?;
-                    let to_store = if version == *q {
-                        body.clone()
-                    } else {
-                        source.info_for_version(body.clone(), &version)
-                    };
-                    Ok((body, version, to_store))
-                }
-            })
-            .await
-            .map_err(|e| CoreError::from_source(&what, e))?;
+            let (body, version, to_store) = this
+                .ask(&m, |source| {
+                    let (m, q) = (&m, &q);
+                    async move {
+                        let body = timed(gate, source.as_ref(), "info", source.info(m, q)).await?;
+                        let version = validate::info(m, Some(q), &body).map_err(|reason| {
+                            SourceError::Invalid {
+                                source_name: source.describe(),
+                                reason,
+                            }
+                        })?;
+                        let to_store = if version == *q {
+                            body.clone()
+                        } else {
+                            source.info_for_version(body.clone(), &version)
+                        };
+                        Ok((body, version, to_store))
+                    }
+                })
+                .await
+                .map_err(|e| CoreError::from_source(&what, e))?;
             // A query (branch, commit) is checked once it names a version.
             this.check_allowed(&m, &version)?;
             let key = StorageKey::artifact(&m, &version, ArtifactKind::Info);
@@ -688,20 +702,20 @@ impl Proxy {
             };
             let what = format!("{m}@{v}");
             let gate = &this.inner.gate;
-            let body = walk(this.hops(&m), |hop| {
-                let (m, v) = (&m, &v);
-                async move {
-                    let source = hop.source.as_ref().ok_or(SourceError::Disabled)?;
-                    let body = timed(gate, source.as_ref(), "mod", source.go_mod(m, v)).await?;
-                    validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
-                        source_name: source.describe(),
-                        reason,
-                    })?;
-                    Ok(body)
-                }
-            })
-            .await
-            .map_err(|e| CoreError::from_source(&what, e))?;
+            let body = this
+                .ask(&m, |source| {
+                    let (m, v) = (&m, &v);
+                    async move {
+                        let body = timed(gate, source.as_ref(), "mod", source.go_mod(m, v)).await?;
+                        validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
+                            source_name: source.describe(),
+                            reason,
+                        })?;
+                        Ok(body)
+                    }
+                })
+                .await
+                .map_err(|e| CoreError::from_source(&what, e))?;
             this.verify_sum(&m, &v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
                 .await?;
             this.approve(Candidate::go_mod(&m, &v, &body)).await?;
@@ -763,23 +777,24 @@ impl Proxy {
             let what = format!("{m}@{v}");
             let scratch = this.inner.storage.scratch_file(&what);
             let gate = &this.inner.gate;
-            let hash = walk(this.hops(&m), |hop| {
-                let (m, v, dest) = (&m, &v, scratch.path());
-                async move {
-                    let source = hop.source.as_ref().ok_or(SourceError::Disabled)?;
-                    timed(gate, source.as_ref(), "zip", source.zip(m, v, dest)).await?;
-                    let (mc, vc, dc) = (m.clone(), v.clone(), dest.to_owned());
-                    let checked = tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("zip check crashed: {e}")));
-                    checked.map_err(|reason| SourceError::Invalid {
-                        source_name: source.describe(),
-                        reason,
-                    })
-                }
-            })
-            .await
-            .map_err(|e| CoreError::from_source(&what, e))?;
+            let hash = this
+                .ask(&m, |source| {
+                    let (m, v, dest) = (&m, &v, scratch.path());
+                    async move {
+                        timed(gate, source.as_ref(), "zip", source.zip(m, v, dest)).await?;
+                        let (mc, vc, dc) = (m.clone(), v.clone(), dest.to_owned());
+                        let checked =
+                            tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
+                                .await
+                                .unwrap_or_else(|e| Err(format!("zip check crashed: {e}")));
+                        checked.map_err(|reason| SourceError::Invalid {
+                            source_name: source.describe(),
+                            reason,
+                        })
+                    }
+                })
+                .await
+                .map_err(|e| CoreError::from_source(&what, e))?;
             this.verify_sum(&m, &v, "", &hash).await?;
             if this.inner.approver.is_some() {
                 let size = tokio::fs::metadata(scratch.path())
@@ -1017,10 +1032,11 @@ async fn timed<T>(
     kind: &'static str,
     fetch: impl std::future::Future<Output = Result<T, SourceError>>,
 ) -> Result<T, SourceError> {
-    let (label, slots) = if source.describe() == "direct" {
-        ("git", &gate.git)
-    } else {
-        ("upstream", &gate.upstream)
+    let kind_of_source = source.kind();
+    let label = kind_of_source.label();
+    let slots = match kind_of_source {
+        SourceKind::Git => &gate.git,
+        SourceKind::Upstream => &gate.upstream,
     };
     let _permit = tokio::time::timeout(gate.queue_timeout, slots.acquire())
         .await

@@ -53,12 +53,35 @@ impl WalkError for SourceError {
     }
 }
 
+/// What kind of origin a [`Source`] is: each kind has its own limit of fetches at once and its
+/// own label in metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Another module proxy, over HTTP.
+    Upstream,
+    /// Version control (git processes on this machine).
+    Git,
+}
+
+impl SourceKind {
+    /// The `source` label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceKind::Upstream => "upstream",
+            SourceKind::Git => "git",
+        }
+    }
+}
+
 /// Answers the GOPROXY protocol's questions for one origin. Returned bytes are unvalidated; the
 /// proxy validates before caching.
 #[async_trait]
 pub trait Source: Send + Sync {
     /// A short description for logs (`https://proxy.golang.org`, `direct`); never credentials.
     fn describe(&self) -> String;
+    fn kind(&self) -> SourceKind {
+        SourceKind::Upstream
+    }
     async fn list(&self, module: &ModulePath) -> Result<Bytes, SourceError>;
     async fn latest(&self, module: &ModulePath) -> Result<Bytes, SourceError>;
     async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, SourceError>;

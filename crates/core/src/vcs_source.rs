@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::source::{Source, SourceError};
+use crate::source::{Source, SourceError, SourceKind};
 
 pub struct VcsSource {
     vcs: Arc<Vcs>,
@@ -123,6 +123,10 @@ fn write_info(version: &str, time: String, origin: Option<&Origin>) -> Bytes {
 impl Source for VcsSource {
     fn describe(&self) -> String {
         "direct".into()
+    }
+
+    fn kind(&self) -> SourceKind {
+        SourceKind::Git
     }
 
     async fn list(&self, module: &ModulePath) -> Result<Bytes, SourceError> {
