@@ -45,6 +45,6 @@ pub use lock::{FetchLock, LockError, LockGuard, LockHolder, RedisLock, RedisLock
 pub use metrics::Metrics;
 pub use policy::{DownloadMode, Policy, Route};
 pub use proxy::{FetchMode, Freshness, Proxy, ProxyBuilder, ProxyOptions, Served};
-pub use source::{ProxySource, Source, SourceError, SourceKind};
+pub use source::{ProxySource, Source, SourceError, SourceKind, ZipWritten};
 pub use sumdb::{Checksums, SumdbAnswer, SumdbEndpoint, SumdbProxy};
 pub use vcs_source::VcsSource;

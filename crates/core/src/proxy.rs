@@ -110,6 +110,17 @@ pub struct Served {
     pub last_modified: Option<SystemTime>,
 }
 
+impl Served {
+    /// An answer fetched just now.
+    fn fetched(body: Bytes) -> Self {
+        Served {
+            body,
+            freshness: Freshness::Miss,
+            last_modified: Some(SystemTime::now()),
+        }
+    }
+}
+
 type Outcome = Result<Bytes, CoreError>;
 
 /// One hop of a chain: the GOPROXY entry and the source that answers for it.
@@ -447,11 +458,7 @@ impl Proxy {
             // large, and would otherwise make every request's future, cache hits included, that
             // much bigger to allocate and move.
             let body = Box::pin(self.refresh(key, module.clone(), None)).await?;
-            return Ok(Served {
-                body,
-                freshness: Freshness::Miss,
-                last_modified: Some(SystemTime::now()),
-            });
+            return Ok(Served::fetched(body));
         };
         let age = SystemTime::now()
             .duration_since(info.last_modified)
@@ -482,11 +489,7 @@ impl Proxy {
             return Ok(stale);
         }
         match Box::pin(self.refresh(key, module.clone(), Some(info))).await {
-            Ok(body) => Ok(Served {
-                body,
-                freshness: Freshness::Miss,
-                last_modified: Some(SystemTime::now()),
-            }),
+            Ok(body) => Ok(Served::fetched(body)),
             Err(err) if matches!(err, CoreError::NotFound(_)) => Err(err),
             Err(err) => {
                 tracing::warn!(error = %err, "every source failed; serving stale cached answer");
@@ -574,94 +577,16 @@ impl Proxy {
         query: &str,
         mode: FetchMode,
     ) -> Result<Served, CoreError> {
-        let (_, major) = module.split_version();
-        let cacheable = validate::is_canonical(query) && check_path_major(query, major).is_ok();
-        if cacheable {
+        let key = StorageKey::artifact(module, query, ArtifactKind::Info);
+        if is_version(module, query) {
             self.check_allowed(module, query)?;
-            let key = StorageKey::artifact(module, query, ArtifactKind::Info);
             if let Some(hit) = self.cached(&key).await? {
                 return Ok(hit);
             }
         }
-        let key = StorageKey::artifact(module, query, ArtifactKind::Info);
         self.on_miss(mode, &key)?;
-        Box::pin(self.fetch_info(module, query)).await
-    }
-
-    async fn fetch_info(&self, module: &ModulePath, query: &str) -> Result<Served, CoreError> {
-        let flight_key = format!("info:{}@{}", module.escaped(), query);
-        let this = self.clone();
-        let (m, q) = (module.clone(), query.to_owned());
-        let fk = flight_key.clone();
-        let work = async move {
-            // Only a canonical version knows its storage key before the fetch; for other queries
-            // a waiter can only wait for the lock to be free (see the module docs).
-            let (_, major) = m.split_version();
-            let known_key = (validate::is_canonical(&q) && check_path_major(&q, major).is_ok())
-                .then(|| StorageKey::artifact(&m, &q, ArtifactKind::Info));
-            let storage = &this.inner.storage;
-            let stored = || async {
-                match &known_key {
-                    Some(key) => Ok(storage
-                        .get_bytes(key)
-                        .await
-                        .map_err(CoreError::from)?
-                        .map(|(b, _)| b)),
-                    None => Ok(None),
-                }
-            };
-            let _guard = match this.take_turn(&fk, stored).await? {
-                Turn::Stored(body) => return Ok(body),
-                Turn::Fetch(guard) => guard,
-            };
-            let what = format!("{m}@{q}");
-            let gate = &this.inner.gate;
-            let (body, version, to_store) = this
-                .ask(&m, |source| {
-                    let (m, q) = (&m, &q);
-                    async move {
-                        let body = timed(gate, source.as_ref(), "info", source.info(m, q)).await?;
-                        let version = validate::info(m, Some(q), &body).map_err(|reason| {
-                            SourceError::Invalid {
-                                source_name: source.describe(),
-                                reason,
-                            }
-                        })?;
-                        let to_store = if version == *q {
-                            body.clone()
-                        } else {
-                            source.info_for_version(body.clone(), &version)
-                        };
-                        Ok((body, version, to_store))
-                    }
-                })
-                .await
-                .map_err(|e| CoreError::from_source(&what, e))?;
-            // A query (branch, commit) is checked once it names a version.
-            this.check_allowed(&m, &version)?;
-            let key = StorageKey::artifact(&m, &version, ArtifactKind::Info);
-            if this.inner.approver.is_some()
-                && this
-                    .inner
-                    .storage
-                    .head(&key)
-                    .await
-                    .map_err(CoreError::from)?
-                    .is_none()
-            {
-                this.approve(Candidate::info(&m, &version)).await?;
-            }
-            let stored = this.store_once(&key, to_store).await?;
-            // A branch or commit query gets its own answer (its origin names the branch), not
-            // the version's stored one.
-            Ok(if version == q { stored } else { body })
-        };
-        let body = self.fly(flight_key, work).await?;
-        Ok(Served {
-            body,
-            freshness: Freshness::Miss,
-            last_modified: Some(SystemTime::now()),
-        })
+        let body = Box::pin(self.fetch_artifact(module, query, ArtifactKind::Info)).await?;
+        Ok(Served::fetched(body))
     }
 
     /// `/@v/<version>.mod`.
@@ -678,55 +603,8 @@ impl Proxy {
             return Ok(hit);
         }
         self.on_miss(mode, &key)?;
-        Box::pin(self.fetch_go_mod(module, version)).await
-    }
-
-    async fn fetch_go_mod(&self, module: &ModulePath, version: &str) -> Result<Served, CoreError> {
-        let key = StorageKey::artifact(module, version, ArtifactKind::Mod);
-        let flight_key = format!("mod:{}@{}", module.escaped(), version);
-        let this = self.clone();
-        let (m, v) = (module.clone(), version.to_owned());
-        let fk = flight_key.clone();
-        let work = async move {
-            let storage = &this.inner.storage;
-            let stored = || async {
-                Ok(storage
-                    .get_bytes(&key)
-                    .await
-                    .map_err(CoreError::from)?
-                    .map(|(b, _)| b))
-            };
-            let _guard = match this.take_turn(&fk, stored).await? {
-                Turn::Stored(body) => return Ok(body),
-                Turn::Fetch(guard) => guard,
-            };
-            let what = format!("{m}@{v}");
-            let gate = &this.inner.gate;
-            let body = this
-                .ask(&m, |source| {
-                    let (m, v) = (&m, &v);
-                    async move {
-                        let body = timed(gate, source.as_ref(), "mod", source.go_mod(m, v)).await?;
-                        validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
-                            source_name: source.describe(),
-                            reason,
-                        })?;
-                        Ok(body)
-                    }
-                })
-                .await
-                .map_err(|e| CoreError::from_source(&what, e))?;
-            this.verify_sum(&m, &v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
-                .await?;
-            this.approve(Candidate::go_mod(&m, &v, &body)).await?;
-            this.store_once(&key, body).await
-        };
-        let body = self.fly(flight_key, work).await?;
-        Ok(Served {
-            body,
-            freshness: Freshness::Miss,
-            last_modified: Some(SystemTime::now()),
-        })
+        let body = Box::pin(self.fetch_artifact(module, version, ArtifactKind::Mod)).await?;
+        Ok(Served::fetched(body))
     }
 
     /// `/@v/<version>.zip`, streamed from storage. A miss downloads to a scratch file, checks the
@@ -740,93 +618,152 @@ impl Proxy {
         check_version(module, version)?;
         self.check_allowed(module, version)?;
         let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
-        if let Some(obj) = self
-            .inner
-            .storage
-            .get(&key)
-            .await
-            .map_err(CoreError::from)?
-        {
+        if let Some(obj) = self.inner.storage.get(&key).await? {
             self.inner.gate.metrics.record_cache("zip", "hit");
             return Ok((obj, Freshness::Hit));
         }
         self.inner.gate.metrics.record_cache("zip", "miss");
         self.on_miss(mode, &key)?;
-        Box::pin(self.fetch_zip(module, version)).await
+        Box::pin(self.fetch_artifact(module, version, ArtifactKind::Zip)).await?;
+        let obj = self.inner.storage.get(&key).await?.ok_or_else(|| {
+            CoreError::Internal(format!(
+                "{module}@{version}: zip vanished right after it was stored"
+            ))
+        })?;
+        Ok((obj, Freshness::Miss))
     }
 
-    async fn fetch_zip(
+    /// The one fetch of a write-once artifact on a miss, whatever its kind: single-flight in this
+    /// process, a turn among the replicas (see the module docs), the module's sources, the kind's
+    /// validation, the checksum database, the approver, and a write-once store. `query` is the
+    /// version (for `.info`, any query). The answer is the stored bytes (for a zip, nothing: the
+    /// caller streams the stored copy).
+    async fn fetch_artifact(
         &self,
         module: &ModulePath,
-        version: &str,
-    ) -> Result<(Object, Freshness), CoreError> {
-        let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
-        let flight_key = format!("zip:{}@{}", module.escaped(), version);
+        query: &str,
+        kind: ArtifactKind,
+    ) -> Outcome {
+        let flight_key = format!("{}:{}@{}", kind.extension(), module.escaped(), query);
         let this = self.clone();
-        let (m, v, k) = (module.clone(), version.to_owned(), key.clone());
-        let fk = flight_key.clone();
+        let (m, q, fk) = (module.clone(), query.to_owned(), flight_key.clone());
         let work = async move {
+            // Only a version knows its storage key before the fetch; for other `.info` queries a
+            // waiter can only wait for the lock to be free (see the module docs).
+            let known_key = (kind != ArtifactKind::Info || is_version(&m, &q))
+                .then(|| StorageKey::artifact(&m, &q, kind));
             let storage = &this.inner.storage;
-            let stored =
-                || async { Ok(storage.head(&k).await.map_err(CoreError::from)?.map(drop)) };
-            let _guard = match this.take_turn(&fk, stored).await? {
-                // The caller streams the stored copy.
-                Turn::Stored(()) => return Ok(Bytes::new()),
-                Turn::Fetch(guard) => guard,
-            };
-            let what = format!("{m}@{v}");
-            let scratch = this.inner.storage.scratch_file(&what);
-            let gate = &this.inner.gate;
-            let hash = this
-                .ask(&m, |source| {
-                    let (m, v, dest) = (&m, &v, scratch.path());
-                    async move {
-                        timed(gate, source.as_ref(), "zip", source.zip(m, v, dest)).await?;
-                        let (mc, vc, dc) = (m.clone(), v.clone(), dest.to_owned());
-                        let checked =
-                            tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
-                                .await
-                                .unwrap_or_else(|e| Err(format!("zip check crashed: {e}")));
-                        checked.map_err(|reason| SourceError::Invalid {
-                            source_name: source.describe(),
-                            reason,
-                        })
+            let stored = || async {
+                let Some(key) = &known_key else {
+                    return Ok(None);
+                };
+                Ok(match kind {
+                    ArtifactKind::Zip => storage.head(key).await?.map(|_| Bytes::new()),
+                    ArtifactKind::Info | ArtifactKind::Mod => {
+                        storage.get_bytes(key).await?.map(|(b, _)| b)
                     }
                 })
-                .await
-                .map_err(|e| CoreError::from_source(&what, e))?;
-            this.verify_sum(&m, &v, "", &hash).await?;
-            if this.inner.approver.is_some() {
-                let size = tokio::fs::metadata(scratch.path())
-                    .await
-                    .map(|m| m.len())
-                    .ok();
-                this.approve(Candidate::zip(&m, &v, hash, size)).await?;
+            };
+            let _guard = match this.take_turn(&fk, stored).await? {
+                Turn::Stored(body) => return Ok(body),
+                Turn::Fetch(guard) => guard,
+            };
+            match kind {
+                ArtifactKind::Info => this.fetch_info_now(&m, &q).await,
+                ArtifactKind::Mod => this.fetch_go_mod_now(&m, &q).await,
+                ArtifactKind::Zip => this.fetch_zip_now(&m, &q).await,
             }
-            let outcome = this
-                .inner
-                .storage
-                .put_file_once(&k, &scratch)
-                .await
-                .map_err(CoreError::from)?;
-            if outcome == PutOutcome::AlreadyExists {
-                tracing::debug!(module.path = %m, module.version = %v, "zip stored concurrently by another writer");
-            }
-            Ok(Bytes::new())
         };
-        self.fly(flight_key, work).await?;
-        let obj = self
-            .inner
-            .storage
-            .get(&key)
+        self.fly(flight_key, work).await
+    }
+
+    /// `.info` from the sources. A query (branch, commit) is checked against the filter once it
+    /// names a version, and gets its own answer (its origin names the branch), not the version's
+    /// stored one.
+    async fn fetch_info_now(&self, m: &ModulePath, q: &str) -> Outcome {
+        let what = format!("{m}@{q}");
+        let gate = &self.inner.gate;
+        let (body, version, to_store) = self
+            .ask(m, |source| async move {
+                let body = timed(gate, source.as_ref(), "info", source.info(m, q)).await?;
+                let version =
+                    validate::info(m, Some(q), &body).map_err(|reason| SourceError::Invalid {
+                        source_name: source.describe(),
+                        reason,
+                    })?;
+                let to_store = if version == q {
+                    body.clone()
+                } else {
+                    source.info_for_version(body.clone(), &version)
+                };
+                Ok((body, version, to_store))
+            })
             .await
-            .map_err(CoreError::from)?
-            .ok_or_else(|| {
-                CoreError::Internal(format!(
-                    "{module}@{version}: zip vanished right after it was stored"
-                ))
-            })?;
-        Ok((obj, Freshness::Miss))
+            .map_err(|e| CoreError::from_source(&what, e))?;
+        self.check_allowed(m, &version)?;
+        let key = StorageKey::artifact(m, &version, ArtifactKind::Info);
+        if self.inner.approver.is_some() && self.inner.storage.head(&key).await?.is_none() {
+            self.approve(Candidate::info(m, &version)).await?;
+        }
+        let stored = self.store_once(&key, to_store).await?;
+        Ok(if version == q { stored } else { body })
+    }
+
+    /// `.mod` from the sources, verified against the checksum database for public modules.
+    async fn fetch_go_mod_now(&self, m: &ModulePath, v: &str) -> Outcome {
+        let what = format!("{m}@{v}");
+        let gate = &self.inner.gate;
+        let body = self
+            .ask(m, |source| async move {
+                let body = timed(gate, source.as_ref(), "mod", source.go_mod(m, v)).await?;
+                validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
+                    source_name: source.describe(),
+                    reason,
+                })?;
+                Ok(body)
+            })
+            .await
+            .map_err(|e| CoreError::from_source(&what, e))?;
+        self.verify_sum(m, v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
+            .await?;
+        self.approve(Candidate::go_mod(m, v, &body)).await?;
+        let key = StorageKey::artifact(m, v, ArtifactKind::Mod);
+        self.store_once(&key, body).await
+    }
+
+    /// `.zip` from the sources into a scratch file, checked (structure, sizes, every entry's
+    /// CRC) and hashed unless the source built it itself under the zip rules and says its hash,
+    /// verified against the checksum database for public modules, then published.
+    async fn fetch_zip_now(&self, m: &ModulePath, v: &str) -> Outcome {
+        let what = format!("{m}@{v}");
+        let scratch = self.inner.storage.scratch_file(&what);
+        let gate = &self.inner.gate;
+        let dest = scratch.path();
+        let (hash, size) = self
+            .ask(m, |source| async move {
+                let written = timed(gate, source.as_ref(), "zip", source.zip(m, v, dest)).await?;
+                if let Some(h1) = written.h1 {
+                    return Ok((h1, written.size));
+                }
+                let (mc, vc, dc) = (m.clone(), v.to_owned(), dest.to_owned());
+                let checked = tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("zip check crashed: {e}")));
+                let hash = checked.map_err(|reason| SourceError::Invalid {
+                    source_name: source.describe(),
+                    reason,
+                })?;
+                Ok((hash, written.size))
+            })
+            .await
+            .map_err(|e| CoreError::from_source(&what, e))?;
+        self.verify_sum(m, v, "", &hash).await?;
+        self.approve(Candidate::zip(m, v, hash, Some(size))).await?;
+        let key = StorageKey::artifact(m, v, ArtifactKind::Zip);
+        if self.inner.storage.put_file_once(&key, &scratch).await? == PutOutcome::AlreadyExists {
+            tracing::debug!(module.path = %m, module.version = %v, "zip stored concurrently by another writer");
+        }
+        Ok(Bytes::new())
     }
 
     /// Decides what a cache miss of `key` does under `mode` and the module's download mode: `Ok`
@@ -866,11 +803,7 @@ impl Proxy {
                 module,
                 version,
                 kind,
-            } => match kind {
-                ArtifactKind::Info => self.fetch_info(module, version).await.map(drop),
-                ArtifactKind::Mod => self.fetch_go_mod(module, version).await.map(drop),
-                ArtifactKind::Zip => self.fetch_zip(module, version).await.map(drop),
-            },
+            } => self.fetch_artifact(module, version, *kind).await.map(drop),
             StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => Ok(()),
         };
         if let Err(err) = result {
@@ -1010,6 +943,13 @@ impl Proxy {
         }
         result.map_err(|panic| CoreError::Internal(panic.to_string()))?
     }
+}
+
+/// Whether `query` is a version of `module` (canonical, and of the path's major version): the
+/// only queries whose `.info` is stored under their own name.
+fn is_version(module: &ModulePath, query: &str) -> bool {
+    let (_, major) = module.split_version();
+    validate::is_canonical(query) && check_path_major(query, major).is_ok()
 }
 
 /// `.mod` and `.zip` exist only for canonical versions valid for the module path.

@@ -53,6 +53,17 @@ impl WalkError for SourceError {
     }
 }
 
+/// A zip a [`Source`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZipWritten {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its `h1:` hash when the source built the zip itself under Go's zip rules (as the git
+    /// source does): such a zip is not read back to check and hash it again. `None` for a zip
+    /// as another proxy sent it, which the proxy checks and hashes.
+    pub h1: Option<String>,
+}
+
 /// What kind of origin a [`Source`] is: each kind has its own limit of fetches at once and its
 /// own label in metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,13 +103,13 @@ pub trait Source: Send + Sync {
         body
     }
     async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, SourceError>;
-    /// Writes the zip to `dest` and returns its size.
+    /// Writes the zip to `dest`.
     async fn zip(
         &self,
         module: &ModulePath,
         version: &str,
         dest: &Path,
-    ) -> Result<u64, SourceError>;
+    ) -> Result<ZipWritten, SourceError>;
     /// The repository this source reads `module` from, written as a module path
     /// (`host/group/project`), when the source knows repositories; with `network` false only
     /// what needs no request. Access rules are checked against it as well as the module path.
@@ -162,11 +173,12 @@ impl Source for ProxySource {
         module: &ModulePath,
         version: &str,
         dest: &Path,
-    ) -> Result<u64, SourceError> {
+    ) -> Result<ZipWritten, SourceError> {
         let rel = Self::version_path(module, version, "zip")?;
-        Ok(self
+        let size = self
             .client
             .get_to_file(&self.base, &rel, dest, MAX_ZIP)
-            .await?)
+            .await?;
+        Ok(ZipWritten { size, h1: None })
     }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::source::{Source, SourceError, SourceKind};
+use crate::source::{Source, SourceError, SourceKind, ZipWritten};
 
 pub struct VcsSource {
     vcs: Arc<Vcs>,
@@ -172,10 +172,13 @@ impl Source for VcsSource {
         module: &ModulePath,
         version: &str,
         dest: &Path,
-    ) -> Result<u64, SourceError> {
+    ) -> Result<ZipWritten, SourceError> {
         let repo = self.repo(module).await?;
         let info = repo.zip(version, dest).await?;
-        Ok(info.size)
+        Ok(ZipWritten {
+            size: info.size,
+            h1: Some(info.h1),
+        })
     }
 
     async fn repository(

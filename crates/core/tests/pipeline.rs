@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agora_core::{
     CoreError, FetchLock, FetchMode, Freshness, LockError, LockGuard, Policy, Proxy, ProxyOptions,
-    Source, SourceError, SourceKind,
+    Source, SourceError, SourceKind, ZipWritten,
 };
 use agora_gomod::module::ModulePath;
 use agora_gomod::zip::{create_zip, MemFile, ZipOptions};
@@ -125,10 +125,19 @@ impl Source for MemSource {
         self.answer(&format!("{version}.mod")).await
     }
 
-    async fn zip(&self, _: &ModulePath, version: &str, dest: &Path) -> Result<u64, SourceError> {
+    async fn zip(
+        &self,
+        _: &ModulePath,
+        version: &str,
+        dest: &Path,
+    ) -> Result<ZipWritten, SourceError> {
         let body = self.answer(&format!("{version}.zip")).await?;
         std::fs::write(dest, &body).unwrap();
-        Ok(body.len() as u64)
+        // As another proxy's zip: checked and hashed by the proxy.
+        Ok(ZipWritten {
+            size: body.len() as u64,
+            h1: None,
+        })
     }
 }
 
