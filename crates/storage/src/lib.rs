@@ -1,9 +1,10 @@
 //! agora's artifact store.
 //!
 //! # Layout
-//! - [`key`]: [`StorageKey`], the one place that knows where every object lives, its content type and
-//!   its cache policy. The layout is the GOPROXY layout (`<escaped module>/@v/<escaped version>.zip`),
-//!   so a local data directory is itself a valid `GOPROXY=file://...` tree.
+//! - [`layout`]: [`StorageKey`] and the private paths: the one place that knows where every object
+//!   (and every file agora keeps under its data directory) lives, and each object's content type
+//!   and cache policy. The layout is the GOPROXY layout (`<escaped module>/@v/<escaped
+//!   version>.zip`), so a local data directory is itself a valid `GOPROXY=file://...` tree.
 //! - [`store`]: [`Storage`], a thin layer over the `object_store` crate (local directory, memory, or
 //!   a remote backend) that adds write-once puts, atomic file ingestion and streaming reads.
 //! - [`config`]: [`StorageConfig`], the `[storage]` settings (backend, bucket, credentials), with
@@ -19,7 +20,7 @@
 //!   front of the backend; never of lists, `@latest` or zips.
 
 pub mod config;
-pub mod key;
+pub mod layout;
 pub mod list;
 mod local;
 mod memo;
@@ -28,7 +29,7 @@ mod scratch;
 pub mod store;
 
 pub use config::{AzureConfig, BackendKind, GcsConfig, S3Config, Secret, StorageConfig};
-pub use key::{ArtifactKind, CachePolicy, StorageKey, MAX_NAME_BYTES};
+pub use layout::{ArtifactKind, CachePolicy, StorageKey, MAX_NAME_BYTES};
 pub use list::Listed;
 pub use remote::{RemoteLocation, WriteStats};
 pub use store::{Backend, Object, ObjectInfo, PutOutcome, Storage, StorageError};

@@ -21,9 +21,6 @@ pub struct Listed {
     pub last_modified: SystemTime,
 }
 
-/// The proxy-private prefix, left out of a listing from the root.
-const PRIVATE: &str = "_agora";
-
 impl Storage {
     /// Every object under `prefix`, in no particular order. `prefix` is a directory: whole path
     /// elements, so `a/b` lists `a/b/...` but never `a/bc/...`; empty lists everything (except the
@@ -48,9 +45,8 @@ impl Storage {
                 let out = match item {
                     Ok(meta) => {
                         let path = meta.location.as_ref().to_owned();
-                        let private = path == PRIVATE || path.starts_with("_agora/");
                         // A key equal to the prefix is not under it (some backends report it).
-                        let skip = (from_root && private) || path == key;
+                        let skip = (from_root && crate::layout::is_private(&path)) || path == key;
                         (!skip).then(|| {
                             Ok(Listed {
                                 path,

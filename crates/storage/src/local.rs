@@ -38,7 +38,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tokio::task::JoinHandle;
 
-use crate::key::StorageKey;
+use crate::layout::StorageKey;
 use crate::store::{Object, ObjectInfo, StorageError};
 
 /// Chunk size for large objects: with hundreds of concurrent downloads the chunk size is what
@@ -383,7 +383,7 @@ mod tests {
         StorageKey::artifact(
             &agora_gomod::module::ModulePath::new(module).unwrap(),
             "v1.0.0",
-            crate::key::ArtifactKind::Zip,
+            crate::layout::ArtifactKind::Zip,
         )
     }
 

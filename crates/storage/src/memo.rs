@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::key::{ArtifactKind, StorageKey};
+use crate::layout::{ArtifactKind, StorageKey};
 use crate::store::ObjectInfo;
 
 /// Largest object kept (a go.mod is usually well under this; tiles are 8 KiB).

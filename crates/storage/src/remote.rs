@@ -70,6 +70,7 @@ use crate::config::{
     check_bucket, check_endpoint, invalid, normalize_prefix, resolve_secret, BackendKind,
     StorageConfig,
 };
+use crate::layout::{PROBE_PREFIX, READYZ_PROBE, STAGING_PREFIX};
 use crate::store::{Backend, PutOutcome, Storage, StorageError, SCRATCH_MAX_AGE};
 
 /// Files up to this size are published with one conditional `PUT`; larger ones are uploaded in
@@ -79,9 +80,6 @@ pub const PART_SIZE: usize = 8 << 20;
 /// Parts of one upload in flight at once: with the part being read, an upload holds at most
 /// `(PARTS_IN_FLIGHT + 1) * PART_SIZE` bytes of memory.
 pub const PARTS_IN_FLIGHT: usize = 2;
-
-/// Private prefix of staging objects (see the module docs).
-pub(crate) const STAGING_PREFIX: &str = "_agora/staging";
 
 /// How often a conditional write that reported a conflict is retried when the winner's object is
 /// not there (S3's `409` for concurrent conditional writes).
@@ -159,7 +157,7 @@ impl Storage {
             BackendKind::Gcs => build_gcs(config)?,
             BackendKind::Azure => build_azure(config)?,
         };
-        let scratch = crate::scratch::claim(&data_dir.join("_agora").join("tmp"), SCRATCH_MAX_AGE)
+        let scratch = crate::scratch::claim(&crate::layout::scratch_dir(data_dir), SCRATCH_MAX_AGE)
             .map_err(|source| StorageError::DataDir {
                 path: data_dir.to_owned(),
                 source,
@@ -226,8 +224,8 @@ impl Storage {
     pub async fn verify_write_once(&self) -> Result<(), StorageError> {
         let store = self.object_store();
         let id = unique_name("probe");
-        let target = ObjectPath::from(format!("_agora/probe/{id}"));
-        let source = ObjectPath::from(format!("_agora/probe/{id}.src"));
+        let target = ObjectPath::from(format!("{PROBE_PREFIX}/{id}"));
+        let source = ObjectPath::from(format!("{PROBE_PREFIX}/{id}.src"));
         let err = |op, path: &ObjectPath, source| StorageError::Backend {
             op,
             key: path.to_string(),
@@ -439,7 +437,7 @@ async fn upload(storage: &Storage, staging: &ObjectPath, file: &Path) -> Result<
 /// tell a missing bucket from a missing key: S3 answers `404` to both.) Also checks that the local
 /// scratch directory, where downloads are staged, is writable.
 pub(crate) async fn check(storage: &Storage) -> Result<(), StorageError> {
-    let probe = ObjectPath::from("_agora/readyz");
+    let probe = ObjectPath::from(READYZ_PROBE);
     storage
         .object_store()
         .list_with_delimiter(Some(&probe))

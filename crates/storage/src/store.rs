@@ -24,7 +24,7 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 
-use crate::key::StorageKey;
+use crate::layout::StorageKey;
 use crate::memo::{RecentMutable, SmallObjects};
 
 /// Errors from the storage layer. They carry the key's path; never credentials.
@@ -125,9 +125,6 @@ struct Inner {
     recent: RecentMutable,
 }
 
-/// Name of the proxy-private prefix; it cannot collide with a module path (no dot, underscore).
-const PRIVATE_PREFIX: &str = "_agora";
-
 impl Storage {
     /// Opens (creating it and its parents if needed) a local data directory.
     pub fn local(dir: &Path) -> Result<Self, StorageError> {
@@ -137,9 +134,8 @@ impl Storage {
         };
         std::fs::create_dir_all(dir).map_err(data_dir_err)?;
         let root = dir.canonicalize().map_err(data_dir_err)?;
-        let scratch =
-            crate::scratch::claim(&root.join(PRIVATE_PREFIX).join("tmp"), SCRATCH_MAX_AGE)
-                .map_err(data_dir_err)?;
+        let scratch = crate::scratch::claim(&crate::layout::scratch_dir(&root), SCRATCH_MAX_AGE)
+            .map_err(data_dir_err)?;
         let store = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| data_dir_err(std::io::Error::other(e.to_string())))?
             .with_fsync(true);
@@ -512,7 +508,7 @@ impl Storage {
         if let Backend::Remote(_) = self.inner.backend {
             return crate::remote::check(self).await;
         }
-        let probe = ObjectPath::from(format!("{PRIVATE_PREFIX}/readyz"));
+        let probe = ObjectPath::from(crate::layout::READYZ_PROBE);
         match self.inner.store.head(&probe).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(source) => {
@@ -598,8 +594,8 @@ mod tempfile_guard {
 
     impl Guard {
         pub fn new() -> std::io::Result<Self> {
-            let dir = std::env::temp_dir().join(format!(
-                "agora-scratch-{}-{}",
+            let dir = crate::layout::memory_scratch_dir(&format!(
+                "{}-{}",
                 std::process::id(),
                 super::nanos()
             ));
@@ -628,7 +624,7 @@ mod tempfile_guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::ArtifactKind;
+    use crate::layout::ArtifactKind;
     use agora_gomod::module::ModulePath;
     use tokio::io::AsyncWriteExt;
 
