@@ -9,7 +9,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 
-use crate::store::{Storage, StorageError};
+use crate::error::StorageError;
+use crate::store::Storage;
 
 /// One stored object, as [`Storage::list`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
