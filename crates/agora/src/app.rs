@@ -105,9 +105,9 @@ fn git_ca_bundle(config: &Config, extra: &[Vec<u8>]) -> Result<Option<PathBuf>> 
         bundle.push(b'\n');
         bundle.extend_from_slice(pem);
     }
-    let dir = config.data_dir.join("_agora");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("git-ca-bundle.pem");
+    let path = agora_storage::layout::git_ca_bundle(&config.data_dir);
+    let dir = path.parent().expect("a file under the data directory");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(&path, bundle).with_context(|| format!("writing {}", path.display()))?;
     Ok(Some(path))
 }

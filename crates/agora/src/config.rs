@@ -764,7 +764,7 @@ impl Config {
     /// Where repository mirrors live.
     pub fn mirror_dir(&self) -> PathBuf {
         if self.git.mirror_dir.is_empty() {
-            self.data_dir.join("_agora").join("mirrors")
+            agora_storage::layout::mirrors_dir(&self.data_dir)
         } else {
             PathBuf::from(&self.git.mirror_dir)
         }

@@ -24,7 +24,8 @@ use bytes::Bytes;
 
 use agora_core::sumdb::verify_public;
 use agora_core::{validate, Checksums, Policy};
-use agora_gomod::module::{unescape_path, unescape_version, ModulePath};
+use agora_gomod::module::{unescape_path, ModulePath};
+use agora_storage::layout::{self, VersionFile};
 use agora_storage::{ArtifactKind, PutOutcome, Storage, StorageKey};
 
 /// One version found in the source tree, with the files that hold its artifacts.
@@ -228,8 +229,10 @@ fn scan(root: &Path) -> Result<(Layout, Versions)> {
             }
             let rel = path.strip_prefix(root).expect("under root");
             let rel = rel.to_string_lossy();
-            if let Some((module_dir, file)) = rel.rsplit_once("/@v/") {
-                goproxy_entry(&mut goproxy, module_dir, file, &path);
+            if layout::in_version_dir(&rel) {
+                if let Some(file) = VersionFile::parse(&rel) {
+                    goproxy_entry(&mut goproxy, file, &path);
+                }
             } else {
                 athens_entry(&mut athens, &rel, &path);
             }
@@ -244,19 +247,9 @@ fn scan(root: &Path) -> Result<(Layout, Versions)> {
     }
 }
 
-fn goproxy_entry(found: &mut Versions, module_dir: &str, file: &str, path: &Path) {
-    let Some((escaped_version, ext)) = file.rsplit_once('.') else {
-        return;
-    };
-    let (Ok(module), Ok(version)) = (unescape_path(module_dir), unescape_version(escaped_version))
-    else {
-        return;
-    };
-    let Ok(module) = ModulePath::new(&module) else {
-        return;
-    };
-    let slot = found.entry((module, version)).or_default();
-    match ext {
+fn goproxy_entry(found: &mut Versions, file: VersionFile<'_>, path: &Path) {
+    let slot = found.entry((file.module, file.version)).or_default();
+    match file.ext {
         "info" => slot.info = Some(path.to_owned()),
         "mod" => slot.go_mod = Some(path.to_owned()),
         "zip" => slot.zip = Some(path.to_owned()),
@@ -306,44 +299,30 @@ pub async fn export(storage: &Storage, dir: &Path, out: &mut impl Write) -> Resu
         .await
         .context("listing storage")?;
     listed.sort();
-    let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut versions: BTreeMap<ModulePath, Vec<String>> = BTreeMap::new();
     let mut files = 0usize;
     for path in listed {
-        let Some((module_dir, file)) = path.rsplit_once("/@v/") else {
-            // `@latest` answers and checksum-database tiles are caches, not versions.
+        // `@latest` answers and checksum-database tiles are caches, not versions.
+        let Some(file) = VersionFile::parse(&path) else {
             continue;
         };
-        let Some((escaped_version, ext)) = file.rsplit_once('.') else {
+        let Some(kind) = ArtifactKind::from_extension(file.ext) else {
             continue;
         };
-        if !matches!(ext, "info" | "mod" | "zip") {
-            continue;
-        }
-        let (Ok(module), Ok(version)) =
-            (unescape_path(module_dir), unescape_version(escaped_version))
-        else {
-            continue;
-        };
-        let Ok(module) = ModulePath::new(&module) else {
-            continue;
-        };
-        let kind = ArtifactKind::from_extension(ext).expect("info, mod or zip");
+        let (module, version) = (file.module, file.version);
         let key = StorageKey::artifact(&module, &version, kind);
         let target = dir.join(&path);
         copy_out(storage, &key, &target).await?;
         files += 1;
-        if ext == "mod" && !agora_gomod::pseudo::is_pseudo_version(&version) {
-            versions
-                .entry(module_dir.to_owned())
-                .or_default()
-                .push(version);
+        if kind == ArtifactKind::Mod && !agora_gomod::pseudo::is_pseudo_version(&version) {
+            versions.entry(module).or_default().push(version);
         }
     }
-    for (module_dir, mut list) in versions {
+    for (module, mut list) in versions {
         agora_gomod::semver::sort(&mut list);
         let mut text = list.join("\n");
         text.push('\n');
-        write_atomic(&dir.join(module_dir).join("@v/list"), text.as_bytes()).await?;
+        write_atomic(&dir.join(layout::list_path(&module)), text.as_bytes()).await?;
     }
     writeln!(out, "exported {files} files to {}", dir.display())?;
     Ok(())

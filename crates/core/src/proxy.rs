@@ -22,6 +22,7 @@
 //! Failed fetches are not shared either: after a holder's "not found" each waiting replica asks
 //! once itself.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -631,6 +632,31 @@ impl Proxy {
             ))
         })?;
         Ok((obj, Freshness::Miss))
+    }
+
+    /// Bytes `range` (end exclusive, non-empty, within the zip) of a zip that [`zip`](Self::zip)
+    /// found or stored, for an HTTP `Range` request: only the range is read from storage. Zips are
+    /// write-once, so these are the bytes `zip` described; never fetches. `info` of the answer
+    /// describes the whole zip.
+    pub async fn zip_range(
+        &self,
+        module: &ModulePath,
+        version: &str,
+        range: Range<u64>,
+    ) -> Result<Object, CoreError> {
+        check_version(module, version)?;
+        self.check_allowed(module, version)?;
+        let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
+        self.inner
+            .storage
+            .get_range(&key, range)
+            .await
+            .map_err(CoreError::from)?
+            .ok_or_else(|| {
+                CoreError::Internal(format!(
+                    "{module}@{version}: zip vanished while serving a range"
+                ))
+            })
     }
 
     /// The one fetch of a write-once artifact on a miss, whatever its kind: single-flight in this

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use agora_gomod::module::{escape_version, ModulePath};
+use agora_gomod::module::ModulePath;
+use agora_storage::layout;
+use agora_storage::ArtifactKind;
 use agora_upstream::{FetchError, UpstreamClient, WalkError};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -133,12 +135,16 @@ impl ProxySource {
         ProxySource { base, client }
     }
 
-    fn version_path(module: &ModulePath, version: &str, ext: &str) -> Result<String, FetchError> {
-        let v = escape_version(version).map_err(|e| FetchError::NotFound {
+    /// An upstream proxy has agora's layout (both are the GOPROXY protocol's).
+    fn version_path(
+        module: &ModulePath,
+        version: &str,
+        kind: ArtifactKind,
+    ) -> Result<String, FetchError> {
+        layout::version_path(module, version, kind).map_err(|e| FetchError::NotFound {
             status: 404,
             message: e.to_string(),
-        })?;
-        Ok(format!("{}/@v/{v}.{ext}", module.escaped()))
+        })
     }
 }
 
@@ -149,22 +155,22 @@ impl Source for ProxySource {
     }
 
     async fn list(&self, module: &ModulePath) -> Result<Bytes, SourceError> {
-        let rel = format!("{}/@v/list", module.escaped());
+        let rel = layout::list_path(module);
         Ok(self.client.get_bytes(&self.base, &rel, MAX_LIST).await?)
     }
 
     async fn latest(&self, module: &ModulePath) -> Result<Bytes, SourceError> {
-        let rel = format!("{}/@latest", module.escaped());
+        let rel = layout::latest_path(module);
         Ok(self.client.get_bytes(&self.base, &rel, MAX_INFO).await?)
     }
 
     async fn info(&self, module: &ModulePath, query: &str) -> Result<Bytes, SourceError> {
-        let rel = Self::version_path(module, query, "info")?;
+        let rel = Self::version_path(module, query, ArtifactKind::Info)?;
         Ok(self.client.get_bytes(&self.base, &rel, MAX_INFO).await?)
     }
 
     async fn go_mod(&self, module: &ModulePath, version: &str) -> Result<Bytes, SourceError> {
-        let rel = Self::version_path(module, version, "mod")?;
+        let rel = Self::version_path(module, version, ArtifactKind::Mod)?;
         Ok(self.client.get_bytes(&self.base, &rel, MAX_MOD).await?)
     }
 
@@ -174,7 +180,7 @@ impl Source for ProxySource {
         version: &str,
         dest: &Path,
     ) -> Result<ZipWritten, SourceError> {
-        let rel = Self::version_path(module, version, "zip")?;
+        let rel = Self::version_path(module, version, ArtifactKind::Zip)?;
         let size = self
             .client
             .get_to_file(&self.base, &rel, dest, MAX_ZIP)

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use agora_gomod::module::{unescape_path, unescape_version, ModulePath};
-use agora_storage::{Storage, StorageKey};
+use agora_storage::{layout, CachePolicy, Storage, StorageKey};
 use agora_sumdb::client::{Ops, Remote};
 use agora_sumdb::{Client, Database, SumdbError};
 use agora_upstream::{FetchError, UpstreamClient};
@@ -208,8 +208,8 @@ impl Ops for StoreOps {
 pub struct SumdbAnswer {
     pub body: Bytes,
     pub content_type: &'static str,
-    /// Tiles are immutable and may be cached by clients forever.
-    pub immutable: bool,
+    /// Immutable for tiles kept in storage, which clients may cache forever.
+    pub cache_policy: CachePolicy,
     pub freshness: Freshness,
 }
 
@@ -218,7 +218,7 @@ pub struct SumdbAnswer {
 enum SumdbPath {
     Latest,
     Lookup { module: String },
-    Tile { data: bool },
+    Tile,
 }
 
 const MAX_SUMDB_BODY: u64 = 1 << 20;
@@ -275,7 +275,6 @@ impl SumdbProxy {
         let parsed = parse(rest).ok_or_else(|| {
             CoreError::NotFound(format!("invalid checksum database path {rest:?}"))
         })?;
-        let text = "text/plain; charset=UTF-8";
         match &parsed {
             SumdbPath::Lookup { .. } | SumdbPath::Latest => {
                 if let SumdbPath::Lookup { module } = &parsed {
@@ -290,23 +289,20 @@ impl SumdbProxy {
                     return Err(CoreError::NotCached(format!("{name} {rest}")));
                 }
                 let body = self.fetch(endpoint, rest).await?;
+                // Not stored, so no key to ask: signed text that changes as the log grows.
                 Ok(SumdbAnswer {
                     body,
-                    content_type: text,
-                    immutable: false,
+                    content_type: layout::SUMDB_TEXT,
+                    cache_policy: CachePolicy::Mutable,
                     freshness: Freshness::Miss,
                 })
             }
-            SumdbPath::Tile { data } => {
-                let content_type = if *data {
-                    text
-                } else {
-                    "application/octet-stream"
-                };
+            SumdbPath::Tile => {
                 let key = StorageKey::SumdbTile {
                     name: name.to_owned(),
                     path: rest.to_owned(),
                 };
+                let content_type = key.content_type();
                 let expected = agora_sumdb::tile::expected_len(rest);
                 if let Some((body, _)) = self
                     .storage
@@ -318,7 +314,7 @@ impl SumdbProxy {
                         return Ok(SumdbAnswer {
                             body,
                             content_type,
-                            immutable: true,
+                            cache_policy: key.cache_policy(),
                             freshness: Freshness::Hit,
                         });
                     }
@@ -366,10 +362,16 @@ impl SumdbProxy {
                         true
                     }
                 };
+                // An unkept tile was not authenticated: clients should ask again.
+                let cache_policy = if kept {
+                    key.cache_policy()
+                } else {
+                    CachePolicy::Mutable
+                };
                 Ok(SumdbAnswer {
                     body,
                     content_type,
-                    immutable: kept,
+                    cache_policy,
                     freshness: Freshness::Miss,
                 })
             }
@@ -414,8 +416,7 @@ fn parse(rest: &str) -> Option<SumdbPath> {
     if !is_small_number(height, 30) || height == "0" {
         return None;
     }
-    let data = level == "data";
-    if !data && !is_small_number(level, 63) {
+    if level != "data" && !is_small_number(level, 63) {
         return None;
     }
     let (index, width) = match index.split_once(".p/") {
@@ -437,7 +438,7 @@ fn parse(rest: &str) -> Option<SumdbPath> {
     {
         return None;
     }
-    Some(SumdbPath::Tile { data })
+    Some(SumdbPath::Tile)
 }
 
 /// A decimal without leading zeros, at most `max`.
@@ -462,10 +463,10 @@ mod tests {
                 module: "github.com/BurntSushi/toml".into()
             })
         );
-        assert_eq!(parse("tile/8/0/000"), Some(SumdbPath::Tile { data: false }));
+        assert_eq!(parse("tile/8/0/000"), Some(SumdbPath::Tile));
         assert_eq!(
             parse("tile/8/data/x001/x234/567.p/13"),
-            Some(SumdbPath::Tile { data: true })
+            Some(SumdbPath::Tile)
         );
         for bad in [
             "",

@@ -304,21 +304,11 @@ async fn answer(
     match req {
         ProxyRequest::List(module) => {
             let served = proxy.list(&module, mode).await?;
-            Ok(small(
-                headers,
-                served,
-                "text/plain; charset=utf-8",
-                CachePolicy::Mutable,
-            ))
+            Ok(stored(headers, served, &StorageKey::List(module)))
         }
         ProxyRequest::Latest(module) => {
             let served = proxy.latest(&module, mode).await?;
-            Ok(small(
-                headers,
-                served,
-                "application/json",
-                CachePolicy::Mutable,
-            ))
+            Ok(stored(headers, served, &StorageKey::Latest(module)))
         }
         ProxyRequest::Artifact {
             module,
@@ -327,22 +317,19 @@ async fn answer(
         } => match kind {
             ArtifactKind::Info => {
                 let served = proxy.info(&module, &version, mode).await?;
+                let key = StorageKey::artifact(&module, &version, kind);
                 // A query (branch, commit) may resolve differently tomorrow; a version never does.
                 let policy = if agora_core::validate::is_canonical(&version) {
-                    CachePolicy::Immutable
+                    key.cache_policy()
                 } else {
                     CachePolicy::Mutable
                 };
-                Ok(small(headers, served, "application/json", policy))
+                Ok(small(headers, served, key.content_type(), policy))
             }
             ArtifactKind::Mod => {
                 let served = proxy.go_mod(&module, &version, mode).await?;
-                Ok(small(
-                    headers,
-                    served,
-                    "text/plain; charset=utf-8",
-                    CachePolicy::Immutable,
-                ))
+                let key = StorageKey::artifact(&module, &version, kind);
+                Ok(stored(headers, served, &key))
             }
             ArtifactKind::Zip => zip(state, method, headers, &module, &version, mode).await,
         },
@@ -359,18 +346,21 @@ async fn answer(
             // Boxed: a tile fetch is a large state machine, and would otherwise be part of every
             // request's future (`agora_core::Proxy` boxes its fetches for the same reason).
             let answer = Box::pin(state.sumdb.get(&name, &rest, mode)).await?;
-            let (policy, last_modified) = if answer.immutable {
-                let stored = tile_modified(state, &name, &rest).await;
-                (CachePolicy::Immutable, stored)
-            } else {
-                (CachePolicy::Mutable, None)
+            let last_modified = match answer.cache_policy {
+                CachePolicy::Immutable => tile_modified(state, &name, &rest).await,
+                CachePolicy::Mutable => None,
             };
             let served = Served {
                 body: answer.body,
                 freshness: answer.freshness,
                 last_modified,
             };
-            Ok(small(headers, served, answer.content_type, policy))
+            Ok(small(
+                headers,
+                served,
+                answer.content_type,
+                answer.cache_policy,
+            ))
         }
     }
 }
@@ -402,14 +392,15 @@ async fn zip(
     let (obj, freshness) = state.proxy.zip(module, version, mode).await?;
     let len = obj.info.size;
     let validators = Validators::of_object(&obj.info);
+    let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/zip"),
+        HeaderValue::from_static(key.content_type()),
     );
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static(CachePolicy::Immutable.header_value()),
+        HeaderValue::from_static(key.cache_policy().header_value()),
     );
     headers.insert(CACHE_STATUS, HeaderValue::from_static(freshness.as_str()));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -431,18 +422,7 @@ async fn zip(
             let body = if method == Method::HEAD {
                 Body::empty()
             } else {
-                let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
-                let part = state
-                    .proxy
-                    .storage()
-                    .get_range(&key, r)
-                    .await
-                    .map_err(|e| AppError::Core(CoreError::from(e)))?
-                    .ok_or_else(|| {
-                        AppError::Core(CoreError::Internal(format!(
-                            "{module}@{version}: zip vanished while serving a range"
-                        )))
-                    })?;
+                let part = state.proxy.zip_range(module, version, r).await?;
                 Body::from_stream(part.body)
             };
             (StatusCode::PARTIAL_CONTENT, body, part_len)
@@ -455,6 +435,11 @@ async fn zip(
     Ok(resp)
 }
 
+/// [`small`] with the content type and cache policy of the object `key` names.
+fn stored(req: &HeaderMap, served: Served, key: &StorageKey) -> Response {
+    small(req, served, key.content_type(), key.cache_policy())
+}
+
 /// A small answer held in memory (info, mod, list, latest, checksum database), with validators.
 fn small(
     req: &HeaderMap,
@@ -462,11 +447,7 @@ fn small(
     content_type: &'static str,
     policy: CachePolicy,
 ) -> Response {
-    let cache_control = match (policy, served.freshness) {
-        // A stale list must not be cached further downstream.
-        (CachePolicy::Mutable, Freshness::Stale) => "no-cache",
-        _ => policy.header_value(),
-    };
+    let cache_control = policy.cache_control(matches!(served.freshness, Freshness::Stale));
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(

@@ -9,7 +9,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 
-use crate::store::{Storage, StorageError};
+use crate::error::StorageError;
+use crate::store::Storage;
 
 /// One stored object, as [`Storage::list`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,9 +21,6 @@ pub struct Listed {
     pub size: u64,
     pub last_modified: SystemTime,
 }
-
-/// The proxy-private prefix, left out of a listing from the root.
-const PRIVATE: &str = "_agora";
 
 impl Storage {
     /// Every object under `prefix`, in no particular order. `prefix` is a directory: whole path
@@ -48,9 +46,8 @@ impl Storage {
                 let out = match item {
                     Ok(meta) => {
                         let path = meta.location.as_ref().to_owned();
-                        let private = path == PRIVATE || path.starts_with("_agora/");
                         // A key equal to the prefix is not under it (some backends report it).
-                        let skip = (from_root && private) || path == key;
+                        let skip = (from_root && crate::layout::is_private(&path)) || path == key;
                         (!skip).then(|| {
                             Ok(Listed {
                                 path,

@@ -38,8 +38,9 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tokio::task::JoinHandle;
 
-use crate::key::StorageKey;
-use crate::store::{Object, ObjectInfo, StorageError};
+use crate::error::StorageError;
+use crate::layout::StorageKey;
+use crate::object::{Object, ObjectInfo};
 
 /// Chunk size for large objects: with hundreds of concurrent downloads the chunk size is what
 /// bounds memory. Larger chunks (up to 1 MiB within a global budget) were tried for zip bandwidth:
@@ -383,7 +384,7 @@ mod tests {
         StorageKey::artifact(
             &agora_gomod::module::ModulePath::new(module).unwrap(),
             "v1.0.0",
-            crate::key::ArtifactKind::Zip,
+            crate::layout::ArtifactKind::Zip,
         )
     }
 

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::key::{ArtifactKind, StorageKey};
-use crate::store::ObjectInfo;
+use crate::layout::{ArtifactKind, StorageKey};
+use crate::object::ObjectInfo;
 
 /// Largest object kept (a go.mod is usually well under this; tiles are 8 KiB).
 pub(crate) const MAX_OBJECT: u64 = 64 << 10;

@@ -1,5 +1,6 @@
 //! Remote backends (S3-compatible, Google Cloud Storage, Azure Blob): building them from
-//! [`StorageConfig`], and how write-once publishing works on them.
+//! [`StorageConfig`], and how write-once publishing works on them. The functions here work on a
+//! bare `object_store` client; [`Storage`](crate::Storage) calls them and owns the public API.
 //!
 //! # Write-once on an object store
 //! Every write of an immutable key is a conditional create, so two replicas (or two tasks) that
@@ -30,20 +31,20 @@
 //!
 //! # Leftovers
 //! A crash can leave an incomplete multipart upload (invisible but billed) or a completed staging
-//! object that was not yet deleted. [`Storage::sweep_staging`] deletes staging objects older than an
+//! object that was not yet deleted. [`Storage::sweep_staging`](crate::Storage::sweep_staging) deletes staging objects older than an
 //! hour (it lists only `_agora/staging/`); a bucket lifecycle rule "abort incomplete multipart
 //! uploads after 1 day" (and optionally "expire `_agora/staging/` after 1 day") covers the rest.
 //!
 //! # Key encoding
 //! Keys are the GOPROXY layout and are used verbatim: `object_store`'s `Path::from` would
 //! percent-encode `~` (legal in module paths) as `%7E`, so the bucket would no longer be a
-//! `GOPROXY` tree for such modules; [`Storage`] parses keys with `Path::parse`, which keeps them as
+//! `GOPROXY` tree for such modules; [`Storage`](crate::Storage) parses keys with `Path::parse`, which keeps them as
 //! they are (validated module paths contain no control characters, `.`/`..` elements or `%`).
 //!
 //! # Permissions (S3)
 //! `s3:GetObject`, `s3:PutObject`, `s3:DeleteObject` (staging cleanup), `s3:AbortMultipartUpload`
 //! and `s3:ListBucket` (without it S3 answers `403` instead of `404` for a missing key; readiness
-//! and [`Storage::list`] need it too).
+//! and [`Storage::list`](crate::Storage::list) need it too).
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -70,7 +71,9 @@ use crate::config::{
     check_bucket, check_endpoint, invalid, normalize_prefix, resolve_secret, BackendKind,
     StorageConfig,
 };
-use crate::store::{Backend, PutOutcome, Storage, StorageError, SCRATCH_MAX_AGE};
+use crate::error::StorageError;
+use crate::layout::{PROBE_PREFIX, READYZ_PROBE, STAGING_PREFIX};
+use crate::object::PutOutcome;
 
 /// Files up to this size are published with one conditional `PUT`; larger ones are uploaded in
 /// parts of this size. S3 needs parts of at least 5 MiB (but the last).
@@ -79,9 +82,6 @@ pub const PART_SIZE: usize = 8 << 20;
 /// Parts of one upload in flight at once: with the part being read, an upload holds at most
 /// `(PARTS_IN_FLIGHT + 1) * PART_SIZE` bytes of memory.
 pub const PARTS_IN_FLIGHT: usize = 2;
-
-/// Private prefix of staging objects (see the module docs).
-pub(crate) const STAGING_PREFIX: &str = "_agora/staging";
 
 /// How often a conditional write that reported a conflict is retried when the winner's object is
 /// not there (S3's `409` for concurrent conditional writes).
@@ -113,7 +113,7 @@ impl fmt::Display for RemoteLocation {
     }
 }
 
-/// How a [`Storage`] wrote its objects since it was opened: lets tests (and metrics) see which path
+/// How a [`Storage`](crate::Storage) wrote its objects since it was opened: lets tests (and metrics) see which path
 /// a publish took without timing it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteStats {
@@ -136,7 +136,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn snapshot(&self) -> WriteStats {
+    pub(crate) fn snapshot(&self) -> WriteStats {
         WriteStats {
             single_puts: self.single_puts.load(Ordering::Relaxed),
             multipart_uploads: self.multipart_uploads.load(Ordering::Relaxed),
@@ -146,135 +146,102 @@ impl Counters {
     }
 }
 
-impl Storage {
-    /// Opens the configured backend. `data_dir` holds the local backend's tree; remote backends
-    /// keep their scratch files (downloads in progress, staged on local disk before upload) under
-    /// `<data_dir>/_agora/tmp`. Nothing is sent over the network here: call [`Storage::check`]
-    /// (and [`Storage::verify_write_once`]) to see whether the backend answers.
-    pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Storage, StorageError> {
-        let (store, location) = match config.backend {
-            BackendKind::Local => return Storage::local(data_dir),
-            BackendKind::Memory => return Storage::memory(),
-            BackendKind::S3 => build_s3(config)?,
-            BackendKind::Gcs => build_gcs(config)?,
-            BackendKind::Azure => build_azure(config)?,
-        };
-        let scratch = crate::scratch::claim(&data_dir.join("_agora").join("tmp"), SCRATCH_MAX_AGE)
-            .map_err(|source| StorageError::DataDir {
-                path: data_dir.to_owned(),
-                source,
-            })?;
-        tracing::info!(storage.backend = %location, "remote storage configured");
-        Ok(Storage::from_parts(
-            store,
-            Backend::Remote(location),
-            scratch,
-            None,
-        ))
-    }
-
-    /// How objects were written since this store was opened.
-    pub fn write_stats(&self) -> WriteStats {
-        self.counters().snapshot()
-    }
-
-    /// Deletes staging objects (`_agora/staging/`) older than `max_age`: leftovers of a process
-    /// that crashed between a multipart upload and its copy. Lists only the staging prefix; meant
-    /// for start-up or a periodic task, never the request path. Returns how many were deleted.
-    pub async fn sweep_staging(&self, max_age: Duration) -> Result<usize, StorageError> {
-        let prefix = ObjectPath::from(STAGING_PREFIX);
-        let store = self.object_store();
-        let now = SystemTime::now();
-        let stale: Vec<ObjectPath> = store
-            .list(Some(&prefix))
-            .try_filter_map(|meta| {
-                let age = now
-                    .duration_since(SystemTime::from(meta.last_modified))
-                    .unwrap_or_default();
-                futures::future::ok((age > max_age).then_some(meta.location))
-            })
-            .try_collect()
-            .await
-            .map_err(|source| StorageError::Backend {
-                op: "list",
-                key: STAGING_PREFIX.to_owned(),
-                source,
-            })?;
-        let mut deleted = 0;
-        for path in stale {
-            match store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(source) => {
-                    return Err(StorageError::Backend {
-                        op: "delete",
-                        key: path.to_string(),
-                        source,
-                    })
-                }
-            }
-        }
-        if deleted > 0 {
-            tracing::info!(count = deleted, "removed stale staging objects");
-        }
-        Ok(deleted)
-    }
-
-    /// Checks that the backend refuses to overwrite: a second conditional create of a probe key,
-    /// by put and by copy, must find the first. An S3-compatible store that ignores
-    /// `If-None-Match` fails this, and write-once would silently not hold on it. Writes and then
-    /// deletes two objects under `_agora/probe/`; for `agora doctor` or start-up, not `/readyz`.
-    pub async fn verify_write_once(&self) -> Result<(), StorageError> {
-        let store = self.object_store();
-        let id = unique_name("probe");
-        let target = ObjectPath::from(format!("_agora/probe/{id}"));
-        let source = ObjectPath::from(format!("_agora/probe/{id}.src"));
-        let err = |op, path: &ObjectPath, source| StorageError::Backend {
-            op,
-            key: path.to_string(),
+/// See [`Storage::sweep_staging`](crate::Storage::sweep_staging).
+pub(crate) async fn sweep_staging(
+    store: &Arc<dyn ObjectStore>,
+    max_age: Duration,
+) -> Result<usize, StorageError> {
+    let prefix = ObjectPath::from(STAGING_PREFIX);
+    let now = SystemTime::now();
+    let stale: Vec<ObjectPath> = store
+        .list(Some(&prefix))
+        .try_filter_map(|meta| {
+            let age = now
+                .duration_since(SystemTime::from(meta.last_modified))
+                .unwrap_or_default();
+            futures::future::ok((age > max_age).then_some(meta.location))
+        })
+        .try_collect()
+        .await
+        .map_err(|source| StorageError::Backend {
+            op: "list",
+            key: STAGING_PREFIX.to_owned(),
             source,
-        };
-        let broken = |what: &str| {
-            invalid(
-                "storage.backend",
-                format!("{} does not honour conditional writes ({what}); write-once artifacts would not be safe on it", self.backend()),
-            )
-        };
-        let result = async {
-            create(store, &target, Bytes::from_static(b"first"))
-                .await
-                .map_err(|e| err("put", &target, e))?;
-            match create(store, &target, Bytes::from_static(b"second")).await {
-                Err(object_store::Error::AlreadyExists { .. }) => {}
-                Ok(_) => return Err(broken("a conditional put overwrote an object")),
-                Err(e) => return Err(err("put", &target, e)),
+        })?;
+    let mut deleted = 0;
+    for path in stale {
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+            Err(source) => {
+                return Err(StorageError::Backend {
+                    op: "delete",
+                    key: path.to_string(),
+                    source,
+                })
             }
-            store
-                .put(&source, PutPayload::from_static(b"third"))
-                .await
-                .map_err(|e| err("put", &source, e))?;
-            match store.copy_if_not_exists(&source, &target).await {
-                Err(object_store::Error::AlreadyExists { .. }) => {}
-                Ok(()) => return Err(broken("a conditional copy overwrote an object")),
-                Err(e) => return Err(err("copy", &target, e)),
-            }
-            let kept = store
-                .get(&target)
-                .await
-                .map_err(|e| err("get", &target, e))?
-                .bytes()
-                .await
-                .map_err(|e| err("get", &target, e))?;
-            if &kept[..] != b"first" {
-                return Err(broken("the first value was replaced"));
-            }
-            Ok(())
         }
-        .await;
-        for path in [&target, &source] {
-            let _ = store.delete(path).await;
-        }
-        result
     }
+    if deleted > 0 {
+        tracing::info!(count = deleted, "removed stale staging objects");
+    }
+    Ok(deleted)
+}
+
+/// See [`Storage::verify_write_once`](crate::Storage::verify_write_once); `backend` names the
+/// store in the error.
+pub(crate) async fn verify_write_once(
+    store: &Arc<dyn ObjectStore>,
+    backend: &dyn fmt::Display,
+) -> Result<(), StorageError> {
+    let id = unique_name("probe");
+    let target = ObjectPath::from(format!("{PROBE_PREFIX}/{id}"));
+    let source = ObjectPath::from(format!("{PROBE_PREFIX}/{id}.src"));
+    let err = |op, path: &ObjectPath, source| StorageError::Backend {
+        op,
+        key: path.to_string(),
+        source,
+    };
+    let broken = |what: &str| {
+        invalid(
+            "storage.backend",
+            format!("{backend} does not honour conditional writes ({what}); write-once artifacts would not be safe on it"),
+        )
+    };
+    let result = async {
+        create(store, &target, Bytes::from_static(b"first"))
+            .await
+            .map_err(|e| err("put", &target, e))?;
+        match create(store, &target, Bytes::from_static(b"second")).await {
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Ok(_) => return Err(broken("a conditional put overwrote an object")),
+            Err(e) => return Err(err("put", &target, e)),
+        }
+        store
+            .put(&source, PutPayload::from_static(b"third"))
+            .await
+            .map_err(|e| err("put", &source, e))?;
+        match store.copy_if_not_exists(&source, &target).await {
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Ok(()) => return Err(broken("a conditional copy overwrote an object")),
+            Err(e) => return Err(err("copy", &target, e)),
+        }
+        let kept = store
+            .get(&target)
+            .await
+            .map_err(|e| err("get", &target, e))?
+            .bytes()
+            .await
+            .map_err(|e| err("get", &target, e))?;
+        if &kept[..] != b"first" {
+            return Err(broken("the first value was replaced"));
+        }
+        Ok(())
+    }
+    .await;
+    for path in [&target, &source] {
+        let _ = store.delete(path).await;
+    }
+    result
 }
 
 /// A conditional put.
@@ -335,21 +302,19 @@ where
 
 /// Stores `bytes` under `path` unless something is there (a remote backend's `put_once`).
 pub(crate) async fn put_bytes_once(
-    storage: &Storage,
+    store: &Arc<dyn ObjectStore>,
+    counters: &Counters,
     path: &ObjectPath,
     bytes: Bytes,
 ) -> Result<PutOutcome, StorageError> {
-    let store = storage.object_store();
-    storage
-        .counters()
-        .single_puts
-        .fetch_add(1, Ordering::Relaxed);
+    counters.single_puts.fetch_add(1, Ordering::Relaxed);
     create_checked(store, path, "put", || create(store, path, bytes.clone())).await
 }
 
 /// Publishes a complete scratch file under `path` (a remote backend's `put_file_once`).
 pub(crate) async fn publish_file(
-    storage: &Storage,
+    store: &Arc<dyn ObjectStore>,
+    counters: &Counters,
     path: &ObjectPath,
     file: &Path,
 ) -> Result<PutOutcome, StorageError> {
@@ -360,11 +325,10 @@ pub(crate) async fn publish_file(
     let len = tokio::fs::metadata(file).await.map_err(scratch_err)?.len();
     if len <= PART_SIZE as u64 {
         let bytes = tokio::fs::read(file).await.map_err(scratch_err)?;
-        return put_bytes_once(storage, path, Bytes::from(bytes)).await;
+        return put_bytes_once(store, counters, path, Bytes::from(bytes)).await;
     }
-    let store = storage.object_store();
     let staging = ObjectPath::from(format!("{STAGING_PREFIX}/{}", unique_name(path.as_ref())));
-    upload(storage, &staging, file).await?;
+    upload(store, counters, &staging, file).await?;
     let outcome = create_checked(store, path, "publish", || {
         store.copy_if_not_exists(&staging, path)
     })
@@ -377,8 +341,12 @@ pub(crate) async fn publish_file(
 }
 
 /// Streams `file` to `staging` with a multipart upload, reading one part at a time.
-async fn upload(storage: &Storage, staging: &ObjectPath, file: &Path) -> Result<(), StorageError> {
-    let counters = storage.counters();
+async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    counters: &Counters,
+    staging: &ObjectPath,
+    file: &Path,
+) -> Result<(), StorageError> {
     let backend_err = |source| StorageError::Backend {
         op: "upload",
         key: staging.to_string(),
@@ -389,11 +357,7 @@ async fn upload(storage: &Storage, staging: &ObjectPath, file: &Path) -> Result<
         source,
     };
     let mut f = tokio::fs::File::open(file).await.map_err(scratch_err)?;
-    let upload = storage
-        .object_store()
-        .put_multipart(staging)
-        .await
-        .map_err(backend_err)?;
+    let upload = store.put_multipart(staging).await.map_err(backend_err)?;
     counters.multipart_uploads.fetch_add(1, Ordering::Relaxed);
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
     let sent: Result<(), StorageError> = async {
@@ -438,10 +402,12 @@ async fn upload(storage: &Storage, staging: &ObjectPath, file: &Path) -> Result<
 /// Readiness of a remote backend: one `LIST` of the probe prefix. (A `HEAD` of a probe key cannot
 /// tell a missing bucket from a missing key: S3 answers `404` to both.) Also checks that the local
 /// scratch directory, where downloads are staged, is writable.
-pub(crate) async fn check(storage: &Storage) -> Result<(), StorageError> {
-    let probe = ObjectPath::from("_agora/readyz");
-    storage
-        .object_store()
+pub(crate) async fn check(
+    store: &Arc<dyn ObjectStore>,
+    scratch_dir: &Path,
+) -> Result<(), StorageError> {
+    let probe = ObjectPath::from(READYZ_PROBE);
+    store
         .list_with_delimiter(Some(&probe))
         .await
         .map_err(|source| StorageError::Backend {
@@ -449,7 +415,7 @@ pub(crate) async fn check(storage: &Storage) -> Result<(), StorageError> {
             key: probe.to_string(),
             source,
         })?;
-    let dir = storage.scratch_dir().to_owned();
+    let dir = scratch_dir.to_owned();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)?;
         let probe = dir.join(format!(".probe-{}", std::process::id()));
@@ -460,7 +426,7 @@ pub(crate) async fn check(storage: &Storage) -> Result<(), StorageError> {
     .map_err(std::io::Error::other)
     .and_then(|r| r)
     .map_err(|source| StorageError::Scratch {
-        path: storage.scratch_dir().to_owned(),
+        path: scratch_dir.to_owned(),
         source,
     })
 }
@@ -546,9 +512,10 @@ fn with_prefix<T: ObjectStore>(store: T, prefix: &str) -> Arc<dyn ObjectStore> {
     }
 }
 
-type Built = (Arc<dyn ObjectStore>, RemoteLocation);
+/// A remote backend and where it keeps its objects.
+pub(crate) type Built = (Arc<dyn ObjectStore>, RemoteLocation);
 
-fn build_s3(config: &StorageConfig) -> Result<Built, StorageError> {
+pub(crate) fn build_s3(config: &StorageConfig) -> Result<Built, StorageError> {
     let c = &config.s3;
     check_bucket("storage.s3.bucket", &c.bucket, BackendKind::S3)?;
     let prefix = normalize_prefix("storage.s3.prefix", &c.prefix)?;
@@ -631,7 +598,7 @@ fn bucket_host(endpoint: &str, bucket: &str) -> String {
     }
 }
 
-fn build_gcs(config: &StorageConfig) -> Result<Built, StorageError> {
+pub(crate) fn build_gcs(config: &StorageConfig) -> Result<Built, StorageError> {
     let c = &config.gcs;
     check_bucket("storage.gcs.bucket", &c.bucket, BackendKind::Gcs)?;
     let prefix = normalize_prefix("storage.gcs.prefix", &c.prefix)?;
@@ -662,7 +629,7 @@ fn build_gcs(config: &StorageConfig) -> Result<Built, StorageError> {
     Ok((with_prefix(store, &prefix), location))
 }
 
-fn build_azure(config: &StorageConfig) -> Result<Built, StorageError> {
+pub(crate) fn build_azure(config: &StorageConfig) -> Result<Built, StorageError> {
     let c = &config.azure;
     if c.account.is_empty() {
         return Err(invalid(
@@ -718,6 +685,7 @@ fn build_azure(config: &StorageConfig) -> Result<Built, StorageError> {
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use crate::Storage;
 
     fn s3(f: impl FnOnce(&mut StorageConfig)) -> StorageConfig {
         let mut c = StorageConfig {

@@ -12,10 +12,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -24,42 +23,13 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 
-use crate::key::StorageKey;
+use crate::config::{BackendKind, StorageConfig};
+use crate::error::StorageError;
+use crate::layout;
+use crate::layout::StorageKey;
 use crate::memo::{RecentMutable, SmallObjects};
-
-/// Errors from the storage layer. They carry the key's path; never credentials.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("cannot use data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("storage {op} failed for {key}: {source}")]
-    Backend {
-        op: &'static str,
-        key: String,
-        #[source]
-        source: object_store::Error,
-    },
-    #[error("storage {op} failed for {key}: {source}")]
-    Local {
-        op: &'static str,
-        key: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("storage write failed: scratch file {path}: {source}")]
-    Scratch {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A setting is wrong (named as in agora's configuration, e.g. `storage.s3.bucket`).
-    #[error("invalid setting {setting}: {reason}")]
-    Config { setting: String, reason: String },
-}
+use crate::object::{info_of, Object, ObjectInfo, PutOutcome};
+use crate::remote::{self, WriteStats};
 
 /// Which backend a [`Storage`] uses; reported by `config show` and `/readyz`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +37,7 @@ pub enum Backend {
     Local(PathBuf),
     Memory,
     /// S3-compatible, GCS or Azure (see [`crate::remote`]).
-    Remote(crate::remote::RemoteLocation),
+    Remote(remote::RemoteLocation),
 }
 
 impl fmt::Display for Backend {
@@ -78,28 +48,6 @@ impl fmt::Display for Backend {
             Backend::Remote(location) => location.fmt(f),
         }
     }
-}
-
-/// Metadata of a stored object.
-#[derive(Clone, Debug)]
-pub struct ObjectInfo {
-    pub size: u64,
-    pub last_modified: SystemTime,
-    pub e_tag: Option<String>,
-}
-
-/// A stored object opened for reading: metadata plus a body stream.
-pub struct Object {
-    pub info: ObjectInfo,
-    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
-}
-
-/// What a write-once put found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PutOutcome {
-    Created,
-    /// Another writer stored the key first; its bytes are kept and ours dropped.
-    AlreadyExists,
 }
 
 /// The artifact store. Cheap to clone.
@@ -118,17 +66,40 @@ struct Inner {
     _scratch_guard: Option<tempfile_guard::Guard>,
     counter: AtomicU64,
     /// How remote objects were written (see [`crate::remote::WriteStats`]).
-    writes: crate::remote::Counters,
+    writes: remote::Counters,
     /// Copies of small write-once objects (see [`crate::memo`]).
     small: SmallObjects,
     /// Second-long copies of lists and `@latest` answers (see [`crate::memo`]).
     recent: RecentMutable,
 }
 
-/// Name of the proxy-private prefix; it cannot collide with a module path (no dot, underscore).
-const PRIVATE_PREFIX: &str = "_agora";
-
 impl Storage {
+    /// Opens the configured backend. `data_dir` holds the local backend's tree; remote backends
+    /// keep their scratch files (downloads in progress, staged on local disk before upload) under
+    /// it too (see [`layout::scratch_dir`]). Nothing is sent over the network here: call
+    /// [`Storage::check`] (and [`Storage::verify_write_once`]) to see whether the backend answers.
+    pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Storage, StorageError> {
+        let (store, location) = match config.backend {
+            BackendKind::Local => return Storage::local(data_dir),
+            BackendKind::Memory => return Storage::memory(),
+            BackendKind::S3 => remote::build_s3(config)?,
+            BackendKind::Gcs => remote::build_gcs(config)?,
+            BackendKind::Azure => remote::build_azure(config)?,
+        };
+        let scratch = crate::scratch::claim(&layout::scratch_dir(data_dir), SCRATCH_MAX_AGE)
+            .map_err(|source| StorageError::DataDir {
+                path: data_dir.to_owned(),
+                source,
+            })?;
+        tracing::info!(storage.backend = %location, "remote storage configured");
+        Ok(Storage::from_parts(
+            store,
+            Backend::Remote(location),
+            scratch,
+            None,
+        ))
+    }
+
     /// Opens (creating it and its parents if needed) a local data directory.
     pub fn local(dir: &Path) -> Result<Self, StorageError> {
         let data_dir_err = |source| StorageError::DataDir {
@@ -137,9 +108,8 @@ impl Storage {
         };
         std::fs::create_dir_all(dir).map_err(data_dir_err)?;
         let root = dir.canonicalize().map_err(data_dir_err)?;
-        let scratch =
-            crate::scratch::claim(&root.join(PRIVATE_PREFIX).join("tmp"), SCRATCH_MAX_AGE)
-                .map_err(data_dir_err)?;
+        let scratch = crate::scratch::claim(&layout::scratch_dir(&root), SCRATCH_MAX_AGE)
+            .map_err(data_dir_err)?;
         let store = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| data_dir_err(std::io::Error::other(e.to_string())))?
             .with_fsync(true);
@@ -194,12 +164,26 @@ impl Storage {
         &self.inner.store
     }
 
-    pub(crate) fn counters(&self) -> &crate::remote::Counters {
-        &self.inner.writes
+    /// How objects were written since this store was opened.
+    pub fn write_stats(&self) -> WriteStats {
+        self.inner.writes.snapshot()
     }
 
-    pub(crate) fn scratch_dir(&self) -> &Path {
-        &self.inner.scratch
+    /// Deletes staging objects ([`layout::STAGING_PREFIX`]) older than `max_age`: leftovers of a
+    /// process that crashed between a multipart upload and its copy (see [`crate::remote`]).
+    /// Lists only the staging prefix; meant for start-up or a periodic task, never the request
+    /// path. Returns how many were deleted.
+    pub async fn sweep_staging(&self, max_age: Duration) -> Result<usize, StorageError> {
+        remote::sweep_staging(&self.inner.store, max_age).await
+    }
+
+    /// Checks that the backend refuses to overwrite: a second conditional create of a probe key,
+    /// by put and by copy, must find the first. An S3-compatible store that ignores
+    /// `If-None-Match` fails this, and write-once would silently not hold on it. Writes and then
+    /// deletes two objects under [`layout::PROBE_PREFIX`]; for `agora doctor` or start-up, not
+    /// `/readyz`.
+    pub async fn verify_write_once(&self) -> Result<(), StorageError> {
+        remote::verify_write_once(&self.inner.store, &self.inner.backend).await
     }
 
     fn object_path(key: &StorageKey) -> ObjectPath {
@@ -355,7 +339,8 @@ impl Storage {
             return self.publish_synced(key, &scratch).await;
         }
         if let Backend::Remote(_) = self.inner.backend {
-            return crate::remote::put_bytes_once(self, &Self::object_path(key), bytes).await;
+            let (store, counters) = (&self.inner.store, &self.inner.writes);
+            return remote::put_bytes_once(store, counters, &Self::object_path(key), bytes).await;
         }
         self.put_create(key, bytes).await
     }
@@ -454,7 +439,9 @@ impl Storage {
     ) -> Result<PutOutcome, StorageError> {
         if let Backend::Remote(_) = self.inner.backend {
             // Conditional put, or multipart upload + conditional copy (see `crate::remote`).
-            return crate::remote::publish_file(self, &Self::object_path(key), &file.path).await;
+            let (store, counters) = (&self.inner.store, &self.inner.writes);
+            return remote::publish_file(store, counters, &Self::object_path(key), &file.path)
+                .await;
         }
         // Make the content durable before it becomes visible under its final name.
         let path = file.path.clone();
@@ -510,9 +497,9 @@ impl Storage {
     /// Readiness probe: the backend answers a metadata request.
     pub async fn check(&self) -> Result<(), StorageError> {
         if let Backend::Remote(_) = self.inner.backend {
-            return crate::remote::check(self).await;
+            return remote::check(&self.inner.store, &self.inner.scratch).await;
         }
-        let probe = ObjectPath::from(format!("{PRIVATE_PREFIX}/readyz"));
+        let probe = ObjectPath::from(layout::READYZ_PROBE);
         match self.inner.store.head(&probe).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(source) => {
@@ -567,14 +554,6 @@ impl Drop for ScratchFile {
 /// cannot tell whether their owner is alive.
 pub(crate) const SCRATCH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
-fn info_of(meta: &object_store::ObjectMeta) -> ObjectInfo {
-    ObjectInfo {
-        size: meta.size,
-        last_modified: SystemTime::from(meta.last_modified),
-        e_tag: meta.e_tag.clone(),
-    }
-}
-
 fn backend_err(op: &'static str, key: &StorageKey, source: object_store::Error) -> StorageError {
     StorageError::Backend {
         op,
@@ -598,8 +577,8 @@ mod tempfile_guard {
 
     impl Guard {
         pub fn new() -> std::io::Result<Self> {
-            let dir = std::env::temp_dir().join(format!(
-                "agora-scratch-{}-{}",
+            let dir = crate::layout::memory_scratch_dir(&format!(
+                "{}-{}",
                 std::process::id(),
                 super::nanos()
             ));
@@ -628,7 +607,7 @@ mod tempfile_guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::ArtifactKind;
+    use crate::layout::ArtifactKind;
     use agora_gomod::module::ModulePath;
     use tokio::io::AsyncWriteExt;
 
