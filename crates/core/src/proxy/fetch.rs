@@ -1,0 +1,378 @@
+//! The fetch pipeline: every miss of a write-once artifact goes through
+//! [`Proxy::fetch_artifact`], lists and `@latest` through [`Proxy::refresh`]; both ask the
+//! module's sources with [`Proxy::ask`] and take their turn among replicas (see
+//! [`super::replicas`]).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use agora_gomod::module::ModulePath;
+use agora_storage::{ArtifactKind, ObjectInfo, PutOutcome, StorageKey};
+use agora_sumdb::SumdbError;
+use agora_upstream::walk;
+use bytes::Bytes;
+
+use super::gate::timed;
+use super::replicas::Turn;
+use super::{describe_key, is_version, kind_label, FetchMode, Freshness, Hop, Proxy, Served};
+use crate::approve::{Candidate, Rejection};
+use crate::error::CoreError;
+use crate::policy::Route;
+use crate::source::{Source, SourceError};
+use crate::sumdb::verify_public;
+use crate::validate;
+
+pub(super) type Outcome = Result<Bytes, CoreError>;
+
+impl Proxy {
+    /// Checks `hash` of `module@version`'s zip (`file` `""`) or go.mod (`"/go.mod"`) against the
+    /// checksum database (see [`verify_public`]), counting the outcome.
+    pub(super) async fn verify_sum(
+        &self,
+        module: &ModulePath,
+        version: &str,
+        file: &'static str,
+        hash: &str,
+    ) -> Result<(), CoreError> {
+        let checksums = self.inner.checksums.as_deref();
+        let result =
+            verify_public(&self.inner.policy, checksums, module, version, file, hash).await;
+        let outcome = match &result {
+            Ok(false) => return Ok(()),
+            Ok(true) => "ok",
+            Err(CoreError::Checksum(e)) => match **e {
+                SumdbError::NotFound { .. } => "not_found",
+                SumdbError::Mismatch(_) => "mismatch",
+                SumdbError::Security { .. } => "security",
+                SumdbError::Unavailable { .. } => "unavailable",
+            },
+            Err(_) => "unavailable",
+        };
+        self.inner.gate.metrics.record_verification(outcome);
+        result.map(drop)
+    }
+
+    /// Asks the sources of `module` with `attempt`: a private module's own source, once; a
+    /// public module's GOPROXY chain, by the go command's rules for walking it.
+    pub(super) async fn ask<'a, T, F, Fut>(
+        &'a self,
+        module: &ModulePath,
+        mut attempt: F,
+    ) -> Result<T, SourceError>
+    where
+        F: FnMut(&'a Arc<dyn Source>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SourceError>>,
+    {
+        match self.inner.policy.route(module) {
+            Route::Direct => attempt(&self.inner.direct).await,
+            Route::Upstream => {
+                walk(&self.inner.chain, |hop: &'a Hop| {
+                    // The walk ends at an `off` entry without asking it.
+                    attempt(
+                        hop.source
+                            .as_ref()
+                            .expect("only `off` entries have no source"),
+                    )
+                })
+                .await
+            }
+        }
+    }
+
+    /// Asks the approver (if any) about an artifact that is about to be cached.
+    pub(super) async fn approve(&self, candidate: Candidate) -> Result<(), CoreError> {
+        let Some(approver) = &self.inner.approver else {
+            return Ok(());
+        };
+        approver.approve(&candidate).await.map_err(|r| match r {
+            Rejection::Denied(m) => CoreError::Blocked(m),
+            Rejection::Unavailable(m) => CoreError::Unavailable(m),
+        })
+    }
+
+    /// Cached-with-freshness answers (list, latest): see [`ProxyOptions`].
+    pub(super) async fn mutable(
+        &self,
+        key: StorageKey,
+        module: &ModulePath,
+        mode: FetchMode,
+    ) -> Result<Served, CoreError> {
+        let kind = kind_label(&key);
+        let cached = self
+            .inner
+            .storage
+            .get_bytes(&key)
+            .await
+            .map_err(CoreError::from)?;
+        let Some((body, info)) = cached else {
+            self.inner.gate.metrics.record_cache(kind, "miss");
+            self.on_miss(mode, &key)?;
+            // Fetches are boxed (here and in `info`, `go_mod`, `zip`): their state machines are
+            // large, and would otherwise make every request's future, cache hits included, that
+            // much bigger to allocate and move.
+            let body = Box::pin(self.refresh(key, module.clone(), None)).await?;
+            return Ok(Served::fetched(body));
+        };
+        let age = SystemTime::now()
+            .duration_since(info.last_modified)
+            .unwrap_or_default();
+        let stale = Served {
+            body: body.clone(),
+            freshness: Freshness::Stale,
+            last_modified: Some(info.last_modified),
+        };
+        if mode == FetchMode::CacheOnly || age < self.inner.opts.list_fresh {
+            self.inner.gate.metrics.record_cache(kind, "hit");
+            return Ok(Served {
+                freshness: Freshness::Hit,
+                ..stale
+            });
+        }
+        self.inner.gate.metrics.record_cache(kind, "stale");
+        if age < self.inner.opts.list_fresh + self.inner.opts.list_stale {
+            // Stale-while-revalidate: the refresh runs as its own task.
+            let this = self.clone();
+            let module = module.clone();
+            let seen = info.clone();
+            tokio::spawn(async move {
+                if let Err(err) = this.refresh(key, module, Some(seen)).await {
+                    tracing::warn!(error = %err, "background refresh failed; keeping cached answer");
+                }
+            });
+            return Ok(stale);
+        }
+        match Box::pin(self.refresh(key, module.clone(), Some(info))).await {
+            Ok(body) => Ok(Served::fetched(body)),
+            Err(err) if matches!(err, CoreError::NotFound(_)) => Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, "every source failed; serving stale cached answer");
+                Ok(stale)
+            }
+        }
+    }
+
+    /// Fetches a list or `@latest` answer, validates it and replaces the cached copy. `seen` is the
+    /// stored copy the caller looked at (`None`: there was none): when another replica replaces it
+    /// meanwhile, its answer is served instead of fetching again.
+    pub(super) async fn refresh(
+        &self,
+        key: StorageKey,
+        module: ModulePath,
+        seen: Option<ObjectInfo>,
+    ) -> Outcome {
+        let flight_key = key.path();
+        let this = self.clone();
+        let fk = flight_key.clone();
+        let work = async move {
+            // Compared with the stored copy's own metadata, not with this machine's clock: the
+            // store's timestamps may be coarse (whole seconds) or come from another clock.
+            let storage = &this.inner.storage;
+            let newer = || async {
+                // Not this process's second-long copy: it may predate the other replica's write.
+                let found = storage
+                    .get_bytes_fresh(&key)
+                    .await
+                    .map_err(CoreError::from)?;
+                Ok(found.and_then(|(body, info)| {
+                    let same = seen.as_ref().is_some_and(|s| {
+                        s.last_modified == info.last_modified
+                            && s.e_tag == info.e_tag
+                            && s.size == info.size
+                    });
+                    (!same).then_some(body)
+                }))
+            };
+            let _guard = match this.take_turn(&fk, newer).await? {
+                Turn::Stored(body) => return Ok(body),
+                Turn::Fetch(guard) => guard,
+            };
+            let what = describe_key(&key);
+            let is_list = matches!(key, StorageKey::List(_));
+            let gate = &this.inner.gate;
+            let body = this
+                .ask(&module, |source| {
+                    let module = &module;
+                    async move {
+                        let body = if is_list {
+                            timed(gate, source.as_ref(), "list", source.list(module)).await?
+                        } else {
+                            timed(gate, source.as_ref(), "latest", source.latest(module)).await?
+                        };
+                        let checked = if is_list {
+                            validate::list(&body)
+                        } else {
+                            validate::info(module, None, &body).map(|_| body)
+                        };
+                        checked.map_err(|reason| SourceError::Invalid {
+                            source_name: source.describe(),
+                            reason,
+                        })
+                    }
+                })
+                .await
+                .map_err(|e| CoreError::from_source(&what, e))?;
+            this.inner
+                .storage
+                .put_overwrite(&key, body.clone())
+                .await
+                .map_err(CoreError::from)?;
+            Ok(body)
+        };
+        self.fly(flight_key, work).await
+    }
+
+    /// The one fetch of a write-once artifact on a miss, whatever its kind: single-flight in this
+    /// process, a turn among the replicas (see the module docs), the module's sources, the kind's
+    /// validation, the checksum database, the approver, and a write-once store. `query` is the
+    /// version (for `.info`, any query). The answer is the stored bytes (for a zip, nothing: the
+    /// caller streams the stored copy).
+    pub(super) async fn fetch_artifact(
+        &self,
+        module: &ModulePath,
+        query: &str,
+        kind: ArtifactKind,
+    ) -> Outcome {
+        let flight_key = format!("{}:{}@{}", kind.extension(), module.escaped(), query);
+        let this = self.clone();
+        let (m, q, fk) = (module.clone(), query.to_owned(), flight_key.clone());
+        let work = async move {
+            // Only a version knows its storage key before the fetch; for other `.info` queries a
+            // waiter can only wait for the lock to be free (see the module docs).
+            let known_key = (kind != ArtifactKind::Info || is_version(&m, &q))
+                .then(|| StorageKey::artifact(&m, &q, kind));
+            let storage = &this.inner.storage;
+            let stored = || async {
+                let Some(key) = &known_key else {
+                    return Ok(None);
+                };
+                Ok(match kind {
+                    ArtifactKind::Zip => storage.head(key).await?.map(|_| Bytes::new()),
+                    ArtifactKind::Info | ArtifactKind::Mod => {
+                        storage.get_bytes(key).await?.map(|(b, _)| b)
+                    }
+                })
+            };
+            let _guard = match this.take_turn(&fk, stored).await? {
+                Turn::Stored(body) => return Ok(body),
+                Turn::Fetch(guard) => guard,
+            };
+            match kind {
+                ArtifactKind::Info => this.fetch_info_now(&m, &q).await,
+                ArtifactKind::Mod => this.fetch_go_mod_now(&m, &q).await,
+                ArtifactKind::Zip => this.fetch_zip_now(&m, &q).await,
+            }
+        };
+        self.fly(flight_key, work).await
+    }
+
+    /// `.info` from the sources. A query (branch, commit) is checked against the filter once it
+    /// names a version, and gets its own answer (its origin names the branch), not the version's
+    /// stored one.
+    pub(super) async fn fetch_info_now(&self, m: &ModulePath, q: &str) -> Outcome {
+        let what = format!("{m}@{q}");
+        let gate = &self.inner.gate;
+        let (body, version, to_store) = self
+            .ask(m, |source| async move {
+                let body = timed(gate, source.as_ref(), "info", source.info(m, q)).await?;
+                let version =
+                    validate::info(m, Some(q), &body).map_err(|reason| SourceError::Invalid {
+                        source_name: source.describe(),
+                        reason,
+                    })?;
+                let to_store = if version == q {
+                    body.clone()
+                } else {
+                    source.info_for_version(body.clone(), &version)
+                };
+                Ok((body, version, to_store))
+            })
+            .await
+            .map_err(|e| CoreError::from_source(&what, e))?;
+        self.check_allowed(m, &version)?;
+        let key = StorageKey::artifact(m, &version, ArtifactKind::Info);
+        if self.inner.approver.is_some() && self.inner.storage.head(&key).await?.is_none() {
+            self.approve(Candidate::info(m, &version)).await?;
+        }
+        let stored = self.store_once(&key, to_store).await?;
+        Ok(if version == q { stored } else { body })
+    }
+
+    /// `.mod` from the sources, verified against the checksum database for public modules.
+    pub(super) async fn fetch_go_mod_now(&self, m: &ModulePath, v: &str) -> Outcome {
+        let what = format!("{m}@{v}");
+        let gate = &self.inner.gate;
+        let body = self
+            .ask(m, |source| async move {
+                let body = timed(gate, source.as_ref(), "mod", source.go_mod(m, v)).await?;
+                validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
+                    source_name: source.describe(),
+                    reason,
+                })?;
+                Ok(body)
+            })
+            .await
+            .map_err(|e| CoreError::from_source(&what, e))?;
+        self.verify_sum(m, v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
+            .await?;
+        self.approve(Candidate::go_mod(m, v, &body)).await?;
+        let key = StorageKey::artifact(m, v, ArtifactKind::Mod);
+        self.store_once(&key, body).await
+    }
+
+    /// `.zip` from the sources into a scratch file, checked (structure, sizes, every entry's
+    /// CRC) and hashed unless the source built it itself under the zip rules and says its hash,
+    /// verified against the checksum database for public modules, then published.
+    pub(super) async fn fetch_zip_now(&self, m: &ModulePath, v: &str) -> Outcome {
+        let what = format!("{m}@{v}");
+        let scratch = self.inner.storage.scratch_file(&what);
+        let gate = &self.inner.gate;
+        let dest = scratch.path();
+        let (hash, size) = self
+            .ask(m, |source| async move {
+                let written = timed(gate, source.as_ref(), "zip", source.zip(m, v, dest)).await?;
+                if let Some(h1) = written.h1 {
+                    return Ok((h1, written.size));
+                }
+                let (mc, vc, dc) = (m.clone(), v.to_owned(), dest.to_owned());
+                let checked = tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("zip check crashed: {e}")));
+                let hash = checked.map_err(|reason| SourceError::Invalid {
+                    source_name: source.describe(),
+                    reason,
+                })?;
+                Ok((hash, written.size))
+            })
+            .await
+            .map_err(|e| CoreError::from_source(&what, e))?;
+        self.verify_sum(m, v, "", &hash).await?;
+        self.approve(Candidate::zip(m, v, hash, Some(size))).await?;
+        let key = StorageKey::artifact(m, v, ArtifactKind::Zip);
+        if self.inner.storage.put_file_once(&key, &scratch).await? == PutOutcome::AlreadyExists {
+            tracing::debug!(module.path = %m, module.version = %v, "zip stored concurrently by another writer");
+        }
+        Ok(Bytes::new())
+    }
+
+    /// Stores a write-once artifact; when another writer won the race, answers with its bytes so
+    /// that every client sees the same content.
+    pub(super) async fn store_once(&self, key: &StorageKey, body: Bytes) -> Outcome {
+        match self
+            .inner
+            .storage
+            .put_once(key, body.clone())
+            .await
+            .map_err(CoreError::from)?
+        {
+            PutOutcome::Created => Ok(body),
+            PutOutcome::AlreadyExists => Ok(self
+                .inner
+                .storage
+                .get_bytes(key)
+                .await
+                .map_err(CoreError::from)?
+                .map(|(b, _)| b)
+                .unwrap_or(body)),
+        }
+    }
+}

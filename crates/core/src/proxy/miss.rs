@@ -1,0 +1,54 @@
+//! What a cache miss does under the module's download mode.
+
+use agora_storage::StorageKey;
+
+use super::{describe_key, key_module, FetchMode, Proxy};
+use crate::error::CoreError;
+use crate::policy::DownloadMode;
+
+impl Proxy {
+    /// Decides what a cache miss of `key` does under `mode` and the module's download mode: `Ok`
+    /// means fetch now; `async` starts the fetch as its own task and answers "not yet".
+    pub(super) fn on_miss(&self, mode: FetchMode, key: &StorageKey) -> Result<(), CoreError> {
+        let what = describe_key(key);
+        match mode {
+            FetchMode::CacheOnly => return Err(CoreError::NotCached(what)),
+            FetchMode::Background => return Ok(()),
+            FetchMode::Fetch => {}
+        }
+        let Some(module) = key_module(key) else {
+            return Ok(());
+        };
+        match self.inner.policy.download_mode(module) {
+            DownloadMode::Sync => Ok(()),
+            DownloadMode::None => Err(CoreError::NotCached(what)),
+            DownloadMode::Redirect(base) => Err(CoreError::Redirect {
+                what,
+                // Storage keys are the GOPROXY layout, so a key's path is the request path.
+                location: format!("{}/{}", base.trim_end_matches('/'), key.path()),
+            }),
+            DownloadMode::Async => {
+                tokio::spawn(self.clone().fill(key.clone()));
+                Err(CoreError::FetchingInBackground(what))
+            }
+        }
+    }
+
+    /// Fetches `key` whatever the download mode (the background half of `async`).
+    pub(super) async fn fill(self, key: StorageKey) {
+        let result = match &key {
+            StorageKey::List(m) | StorageKey::Latest(m) => {
+                self.refresh(key.clone(), m.clone(), None).await.map(drop)
+            }
+            StorageKey::Artifact {
+                module,
+                version,
+                kind,
+            } => self.fetch_artifact(module, version, *kind).await.map(drop),
+            StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => Ok(()),
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "background fetch failed");
+        }
+    }
+}
