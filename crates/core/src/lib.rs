@@ -46,5 +46,5 @@ pub use metrics::Metrics;
 pub use policy::{DownloadMode, Policy, Route};
 pub use proxy::{FetchMode, Freshness, Proxy, ProxyBuilder, ProxyOptions, Served};
 pub use source::{ProxySource, Source, SourceError, SourceKind, ZipWritten};
-pub use sumdb::{Checksums, SumdbAnswer, SumdbEndpoint, SumdbProxy};
+pub use sumdb::{Checksums, SumdbAnswer, SumdbEndpoint, SumdbPath, SumdbProxy};
 pub use vcs_source::VcsSource;

@@ -213,12 +213,36 @@ pub struct SumdbAnswer {
     pub freshness: Freshness,
 }
 
-/// What a validated `/sumdb/<name>/<rest>` request asks for.
+/// A checked path under `/sumdb/<name>/` ([`SumdbPath::parse`]): parsed once, where the request
+/// arrives, and answered by [`SumdbProxy::get`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum SumdbPath {
+pub enum SumdbPath {
+    /// `latest`: the signed tree head.
     Latest,
-    Lookup { module: String },
-    Tile,
+    /// `lookup/<module>@<version>` (escaped); `module` and `version` unescaped.
+    Lookup {
+        rest: String,
+        module: String,
+        version: String,
+    },
+    /// `tile/...`.
+    Tile { rest: String },
+}
+
+impl SumdbPath {
+    /// Validates the part after `/sumdb/<name>/`. Anything not in the checksum-database protocol
+    /// is refused, so arbitrary paths are never forwarded or stored.
+    pub fn parse(rest: &str) -> Option<SumdbPath> {
+        parse(rest)
+    }
+
+    /// The path as requested (escaped), to forward.
+    pub fn rest(&self) -> &str {
+        match self {
+            SumdbPath::Latest => "latest",
+            SumdbPath::Lookup { rest, .. } | SumdbPath::Tile { rest } => rest,
+        }
+    }
 }
 
 const MAX_SUMDB_BODY: u64 = 1 << 20;
@@ -266,18 +290,16 @@ impl SumdbProxy {
     pub async fn get(
         &self,
         name: &str,
-        rest: &str,
+        path: &SumdbPath,
         mode: FetchMode,
     ) -> Result<SumdbAnswer, CoreError> {
         let endpoint = self.endpoint(name).ok_or_else(|| {
             CoreError::NotFound(format!("checksum database {name:?} is not proxied here"))
         })?;
-        let parsed = parse(rest).ok_or_else(|| {
-            CoreError::NotFound(format!("invalid checksum database path {rest:?}"))
-        })?;
-        match &parsed {
+        let rest = path.rest();
+        match path {
             SumdbPath::Lookup { .. } | SumdbPath::Latest => {
-                if let SumdbPath::Lookup { module } = &parsed {
+                if let SumdbPath::Lookup { module, .. } = path {
                     if !self.policy.sum_lookup_allowed(module) {
                         return Err(CoreError::NotFound(format!(
                             "{module}: private module (matches a no-checksum pattern); not looked up"
@@ -297,7 +319,7 @@ impl SumdbProxy {
                     freshness: Freshness::Miss,
                 })
             }
-            SumdbPath::Tile => {
+            SumdbPath::Tile { .. } => {
                 let key = StorageKey::SumdbTile {
                     name: name.to_owned(),
                     path: rest.to_owned(),
@@ -396,8 +418,6 @@ impl SumdbProxy {
     }
 }
 
-/// Validates the part after `/sumdb/<name>/`. Anything not in the checksum-database protocol is
-/// refused, so arbitrary paths are never forwarded or stored.
 fn parse(rest: &str) -> Option<SumdbPath> {
     if rest == "latest" {
         return Some(SumdbPath::Latest);
@@ -405,8 +425,12 @@ fn parse(rest: &str) -> Option<SumdbPath> {
     if let Some(target) = rest.strip_prefix("lookup/") {
         let (path, version) = target.rsplit_once('@')?;
         let module = unescape_path(path).ok()?;
-        unescape_version(version).ok()?;
-        return Some(SumdbPath::Lookup { module });
+        let version = unescape_version(version).ok()?;
+        return Some(SumdbPath::Lookup {
+            rest: rest.to_owned(),
+            module,
+            version,
+        });
     }
     let tile = rest.strip_prefix("tile/")?;
     let mut parts = tile.splitn(3, '/');
@@ -438,7 +462,9 @@ fn parse(rest: &str) -> Option<SumdbPath> {
     {
         return None;
     }
-    Some(SumdbPath::Tile)
+    Some(SumdbPath::Tile {
+        rest: rest.to_owned(),
+    })
 }
 
 /// A decimal without leading zeros, at most `max`.
@@ -460,14 +486,16 @@ mod tests {
         assert_eq!(
             parse("lookup/github.com/!burnt!sushi/toml@v1.2.0"),
             Some(SumdbPath::Lookup {
-                module: "github.com/BurntSushi/toml".into()
+                rest: "lookup/github.com/!burnt!sushi/toml@v1.2.0".into(),
+                module: "github.com/BurntSushi/toml".into(),
+                version: "v1.2.0".into(),
             })
         );
-        assert_eq!(parse("tile/8/0/000"), Some(SumdbPath::Tile));
-        assert_eq!(
-            parse("tile/8/data/x001/x234/567.p/13"),
-            Some(SumdbPath::Tile)
-        );
+        for tile in ["tile/8/0/000", "tile/8/data/x001/x234/567.p/13"] {
+            let parsed = parse(tile).unwrap();
+            assert_eq!(parsed.rest(), tile);
+            assert!(matches!(parsed, SumdbPath::Tile { .. }));
+        }
         for bad in [
             "",
             "supported",

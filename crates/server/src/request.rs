@@ -1,5 +1,6 @@
 //! Request paths → typed requests. Everything after this module works with validated values.
 
+use agora_core::SumdbPath;
 use agora_gomod::module::{unescape_version, ModulePath};
 use agora_storage::{ArtifactKind, MAX_NAME_BYTES};
 
@@ -24,7 +25,7 @@ pub enum ProxyRequest {
     },
     Sumdb {
         name: String,
-        rest: String,
+        path: SumdbPath,
     },
 }
 
@@ -82,7 +83,9 @@ pub fn parse(raw: &str) -> Result<ProxyRequest, AppError> {
         } else {
             ProxyRequest::Sumdb {
                 name: name.to_owned(),
-                rest: rest.to_owned(),
+                path: SumdbPath::parse(rest).ok_or_else(|| {
+                    AppError::NotFound(format!("invalid checksum database path {rest:?}"))
+                })?,
             }
         });
     }
@@ -190,7 +193,7 @@ mod tests {
             parse("/sumdb/sum.golang.org/tile/8/0/000").unwrap(),
             ProxyRequest::Sumdb {
                 name: "sum.golang.org".into(),
-                rest: "tile/8/0/000".into()
+                path: SumdbPath::parse("tile/8/0/000").unwrap(),
             }
         );
     }
@@ -468,9 +471,9 @@ mod tests {
                     assert_contained(&raw, name);
                     prop_assert!(!name.contains('/'));
                 }
-                ProxyRequest::Sumdb { name, rest } => {
+                ProxyRequest::Sumdb { name, path } => {
                     assert_contained(&raw, name);
-                    assert_contained(&raw, rest);
+                    assert_contained(&raw, path.rest());
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use agora_access::{AuditRecord, DenyStatus, Principal};
-use agora_core::{CoreError, FetchMode, Freshness, Proxy, Served, SumdbProxy};
+use agora_core::{CoreError, FetchMode, Freshness, Proxy, Served, SumdbPath, SumdbProxy};
 use agora_gomod::module::ModulePath;
 use agora_storage::{ArtifactKind, CachePolicy, StorageKey};
 use axum::body::{Body, HttpBody};
@@ -209,13 +209,16 @@ fn subject(req: &ProxyRequest) -> Option<(Cow<'_, ModulePath>, Option<Cow<'_, st
         ProxyRequest::Artifact {
             module, version, ..
         } => Some((Cow::Borrowed(module), Some(Cow::Borrowed(version.as_str())))),
-        ProxyRequest::Sumdb { rest, .. } => {
-            let (path, version) = rest.strip_prefix("lookup/")?.rsplit_once('@')?;
-            let module = agora_gomod::module::unescape_path(path).ok()?;
-            let module = ModulePath::new(&module).ok()?;
-            let version = agora_gomod::module::unescape_version(version).ok()?;
-            Some((Cow::Owned(module), Some(Cow::Owned(version))))
-        }
+        ProxyRequest::Sumdb {
+            path: SumdbPath::Lookup {
+                module, version, ..
+            },
+            ..
+        } => Some((
+            Cow::Owned(ModulePath::new(module).ok()?),
+            Some(Cow::Borrowed(version.as_str())),
+        )),
+        ProxyRequest::Sumdb { .. } => None,
         ProxyRequest::SumdbSupported { .. } => None,
     }
 }
@@ -342,12 +345,12 @@ async fn answer(
                 )))
             }
         }
-        ProxyRequest::Sumdb { name, rest } => {
+        ProxyRequest::Sumdb { name, path } => {
             // Boxed: a tile fetch is a large state machine, and would otherwise be part of every
             // request's future (`agora_core::Proxy` boxes its fetches for the same reason).
-            let answer = Box::pin(state.sumdb.get(&name, &rest, mode)).await?;
+            let answer = Box::pin(state.sumdb.get(&name, &path, mode)).await?;
             let last_modified = match answer.cache_policy {
-                CachePolicy::Immutable => tile_modified(state, &name, &rest).await,
+                CachePolicy::Immutable => tile_modified(state, &name, path.rest()).await,
                 CachePolicy::Mutable => None,
             };
             let served = Served {
