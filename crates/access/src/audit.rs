@@ -301,15 +301,15 @@ mod tests {
     /// real miss, so probing for protected modules left no trace an auditor could find.
     #[test]
     fn hidden_denials_are_denials() {
-        for (denied, hidden) in [
-            (DenyStatus::NotFound, true),
-            (DenyStatus::Forbidden, false),
-            (DenyStatus::Unauthorized, false),
+        for (denied, hidden, status) in [
+            (DenyStatus::NotFound, true, 404),
+            (DenyStatus::Forbidden, false, 403),
+            (DenyStatus::Unauthorized, false, 401),
         ] {
-            let mut r = rec(denied.http_status());
+            let mut r = rec(status);
             r.denied = Some(denied);
             let v: Value = serde_json::from_str(&r.to_json_line()).unwrap();
-            assert_eq!(v["status"], denied.http_status(), "{denied:?}");
+            assert_eq!(v["status"], status, "{denied:?}");
             assert_eq!(v["result"], "denied", "{denied:?}");
             assert_eq!(v["hidden"], hidden, "{denied:?}");
         }

@@ -152,16 +152,6 @@ pub enum DenyStatus {
     NotFound,
 }
 
-impl DenyStatus {
-    pub fn http_status(self) -> u16 {
-        match self {
-            DenyStatus::Unauthorized => 401,
-            DenyStatus::Forbidden => 403,
-            DenyStatus::NotFound => 404,
-        }
-    }
-}
-
 /// The outcome of an access check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
