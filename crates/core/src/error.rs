@@ -88,7 +88,7 @@ impl CoreError {
                 reason,
             } => CoreError::InvalidUpstream {
                 what: what.to_owned(),
-                reason,
+                reason: reason.to_string(),
             },
             SourceError::Disabled => CoreError::Disabled(what.to_owned()),
             SourceError::Overloaded(message) => CoreError::Overloaded(format!("{what}: {message}")),

@@ -32,7 +32,10 @@ pub enum SourceError {
     Vcs(#[from] agora_vcs::Error),
     /// The source's answer was checked and refused (not cached).
     #[error("{source_name} sent an invalid answer: {reason}")]
-    Invalid { source_name: String, reason: String },
+    Invalid {
+        source_name: String,
+        reason: crate::validate::Invalid,
+    },
     /// The chain ends in `off` (GOPROXY=off).
     #[error("module fetching is disabled (GOPROXY=off)")]
     Disabled,

@@ -9,6 +9,31 @@ use agora_gomod::{pseudo, semver};
 use bytes::Bytes;
 use serde::Deserialize;
 
+/// Why a fetched answer was refused (and not cached).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("malformed info JSON: {0}")]
+    InfoJson(String),
+    #[error("version {0:?} is not a canonical semantic version")]
+    NotCanonical(String),
+    /// The version does not fit the module path's major version suffix.
+    #[error("{0}")]
+    MajorVersion(String),
+    #[error("asked for {asked}, got {got}")]
+    OtherVersion { asked: String, got: String },
+    #[error("malformed Time {0:?}")]
+    Time(String),
+    #[error("version list is not UTF-8")]
+    ListNotUtf8,
+    #[error("{0}")]
+    GoModSyntax(String),
+    #[error("not a go.mod: it declares no module")]
+    NoModule,
+    /// The zip breaks the module zip rules, or does not decompress.
+    #[error("{0}")]
+    Zip(String),
+}
+
 #[derive(Deserialize)]
 struct InfoJson {
     #[serde(rename = "Version")]
@@ -24,25 +49,28 @@ pub fn is_canonical(v: &str) -> bool {
 
 /// Checks an `.info` or `@latest` body for `module`, answering the query `requested` (`None` for
 /// `@latest`). Returns the canonical version it names.
-pub fn info(module: &ModulePath, requested: Option<&str>, body: &[u8]) -> Result<String, String> {
+pub fn info(module: &ModulePath, requested: Option<&str>, body: &[u8]) -> Result<String, Invalid> {
     let info: InfoJson =
-        serde_json::from_slice(body).map_err(|e| format!("malformed info JSON: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| Invalid::InfoJson(e.to_string()))?;
     let v = info.version;
     if !is_canonical(&v) {
-        return Err(format!("version {v:?} is not a canonical semantic version"));
+        return Err(Invalid::NotCanonical(v));
     }
     let (_, major) = module.split_version();
-    check_path_major(&v, major).map_err(|e| e.to_string())?;
+    check_path_major(&v, major).map_err(|e| Invalid::MajorVersion(e.to_string()))?;
     if let Some(req) = requested {
         // A canonical request valid for the path must be answered with itself; `v2.0.0` on a
         // path without `/v2` may come back as `v2.0.0+incompatible`.
         if is_canonical(req) && check_path_major(req, major).is_ok() && v != req {
-            return Err(format!("asked for {req}, got {v}"));
+            return Err(Invalid::OtherVersion {
+                asked: req.to_owned(),
+                got: v,
+            });
         }
     }
     if let Some(t) = info.time.as_deref() {
         if !looks_like_rfc3339(t) {
-            return Err(format!("malformed Time {t:?}"));
+            return Err(Invalid::Time(t.to_owned()));
         }
     }
     Ok(v)
@@ -63,8 +91,8 @@ fn looks_like_rfc3339(t: &str) -> bool {
 
 /// Cleans a version list: keeps lines whose first field is a valid, non-pseudo semantic version,
 /// as the go command does when reading one. Invalid UTF-8 is refused outright.
-pub fn list(body: &[u8]) -> Result<Bytes, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "version list is not UTF-8".to_owned())?;
+pub fn list(body: &[u8]) -> Result<Bytes, Invalid> {
+    let text = std::str::from_utf8(body).map_err(|_| Invalid::ListNotUtf8)?;
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let mut fields = line.split_whitespace();
@@ -83,26 +111,27 @@ pub fn list(body: &[u8]) -> Result<Bytes, String> {
 /// fork's go.mod keeps the path of the module it replaces (`replace old => fork v1.2.3`), and the
 /// go command and proxy.golang.org serve it as it is. A body with no `module` line (an HTML page,
 /// `hello world`, an empty answer) is something no go command accepts from a proxy.
-pub fn go_mod(_module: &ModulePath, body: &[u8]) -> Result<(), String> {
-    let parsed = GoMod::parse(body).map_err(|e| e.to_string())?;
+pub fn go_mod(_module: &ModulePath, body: &[u8]) -> Result<(), Invalid> {
+    let parsed = GoMod::parse(body).map_err(|e| Invalid::GoModSyntax(e.to_string()))?;
     match parsed.module {
         Some(path) if !path.is_empty() => Ok(()),
-        _ => Err("not a go.mod: it declares no module".to_owned()),
+        _ => Err(Invalid::NoModule),
     }
 }
 
 /// Checks a downloaded module zip as the go command does before using one: every entry under
 /// `module@version/`, valid file paths, no duplicates or case collisions, size limits, and entries
 /// that decompress to their declared sizes. Returns the zip's `h1:` hash.
-pub fn zip(module: &ModulePath, version: &str, path: &Path) -> Result<String, String> {
+pub fn zip(module: &ModulePath, version: &str, path: &Path) -> Result<String, Invalid> {
     let open = || {
         std::fs::File::open(path)
             .map(std::io::BufReader::new)
-            .map_err(|e| format!("cannot reopen download: {e}"))
+            .map_err(|e| Invalid::Zip(format!("cannot reopen download: {e}")))
     };
-    agora_gomod::zip::check_zip(open()?, module.as_str(), version).map_err(|e| e.to_string())?;
+    agora_gomod::zip::check_zip(open()?, module.as_str(), version)
+        .map_err(|e| Invalid::Zip(e.to_string()))?;
     // Reading every entry once proves the content decompresses and matches its CRC and size.
-    agora_gomod::dirhash::hash_zip(open()?).map_err(|e| e.to_string())
+    agora_gomod::dirhash::hash_zip(open()?).map_err(|e| Invalid::Zip(e.to_string()))
 }
 
 #[cfg(test)]

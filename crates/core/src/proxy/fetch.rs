@@ -336,7 +336,9 @@ impl Proxy {
                 let (mc, vc, dc) = (m.clone(), v.to_owned(), dest.to_owned());
                 let checked = tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
                     .await
-                    .unwrap_or_else(|e| Err(format!("zip check crashed: {e}")));
+                    .unwrap_or_else(|e| {
+                        Err(validate::Invalid::Zip(format!("zip check crashed: {e}")))
+                    });
                 let hash = checked.map_err(|reason| SourceError::Invalid {
                     source_name: source.describe(),
                     reason,
