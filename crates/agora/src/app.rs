@@ -250,16 +250,16 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
     if let Some(c) = &checksums {
         proxy = proxy.checksums(c.clone());
     }
+    let proxy = proxy.build();
     let sumdb = SumdbProxy::new(
         endpoint.into_iter().collect(),
         checksums.clone(),
         client,
-        storage.clone(),
-        policy.clone(),
+        proxy.clone(),
     );
     Ok(App {
         storage,
-        proxy: proxy.build(),
+        proxy,
         sumdb,
         vcs,
         policy,

@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::error::CoreError;
 use crate::policy::{Policy, Route};
-use crate::proxy::{FetchMode, Freshness};
+use crate::proxy::{FetchMode, Freshness, Proxy};
 use crate::singleflight::SingleFlight;
 
 /// A checksum database agora proxies: `name` as clients know it (`sum.golang.org`), `url` where
@@ -252,8 +252,8 @@ pub struct SumdbProxy {
     /// The verifier of the endpoint of the same name, when it has a key.
     checksums: Option<Arc<Checksums>>,
     client: UpstreamClient,
-    storage: Storage,
-    policy: Policy,
+    /// Tiles are fetched through the proxy's pipeline; storage and policy are the proxy's.
+    proxy: Proxy,
     flights: SingleFlight<String, Result<Bytes, CoreError>>,
 }
 
@@ -264,15 +264,13 @@ impl SumdbProxy {
         endpoints: Vec<SumdbEndpoint>,
         checksums: Option<Arc<Checksums>>,
         client: UpstreamClient,
-        storage: Storage,
-        policy: Policy,
+        proxy: Proxy,
     ) -> Self {
         SumdbProxy {
             endpoints,
             checksums,
             client,
-            storage,
-            policy,
+            proxy,
             flights: SingleFlight::default(),
         }
     }
@@ -300,7 +298,7 @@ impl SumdbProxy {
         match path {
             SumdbPath::Lookup { .. } | SumdbPath::Latest => {
                 if let SumdbPath::Lookup { module, .. } = path {
-                    if !self.policy.sum_lookup_allowed(module) {
+                    if !self.proxy.policy().sum_lookup_allowed(module) {
                         return Err(CoreError::NotFound(format!(
                             "{module}: private module (matches a no-checksum pattern); not looked up"
                         )));
@@ -327,7 +325,8 @@ impl SumdbProxy {
                 let content_type = key.content_type();
                 let expected = agora_sumdb::tile::expected_len(rest);
                 if let Some((body, _)) = self
-                    .storage
+                    .proxy
+                    .storage()
                     .get_bytes(&key)
                     .await
                     .map_err(CoreError::from)?
@@ -351,25 +350,16 @@ impl SumdbProxy {
                 if mode == FetchMode::CacheOnly {
                     return Err(CoreError::NotCached(format!("{name} {rest}")));
                 }
-                let body = self.fetch(endpoint, rest).await?;
-                let kept = match self.checksums.as_ref().filter(|c| c.name() == name) {
-                    Some(checksums) => match checksums.authenticate_tile(rest, &body).await {
-                        Ok(kept) => kept,
-                        // The tree head could not be fetched: the client checks the tile itself,
-                        // but it is not kept.
-                        Err(e @ SumdbError::Unavailable { .. }) => {
-                            tracing::debug!(error = %e, "tile served unverified and not kept");
-                            false
-                        }
-                        Err(e) => {
-                            tracing::error!(sumdb = name, tile = rest, error = %e, "refusing a checksum-database tile");
-                            return Err(CoreError::from(e));
-                        }
-                    },
-                    None => {
+                let client = self.client.clone();
+                let (url, rel) = (endpoint.url.clone(), rest.to_owned());
+                let fetch = async move { Ok(client.get_bytes(&url, &rel, MAX_SUMDB_BODY).await?) };
+                let checksums = self.checksums.clone().filter(|c| c.name() == name);
+                let (db, tile) = (name.to_owned(), rest.to_owned());
+                let keep = move |body: Bytes| async move {
+                    let Some(checksums) = checksums else {
                         if expected.is_some_and(|len| len != body.len()) {
                             return Err(CoreError::InvalidUpstream {
-                                what: format!("{name} {rest}"),
+                                what: format!("{db} {tile}"),
                                 reason: format!(
                                     "{} bytes for a tile of {} bytes",
                                     body.len(),
@@ -377,13 +367,23 @@ impl SumdbProxy {
                                 ),
                             });
                         }
-                        self.storage
-                            .put_once(&key, body.clone())
-                            .await
-                            .map_err(CoreError::from)?;
-                        true
+                        return Ok(true);
+                    };
+                    match checksums.authenticate_tile(&tile, &body).await {
+                        Ok(kept) => Ok(kept),
+                        // The tree head could not be fetched: the client checks the tile itself,
+                        // but it is not kept.
+                        Err(e @ SumdbError::Unavailable { .. }) => {
+                            tracing::debug!(error = %e, "tile served unverified and not kept");
+                            Ok(false)
+                        }
+                        Err(e) => {
+                            tracing::error!(sumdb = db, tile = tile, error = %e, "refusing a checksum-database tile");
+                            Err(CoreError::from(e))
+                        }
                     }
                 };
+                let (body, kept) = self.proxy.fetch_tile(key.clone(), fetch, keep).await?;
                 // An unkept tile was not authenticated: clients should ask again.
                 let cache_policy = if kept {
                     key.cache_policy()

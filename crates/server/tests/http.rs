@@ -70,7 +70,7 @@ async fn app() -> (Router, Proxy) {
         nowhere,
         ProxyOptions::default(),
     );
-    let sumdb = Arc::new(SumdbProxy::new(Vec::new(), None, client, storage, policy));
+    let sumdb = Arc::new(SumdbProxy::new(Vec::new(), None, client, proxy.clone()));
     let app = router(AppState::new(proxy.clone(), sumdb));
     (app, proxy)
 }

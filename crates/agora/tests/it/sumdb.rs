@@ -97,6 +97,15 @@ fn checksum_database_is_proxied_with_verified_tiles_and_private_lookups_never_le
         assert!(h["cache-control"].to_str().unwrap().contains("immutable"));
     }
     assert!(data.path().join(format!("sumdb/{DB}/{tile}")).is_file());
+    // The tile went through the fetch pipeline: the upstream gate counted it.
+    let (_, _, metrics) = http::get(&format!("{base}/metrics"));
+    assert!(
+        http::text(&metrics).contains(
+            "agora_fetch_duration_seconds_count{source=\"upstream\",kind=\"tile\",outcome=\"ok\"} 1"
+        ),
+        "{}",
+        http::text(&metrics)
+    );
 
     let before = db.requests().len();
     let (s, _, body) = http::get(&format!(

@@ -18,7 +18,7 @@ use super::{describe_key, is_version, kind_label, FetchMode, Freshness, Hop, Pro
 use crate::approve::{Candidate, Rejection};
 use crate::error::CoreError;
 use crate::policy::Route;
-use crate::source::{Source, SourceError};
+use crate::source::{Source, SourceError, SourceKind};
 use crate::sumdb::verify_public;
 use crate::validate;
 
@@ -194,9 +194,9 @@ impl Proxy {
                     let module = &module;
                     async move {
                         let body = if is_list {
-                            timed(gate, source.as_ref(), "list", source.list(module)).await?
+                            timed(gate, source.kind(), "list", source.list(module)).await?
                         } else {
-                            timed(gate, source.as_ref(), "latest", source.latest(module)).await?
+                            timed(gate, source.kind(), "latest", source.latest(module)).await?
                         };
                         let checked = if is_list {
                             validate::list(&body)
@@ -273,7 +273,7 @@ impl Proxy {
         let gate = &self.inner.gate;
         let (body, version, to_store) = self
             .ask(m, |source| async move {
-                let body = timed(gate, source.as_ref(), "info", source.info(m, q)).await?;
+                let body = timed(gate, source.kind(), "info", source.info(m, q)).await?;
                 let version =
                     validate::info(m, Some(q), &body).map_err(|reason| SourceError::Invalid {
                         source_name: source.describe(),
@@ -303,7 +303,7 @@ impl Proxy {
         let gate = &self.inner.gate;
         let body = self
             .ask(m, |source| async move {
-                let body = timed(gate, source.as_ref(), "mod", source.go_mod(m, v)).await?;
+                let body = timed(gate, source.kind(), "mod", source.go_mod(m, v)).await?;
                 validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
                     source_name: source.describe(),
                     reason,
@@ -329,7 +329,7 @@ impl Proxy {
         let dest = scratch.path();
         let (hash, size) = self
             .ask(m, |source| async move {
-                let written = timed(gate, source.as_ref(), "zip", source.zip(m, v, dest)).await?;
+                let written = timed(gate, source.kind(), "zip", source.zip(m, v, dest)).await?;
                 if let Some(h1) = written.h1 {
                     return Ok((h1, written.size));
                 }
@@ -376,5 +376,46 @@ impl Proxy {
                 .map(|(b, _)| b)
                 .unwrap_or(body)),
         }
+    }
+
+    /// A checksum-database tile on a miss, through the same single-flight, replica turn,
+    /// upstream gate and fetch metrics as module artifacts. `fetch` asks the database; `keep`
+    /// says whether the tile may be kept (it was authenticated), and a kept tile is stored
+    /// write-once. The answer, and whether it is stored.
+    pub(crate) async fn fetch_tile<F, K, KFut>(
+        &self,
+        key: StorageKey,
+        fetch: F,
+        keep: K,
+    ) -> Result<(Bytes, bool), CoreError>
+    where
+        F: std::future::Future<Output = Result<Bytes, SourceError>> + Send + 'static,
+        K: FnOnce(Bytes) -> KFut + Send + 'static,
+        KFut: std::future::Future<Output = Result<bool, CoreError>> + Send,
+    {
+        let flight_key = format!("tile:{}", key.path());
+        let this = self.clone();
+        let (fk, k) = (flight_key.clone(), key.clone());
+        let work = async move {
+            let storage = &this.inner.storage;
+            let stored = || async { Ok(storage.get_bytes(&k).await?.map(|(b, _)| b)) };
+            let _guard = match this.take_turn(&fk, stored).await? {
+                Turn::Stored(body) => return Ok(body),
+                Turn::Fetch(guard) => guard,
+            };
+            let what = describe_key(&k);
+            let body = timed(&this.inner.gate, SourceKind::Upstream, "tile", fetch)
+                .await
+                .map_err(|e| CoreError::from_source(&what, e))?;
+            if keep(body.clone()).await? {
+                // A copy already there is one kept before tiles were checked (its size may be
+                // wrong, see `SumdbProxy::get`): the authenticated bytes are served.
+                storage.put_once(&k, body.clone()).await?;
+            }
+            Ok(body)
+        };
+        let body = self.fly(flight_key, work).await?;
+        let kept = self.inner.storage.head(&key).await?.is_some();
+        Ok((body, kept))
     }
 }

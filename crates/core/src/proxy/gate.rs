@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::source::{Source, SourceError, SourceKind};
+use crate::source::{SourceError, SourceKind};
 
 /// Concurrency limits and metrics around every fetch from a source.
 pub(super) struct Gate {
@@ -18,11 +18,10 @@ pub(super) struct Gate {
 /// its duration and outcome.
 pub(super) async fn timed<T>(
     gate: &Gate,
-    source: &dyn Source,
+    kind_of_source: SourceKind,
     kind: &'static str,
     fetch: impl std::future::Future<Output = Result<T, SourceError>>,
 ) -> Result<T, SourceError> {
-    let kind_of_source = source.kind();
     let label = kind_of_source.label();
     let slots = match kind_of_source {
         SourceKind::Git => &gate.git,
