@@ -330,6 +330,19 @@ impl Proxy {
         Ok(served)
     }
 
+    /// The key of `.mod` or `.zip` of `module@version`, once the version is one such files exist
+    /// for and the filter rules allow it.
+    fn version_key(
+        &self,
+        module: &ModulePath,
+        version: &str,
+        kind: ArtifactKind,
+    ) -> Result<StorageKey, CoreError> {
+        check_version(module, version)?;
+        self.check_allowed(module, version)?;
+        Ok(StorageKey::artifact(module, version, kind))
+    }
+
     /// Filter rules: may `module` be asked about at all?
     fn check_module(&self, module: &ModulePath) -> Result<(), CoreError> {
         self.inner
@@ -376,9 +389,7 @@ impl Proxy {
         version: &str,
         mode: FetchMode,
     ) -> Result<Served, CoreError> {
-        check_version(module, version)?;
-        self.check_allowed(module, version)?;
-        let key = StorageKey::artifact(module, version, ArtifactKind::Mod);
+        let key = self.version_key(module, version, ArtifactKind::Mod)?;
         if let Some(hit) = self.cached(&key).await? {
             return Ok(hit);
         }
@@ -395,9 +406,7 @@ impl Proxy {
         version: &str,
         mode: FetchMode,
     ) -> Result<(Object, Freshness), CoreError> {
-        check_version(module, version)?;
-        self.check_allowed(module, version)?;
-        let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
+        let key = self.version_key(module, version, ArtifactKind::Zip)?;
         if let Some(obj) = self.inner.storage.get(&key).await? {
             self.inner.gate.metrics.record_cache("zip", "hit");
             return Ok((obj, Freshness::Hit));
@@ -423,9 +432,7 @@ impl Proxy {
         version: &str,
         range: Range<u64>,
     ) -> Result<Object, CoreError> {
-        check_version(module, version)?;
-        self.check_allowed(module, version)?;
-        let key = StorageKey::artifact(module, version, ArtifactKind::Zip);
+        let key = self.version_key(module, version, ArtifactKind::Zip)?;
         self.inner
             .storage
             .get_range(&key, range)
