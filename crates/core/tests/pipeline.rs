@@ -326,3 +326,34 @@ async fn while_another_replica_holds_the_lock_its_stored_answer_is_served() {
     assert_eq!(served.body, INFO.as_bytes());
     assert_eq!(source.calls(), 1);
 }
+
+#[tokio::test]
+async fn lists_and_latest_go_through_the_same_pipeline() {
+    let source = MemSource::with_module();
+    let storage = Storage::memory().unwrap();
+    let p = proxy(storage.clone(), source.clone(), None);
+    let m = module();
+    let list = p.list(&m, FetchMode::Fetch).await.unwrap();
+    assert_eq!(
+        (list.body.as_ref(), list.freshness),
+        (&b"v1.0.0\n"[..], Freshness::Miss)
+    );
+    let latest = p.latest(&m, FetchMode::Fetch).await.unwrap();
+    assert_eq!(latest.body, INFO.as_bytes());
+    // Fresh copies are served without asking again.
+    assert_eq!(
+        p.list(&m, FetchMode::Fetch).await.unwrap().freshness,
+        Freshness::Hit
+    );
+    assert_eq!(source.calls(), 2);
+    // An invalid list is refused and not stored.
+    let other = MemSource::with_module();
+    other
+        .files
+        .lock()
+        .unwrap()
+        .insert("list".into(), Bytes::from_static(b"\xff\n"));
+    let q = proxy(Storage::memory().unwrap(), other, None);
+    let err = q.list(&m, FetchMode::Fetch).await.unwrap_err();
+    assert!(matches!(err, CoreError::InvalidUpstream { .. }), "{err:?}");
+}

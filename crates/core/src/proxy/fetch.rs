@@ -1,7 +1,6 @@
-//! The fetch pipeline: every miss of a write-once artifact goes through
-//! [`Proxy::fetch_artifact`], lists and `@latest` through [`Proxy::refresh`]; both ask the
-//! module's sources with [`Proxy::ask`] and take their turn among replicas (see
-//! [`super::replicas`]).
+//! The fetch pipeline: every miss (artifacts, lists, `@latest`) goes through [`Proxy::fetch`],
+//! checksum-database tiles through [`Proxy::fetch_tile`]; both take their turn among replicas
+//! (see [`super::replicas`]), and artifacts ask the module's sources with [`Proxy::ask`].
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -94,7 +93,6 @@ impl Proxy {
     pub(super) async fn mutable(
         &self,
         key: StorageKey,
-        module: &ModulePath,
         mode: FetchMode,
     ) -> Result<Served, CoreError> {
         let kind = kind_label(&key);
@@ -110,7 +108,7 @@ impl Proxy {
             // Fetches are boxed (here and in `info`, `go_mod`, `zip`): their state machines are
             // large, and would otherwise make every request's future, cache hits included, that
             // much bigger to allocate and move.
-            let body = Box::pin(self.refresh(key, module.clone(), None)).await?;
+            let body = Box::pin(self.fetch(key, None)).await?;
             return Ok(Served::fetched(body));
         };
         let age = SystemTime::now()
@@ -132,16 +130,15 @@ impl Proxy {
         if age < self.inner.opts.list_fresh + self.inner.opts.list_stale {
             // Stale-while-revalidate: the refresh runs as its own task.
             let this = self.clone();
-            let module = module.clone();
             let seen = info.clone();
             tokio::spawn(async move {
-                if let Err(err) = this.refresh(key, module, Some(seen)).await {
+                if let Err(err) = this.fetch(key, Some(seen)).await {
                     tracing::warn!(error = %err, "background refresh failed; keeping cached answer");
                 }
             });
             return Ok(stale);
         }
-        match Box::pin(self.refresh(key, module.clone(), Some(info))).await {
+        match Box::pin(self.fetch(key, Some(info))).await {
             Ok(body) => Ok(Served::fetched(body)),
             Err(err) if matches!(err, CoreError::NotFound(_)) => Err(err),
             Err(err) => {
@@ -151,118 +148,107 @@ impl Proxy {
         }
     }
 
-    /// Fetches a list or `@latest` answer, validates it and replaces the cached copy. `seen` is the
-    /// stored copy the caller looked at (`None`: there was none): when another replica replaces it
-    /// meanwhile, its answer is served instead of fetching again.
-    pub(super) async fn refresh(
-        &self,
-        key: StorageKey,
-        module: ModulePath,
-        seen: Option<ObjectInfo>,
-    ) -> Outcome {
-        let flight_key = key.path();
+    /// The one fetch on a miss, whatever the key: single-flight in this process, a turn among
+    /// the replicas (see [`super::replicas`]), then the key's own steps: the module's sources
+    /// and the kind's validation; for artifacts the checksum database, the approver and a
+    /// write-once store; for lists and `@latest` an overwrite. For those, `seen` is the stored
+    /// copy the caller looked at (`None`: there was none): when another replica replaces it
+    /// meanwhile, its answer is served instead of fetching again. The answer is the stored bytes
+    /// (for a zip, nothing: the caller streams the stored copy).
+    pub(super) async fn fetch(&self, key: StorageKey, seen: Option<ObjectInfo>) -> Outcome {
+        let flight_key = flight_key(&key);
         let this = self.clone();
         let fk = flight_key.clone();
         let work = async move {
-            // Compared with the stored copy's own metadata, not with this machine's clock: the
-            // store's timestamps may be coarse (whole seconds) or come from another clock.
-            let storage = &this.inner.storage;
-            let newer = || async {
-                // Not this process's second-long copy: it may predate the other replica's write.
-                let found = storage
-                    .get_bytes_fresh(&key)
-                    .await
-                    .map_err(CoreError::from)?;
-                Ok(found.and_then(|(body, info)| {
-                    let same = seen.as_ref().is_some_and(|s| {
+            let stored = || this.stored_answer(&key, seen.as_ref());
+            let _guard = match this.take_turn(&fk, stored).await? {
+                Turn::Stored(body) => return Ok(body),
+                Turn::Fetch(guard) => guard,
+            };
+            match &key {
+                StorageKey::List(m) | StorageKey::Latest(m) => this.refresh_now(&key, m).await,
+                StorageKey::Artifact {
+                    module,
+                    version,
+                    kind,
+                } => match kind {
+                    ArtifactKind::Info => this.fetch_info_now(module, version).await,
+                    ArtifactKind::Mod => this.fetch_go_mod_now(module, version).await,
+                    ArtifactKind::Zip => this.fetch_zip_now(module, version).await,
+                },
+                StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => Err(
+                    CoreError::Internal("checksum-database keys are fetched by fetch_tile".into()),
+                ),
+            }
+        };
+        self.fly(flight_key, work).await
+    }
+
+    /// What another replica may have stored for `key` while this one waited for its turn.
+    async fn stored_answer(
+        &self,
+        key: &StorageKey,
+        seen: Option<&ObjectInfo>,
+    ) -> Result<Option<Bytes>, CoreError> {
+        let storage = &self.inner.storage;
+        Ok(match key {
+            StorageKey::List(_) | StorageKey::Latest(_) => {
+                // Not this process's second-long copy: it may predate the other replica's
+                // write. Compared with the stored copy's own metadata, not with this machine's
+                // clock: the store's timestamps may be coarse or come from another clock.
+                let found = storage.get_bytes_fresh(key).await?;
+                found.and_then(|(body, info)| {
+                    let same = seen.is_some_and(|s| {
                         s.last_modified == info.last_modified
                             && s.e_tag == info.e_tag
                             && s.size == info.size
                     });
                     (!same).then_some(body)
-                }))
-            };
-            let _guard = match this.take_turn(&fk, newer).await? {
-                Turn::Stored(body) => return Ok(body),
-                Turn::Fetch(guard) => guard,
-            };
-            let what = describe_key(&key);
-            let is_list = matches!(key, StorageKey::List(_));
-            let gate = &this.inner.gate;
-            let body = this
-                .ask(&module, |source| {
-                    let module = &module;
-                    async move {
-                        let body = if is_list {
-                            timed(gate, source.kind(), "list", source.list(module)).await?
-                        } else {
-                            timed(gate, source.kind(), "latest", source.latest(module)).await?
-                        };
-                        let checked = if is_list {
-                            validate::list(&body)
-                        } else {
-                            validate::info(module, None, &body).map(|_| body)
-                        };
-                        checked.map_err(|reason| SourceError::Invalid {
-                            source_name: source.describe(),
-                            reason,
-                        })
-                    }
                 })
-                .await
-                .map_err(|e| CoreError::from_source(&what, e))?;
-            this.inner
-                .storage
-                .put_overwrite(&key, body.clone())
-                .await
-                .map_err(CoreError::from)?;
-            Ok(body)
-        };
-        self.fly(flight_key, work).await
+            }
+            // Only a version knows its storage key before the fetch; for other `.info` queries
+            // a waiter can only wait for the lock to be free (see the replicas' docs).
+            StorageKey::Artifact {
+                module,
+                version,
+                kind: ArtifactKind::Info,
+            } if !is_version(module, version) => None,
+            StorageKey::Artifact {
+                kind: ArtifactKind::Zip,
+                ..
+            } => storage.head(key).await?.map(|_| Bytes::new()),
+            StorageKey::Artifact { .. }
+            | StorageKey::SumdbTile { .. }
+            | StorageKey::SumdbLatest { .. } => storage.get_bytes(key).await?.map(|(b, _)| b),
+        })
     }
 
-    /// The one fetch of a write-once artifact on a miss, whatever its kind: single-flight in this
-    /// process, a turn among the replicas (see the module docs), the module's sources, the kind's
-    /// validation, the checksum database, the approver, and a write-once store. `query` is the
-    /// version (for `.info`, any query). The answer is the stored bytes (for a zip, nothing: the
-    /// caller streams the stored copy).
-    pub(super) async fn fetch_artifact(
-        &self,
-        module: &ModulePath,
-        query: &str,
-        kind: ArtifactKind,
-    ) -> Outcome {
-        let flight_key = format!("{}:{}@{}", kind.extension(), module.escaped(), query);
-        let this = self.clone();
-        let (m, q, fk) = (module.clone(), query.to_owned(), flight_key.clone());
-        let work = async move {
-            // Only a version knows its storage key before the fetch; for other `.info` queries a
-            // waiter can only wait for the lock to be free (see the module docs).
-            let known_key = (kind != ArtifactKind::Info || is_version(&m, &q))
-                .then(|| StorageKey::artifact(&m, &q, kind));
-            let storage = &this.inner.storage;
-            let stored = || async {
-                let Some(key) = &known_key else {
-                    return Ok(None);
+    /// A list or `@latest` from the sources, validated, replacing the cached copy.
+    async fn refresh_now(&self, key: &StorageKey, module: &ModulePath) -> Outcome {
+        let what = describe_key(key);
+        let is_list = matches!(key, StorageKey::List(_));
+        let gate = &self.inner.gate;
+        let body = self
+            .ask(module, |source| async move {
+                let body = if is_list {
+                    timed(gate, source.kind(), "list", source.list(module)).await?
+                } else {
+                    timed(gate, source.kind(), "latest", source.latest(module)).await?
                 };
-                Ok(match kind {
-                    ArtifactKind::Zip => storage.head(key).await?.map(|_| Bytes::new()),
-                    ArtifactKind::Info | ArtifactKind::Mod => {
-                        storage.get_bytes(key).await?.map(|(b, _)| b)
-                    }
+                let checked = if is_list {
+                    validate::list(&body)
+                } else {
+                    validate::info(module, None, &body).map(|_| body)
+                };
+                checked.map_err(|reason| SourceError::Invalid {
+                    source_name: source.describe(),
+                    reason,
                 })
-            };
-            let _guard = match this.take_turn(&fk, stored).await? {
-                Turn::Stored(body) => return Ok(body),
-                Turn::Fetch(guard) => guard,
-            };
-            match kind {
-                ArtifactKind::Info => this.fetch_info_now(&m, &q).await,
-                ArtifactKind::Mod => this.fetch_go_mod_now(&m, &q).await,
-                ArtifactKind::Zip => this.fetch_zip_now(&m, &q).await,
-            }
-        };
-        self.fly(flight_key, work).await
+            })
+            .await
+            .map_err(|e| CoreError::from_source(&what, e))?;
+        self.inner.storage.put_overwrite(key, body.clone()).await?;
+        Ok(body)
     }
 
     /// `.info` from the sources. A query (branch, commit) is checked against the filter once it
@@ -393,12 +379,12 @@ impl Proxy {
         K: FnOnce(Bytes) -> KFut + Send + 'static,
         KFut: std::future::Future<Output = Result<bool, CoreError>> + Send,
     {
-        let flight_key = format!("tile:{}", key.path());
+        let flight_key = flight_key(&key);
         let this = self.clone();
         let (fk, k) = (flight_key.clone(), key.clone());
         let work = async move {
             let storage = &this.inner.storage;
-            let stored = || async { Ok(storage.get_bytes(&k).await?.map(|(b, _)| b)) };
+            let stored = || this.stored_answer(&k, None);
             let _guard = match this.take_turn(&fk, stored).await? {
                 Turn::Stored(body) => return Ok(body),
                 Turn::Fetch(guard) => guard,
@@ -417,5 +403,20 @@ impl Proxy {
         let body = self.fly(flight_key, work).await?;
         let kept = self.inner.storage.head(&key).await?.is_some();
         Ok((body, kept))
+    }
+}
+
+/// The single-flight key of a fetch of `key`, also the name of its lock among replicas.
+fn flight_key(key: &StorageKey) -> String {
+    match key {
+        StorageKey::List(_) | StorageKey::Latest(_) => key.path(),
+        StorageKey::Artifact {
+            module,
+            version,
+            kind,
+        } => format!("{}:{}@{}", kind.extension(), module.escaped(), version),
+        StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => {
+            format!("tile:{}", key.path())
+        }
     }
 }

@@ -37,15 +37,8 @@ impl Proxy {
     /// Fetches `key` whatever the download mode (the background half of `async`).
     pub(super) async fn fill(self, key: StorageKey) {
         let result = match &key {
-            StorageKey::List(m) | StorageKey::Latest(m) => {
-                self.refresh(key.clone(), m.clone(), None).await.map(drop)
-            }
-            StorageKey::Artifact {
-                module,
-                version,
-                kind,
-            } => self.fetch_artifact(module, version, *kind).await.map(drop),
             StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => Ok(()),
+            _ => self.fetch(key, None).await.map(drop),
         };
         if let Err(err) = result {
             tracing::warn!(error = %err, "background fetch failed");

@@ -305,9 +305,7 @@ impl Proxy {
     /// `/@v/list`.
     pub async fn list(&self, module: &ModulePath, mode: FetchMode) -> Result<Served, CoreError> {
         self.check_module(module)?;
-        let mut served = self
-            .mutable(StorageKey::List(module.clone()), module, mode)
-            .await?;
+        let mut served = self.mutable(StorageKey::List(module.clone()), mode).await?;
         served.body = self
             .inner
             .policy
@@ -320,7 +318,7 @@ impl Proxy {
     pub async fn latest(&self, module: &ModulePath, mode: FetchMode) -> Result<Served, CoreError> {
         self.check_module(module)?;
         let served = self
-            .mutable(StorageKey::Latest(module.clone()), module, mode)
+            .mutable(StorageKey::Latest(module.clone()), mode)
             .await?;
         if !self.inner.policy.filter().is_open() {
             let version = validate::info(module, None, &served.body)
@@ -378,7 +376,7 @@ impl Proxy {
             }
         }
         self.on_miss(mode, &key)?;
-        let body = Box::pin(self.fetch_artifact(module, query, ArtifactKind::Info)).await?;
+        let body = Box::pin(self.fetch(key, None)).await?;
         Ok(Served::fetched(body))
     }
 
@@ -394,7 +392,7 @@ impl Proxy {
             return Ok(hit);
         }
         self.on_miss(mode, &key)?;
-        let body = Box::pin(self.fetch_artifact(module, version, ArtifactKind::Mod)).await?;
+        let body = Box::pin(self.fetch(key, None)).await?;
         Ok(Served::fetched(body))
     }
 
@@ -413,7 +411,7 @@ impl Proxy {
         }
         self.inner.gate.metrics.record_cache("zip", "miss");
         self.on_miss(mode, &key)?;
-        Box::pin(self.fetch_artifact(module, version, ArtifactKind::Zip)).await?;
+        Box::pin(self.fetch(key.clone(), None)).await?;
         let obj = self.inner.storage.get(&key).await?.ok_or_else(|| {
             CoreError::Internal(format!(
                 "{module}@{version}: zip vanished right after it was stored"
