@@ -353,13 +353,26 @@ impl SumdbProxy {
                 let client = self.client.clone();
                 let (url, rel) = (endpoint.url.clone(), rest.to_owned());
                 let fetch = async move { Ok(client.get_bytes(&url, &rel, MAX_SUMDB_BODY).await?) };
-                let checksums = self.checksums.clone().filter(|c| c.name() == name);
-                let (db, tile) = (name.to_owned(), rest.to_owned());
-                let keep = move |body: Bytes| async move {
-                    let Some(checksums) = checksums else {
+                let body = self.proxy.fetch_tile(key.clone(), fetch).await?;
+                let kept = match self.checksums.as_ref().filter(|c| c.name() == name) {
+                    // Kept by the verifier once authenticated.
+                    Some(checksums) => match checksums.authenticate_tile(rest, &body).await {
+                        Ok(kept) => kept,
+                        // The tree head could not be fetched: the client checks the tile itself,
+                        // but it is not kept.
+                        Err(e @ SumdbError::Unavailable { .. }) => {
+                            tracing::debug!(error = %e, "tile served unverified and not kept");
+                            false
+                        }
+                        Err(e) => {
+                            tracing::error!(sumdb = name, tile = rest, error = %e, "refusing a checksum-database tile");
+                            return Err(CoreError::from(e));
+                        }
+                    },
+                    None => {
                         if expected.is_some_and(|len| len != body.len()) {
                             return Err(CoreError::InvalidUpstream {
-                                what: format!("{db} {tile}"),
+                                what: format!("{name} {rest}"),
                                 reason: format!(
                                     "{} bytes for a tile of {} bytes",
                                     body.len(),
@@ -367,23 +380,10 @@ impl SumdbProxy {
                                 ),
                             });
                         }
-                        return Ok(true);
-                    };
-                    match checksums.authenticate_tile(&tile, &body).await {
-                        Ok(kept) => Ok(kept),
-                        // The tree head could not be fetched: the client checks the tile itself,
-                        // but it is not kept.
-                        Err(e @ SumdbError::Unavailable { .. }) => {
-                            tracing::debug!(error = %e, "tile served unverified and not kept");
-                            Ok(false)
-                        }
-                        Err(e) => {
-                            tracing::error!(sumdb = db, tile = tile, error = %e, "refusing a checksum-database tile");
-                            Err(CoreError::from(e))
-                        }
+                        self.proxy.storage().put_once(&key, body.clone()).await?;
+                        true
                     }
                 };
-                let (body, kept) = self.proxy.fetch_tile(key.clone(), fetch, keep).await?;
                 // An unkept tile was not authenticated: clients should ask again.
                 let cache_policy = if kept {
                     key.cache_policy()

@@ -466,10 +466,7 @@ fn refs_that_cannot_be_mirrored_are_skipped_not_fatal() {
     let config = gitlab_config(tmp.path(), &srv, &[H], "[git]\nrefresh_interval = \"0s\"\n");
     let agora = private_agora(tmp.path(), &config, "off", &[]);
 
-    let get = |path: String| {
-        let (status, _, body) = http::get(&format!("{}{path}", agora.url()));
-        (status, http::text(&body))
-    };
+    let get = |path: String| get_text(&agora, &path);
     let (status, list) = get(format!("/{module}/@v/list"));
     assert_eq!(status, 200, "{list}\n{}", agora.stderr_log());
     let mut versions: Vec<&str> = list.lines().collect();
@@ -712,10 +709,7 @@ fn a_hardened_git_configuration_works_as_for_the_go_command() {
         "off",
         &[("GIT_CONFIG_GLOBAL", hardened.clone().into_os_string())],
     );
-    let get = |path: String| {
-        let (status, _, body) = http::get(&format!("{}{path}", agora.url()));
-        (status, http::text(&body))
-    };
+    let get = |path: String| get_text(&agora, &path);
     let (status, list) = get(format!("/{module}/@v/list"));
     assert_eq!(status, 200, "{list}\n{}", agora.stderr_log());
     let mut versions: Vec<&str> = list.lines().collect();
@@ -798,12 +792,7 @@ fn a_go_get_redirect_to_http_is_refused_as_insecure_like_the_go_command() {
     let tmp = tempfile::tempdir().unwrap();
     let config = gitlab_config(tmp.path(), &srv, &[H], "");
     let agora = private_agora(tmp.path(), &config, "off", &[]);
-    let (status, _, body) = http::get(&format!(
-        "{}{}",
-        agora.url(),
-        artifact_path(&module, "v1.0.0", "info")
-    ));
-    let body = http::text(&body);
+    let (status, body) = get_text(&agora, &artifact_path(&module, "v1.0.0", "info"));
     assert_eq!(status, 404, "{body}");
     assert!(
         body.contains("redirected from secure URL") && body.contains(&insecure),

@@ -205,12 +205,7 @@ fn private_go_import_subdirectory_with_a_leading_slash_is_refused_like_the_go_co
     let tmp = tempfile::tempdir().unwrap();
     let config = gitlab_config(tmp.path(), &srv, &[H], "");
     let agora = private_agora(tmp.path(), &config, "off", &[]);
-    let (status, _, body) = http::get(&format!(
-        "{}{}",
-        agora.url(),
-        artifact_path(&module, "v1.0.0", "info")
-    ));
-    let body = http::text(&body);
+    let (status, body) = get_text(&agora, &artifact_path(&module, "v1.0.0", "info"));
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("invalid go-import meta tags"), "{body}");
     let log = agora.stderr_log();

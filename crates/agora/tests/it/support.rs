@@ -183,6 +183,12 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// `GET <agora><path>`: the status and the body as text.
+pub fn get_text(agora: &Agora, path: &str) -> (u16, String) {
+    let (status, _, body) = agora_testkit::http::get(&format!("{}{path}", agora.url()));
+    (status, agora_testkit::http::text(&body))
+}
+
 /// Escaped request path of a module artifact.
 pub fn artifact_path(module: &str, version: &str, ext: &str) -> String {
     format!(

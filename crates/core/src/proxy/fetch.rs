@@ -364,45 +364,28 @@ impl Proxy {
         }
     }
 
-    /// A checksum-database tile on a miss, through the same single-flight, replica turn,
-    /// upstream gate and fetch metrics as module artifacts. `fetch` asks the database; `keep`
-    /// says whether the tile may be kept (it was authenticated), and a kept tile is stored
-    /// write-once. The answer, and whether it is stored.
-    pub(crate) async fn fetch_tile<F, K, KFut>(
-        &self,
-        key: StorageKey,
-        fetch: F,
-        keep: K,
-    ) -> Result<(Bytes, bool), CoreError>
+    /// Downloads a checksum-database tile on a miss, through the same single-flight, replica
+    /// turn, upstream gate and fetch metrics as module artifacts (`fetch` asks the database).
+    /// Whether the tile is kept is the caller's decision (it must be authenticated first); a
+    /// replica that kept it while this one waited answers from storage.
+    pub(crate) async fn fetch_tile<F>(&self, key: StorageKey, fetch: F) -> Outcome
     where
         F: std::future::Future<Output = Result<Bytes, SourceError>> + Send + 'static,
-        K: FnOnce(Bytes) -> KFut + Send + 'static,
-        KFut: std::future::Future<Output = Result<bool, CoreError>> + Send,
     {
         let flight_key = flight_key(&key);
         let this = self.clone();
-        let (fk, k) = (flight_key.clone(), key.clone());
+        let fk = flight_key.clone();
         let work = async move {
-            let storage = &this.inner.storage;
-            let stored = || this.stored_answer(&k, None);
+            let stored = || this.stored_answer(&key, None);
             let _guard = match this.take_turn(&fk, stored).await? {
                 Turn::Stored(body) => return Ok(body),
                 Turn::Fetch(guard) => guard,
             };
-            let what = describe_key(&k);
-            let body = timed(&this.inner.gate, SourceKind::Upstream, "tile", fetch)
+            timed(&this.inner.gate, SourceKind::Upstream, "tile", fetch)
                 .await
-                .map_err(|e| CoreError::from_source(&what, e))?;
-            if keep(body.clone()).await? {
-                // A copy already there is one kept before tiles were checked (its size may be
-                // wrong, see `SumdbProxy::get`): the authenticated bytes are served.
-                storage.put_once(&k, body.clone()).await?;
-            }
-            Ok(body)
+                .map_err(|e| CoreError::from_source(&describe_key(&key), e))
         };
-        let body = self.fly(flight_key, work).await?;
-        let kept = self.inner.storage.head(&key).await?.is_some();
-        Ok((body, kept))
+        self.fly(flight_key, work).await
     }
 }
 
