@@ -151,6 +151,9 @@ struct Slot {
     /// later fetches.
     skipped: Arc<Mutex<Vec<String>>>,
     partial: Arc<Partial>,
+    /// Whether this process has looked for a partial mirror's marker left by an earlier one
+    /// (once: later partial mirrors are made here and known).
+    marker_checked: bool,
     /// The mirror's object format, once read from its config.
     format: Option<ObjectFormat>,
 }
@@ -462,7 +465,10 @@ impl Mirrors {
         if exists {
             mirror.format = object_format(&mut slot, &mirror.dir)?;
             // A mirror a stopped process left partial: complete it now.
-            if !mirror.partial.pending() && mirror.dir.join(PARTIAL_MARKER).exists() {
+            if !std::mem::replace(&mut slot.marker_checked, true)
+                && !mirror.partial.pending()
+                && mirror.dir.join(PARTIAL_MARKER).exists()
+            {
                 mirror.partial.pending.store(true, Ordering::Release);
                 slot.last_fetch = None;
             }
