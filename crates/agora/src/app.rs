@@ -37,8 +37,7 @@ pub struct Access {
 
 /// Builds the [`Guard`] from the `auth`, `access`, `audit` and `server.trusted_proxies` sections.
 pub fn access(config: &Config) -> Result<Access> {
-    let file =
-        (!config.auth.tokens_file.is_empty()).then(|| PathBuf::from(&config.auth.tokens_file));
+    let file = config.auth.tokens_file.clone();
     let tokens = Arc::new(
         TokenStore::new(config.auth.tokens.clone(), file).context("loading client tokens")?,
     );
@@ -61,9 +60,7 @@ pub fn access(config: &Config) -> Result<Access> {
         config.access.on_deny,
         rules,
     )?;
-    let audit =
-        AuditLog::new((!config.audit.file.is_empty()).then(|| PathBuf::from(&config.audit.file)))
-            .context("opening the audit log")?;
+    let audit = AuditLog::new(config.audit.file.clone()).context("opening the audit log")?;
     let trusted =
         TrustedProxies::parse(&config.server.trusted_proxies).context("server.trusted_proxies")?;
     let guard = Guard::new(
@@ -81,11 +78,10 @@ pub fn access(config: &Config) -> Result<Access> {
 
 /// Reads the configured extra CA bundle, if any.
 fn extra_ca(config: &Config) -> Result<Vec<Vec<u8>>> {
-    if config.ca_file.is_empty() {
+    let Some(file) = &config.ca_file else {
         return Ok(Vec::new());
-    }
-    let pem = std::fs::read(&config.ca_file)
-        .with_context(|| format!("reading ca_file {}", config.ca_file))?;
+    };
+    let pem = std::fs::read(file).with_context(|| format!("reading ca_file {}", file.display()))?;
     Ok(vec![pem])
 }
 
@@ -122,7 +118,7 @@ fn credentials(config: &Config) -> Result<Vec<HostCredential>> {
                 host: c.host.clone(),
                 username: (!c.username.is_empty()).then(|| c.username.clone()),
                 password: c.secret()?.map(Secret::from),
-                ssh_key: (!c.ssh_key.is_empty()).then(|| PathBuf::from(&c.ssh_key)),
+                ssh_key: c.ssh_key.clone(),
             })
         })
         .collect()
@@ -138,7 +134,8 @@ fn configured_hosts(config: &Config, chain: &[agora_upstream::ChainEntry]) -> Ve
             _ => None,
         })
         .collect();
-    urls.extend([config.sumdb.url.as_str(), config.validation.url.as_str()]);
+    urls.push(config.sumdb.url.as_str());
+    urls.extend(config.validation.url.as_deref());
     let name = config.sumdb.name.split('+').next().unwrap_or_default();
     let mut hosts: Vec<String> = urls
         .into_iter()
@@ -219,11 +216,12 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
             max_upstream_fetches: config.limits.upstream_fetches,
             max_git_fetches: config.limits.git_fetches,
             queue_timeout: config.limits.queue_timeout,
+            not_found: config.cache.not_found,
         },
     );
-    if !config.redis.url.is_empty() {
+    if let Some(url) = &config.redis.url {
         let lock = RedisLock::new(RedisLockOptions {
-            url: config.redis.url.clone(),
+            url: url.clone(),
             ttl: config.redis.lock_ttl,
             poll: config.redis.lock_poll,
             ..RedisLockOptions::new(String::new())
@@ -231,9 +229,9 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
         .context("redis.url")?;
         proxy = proxy.lock(Arc::new(lock));
     }
-    if !config.validation.url.is_empty() {
+    if let Some(url) = &config.validation.url {
         proxy = proxy.approver(Arc::new(Webhook::new(
-            config.validation.url.clone(),
+            url.clone(),
             config.validation.timeout,
             config.validation.fail,
             client.clone(),

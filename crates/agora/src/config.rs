@@ -21,7 +21,8 @@ use toml::Value;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Plain-HTTP address to listen on (`0.0.0.0:3000`); empty when only HTTPS is served.
-    pub listen: String,
+    #[serde(with = "unset_if_empty")]
+    pub listen: Option<String>,
     /// Local data directory (created with its parents on start).
     pub data_dir: PathBuf,
     pub log: LogConfig,
@@ -31,7 +32,8 @@ pub struct Config {
     pub sumdb: SumdbConfig,
     /// PEM file with extra CA certificates to trust, added to the system store, for upstream
     /// proxies, go-get lookups and git over HTTPS (an internal GitLab with a private CA).
-    pub ca_file: String,
+    #[serde(with = "unset_if_empty")]
+    pub ca_file: Option<PathBuf>,
     pub git: GitConfig,
     pub limits: LimitsConfig,
     pub server: ServerConfig,
@@ -55,7 +57,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`; empty = no shared lock.
-    pub url: String,
+    #[serde(with = "unset_if_empty")]
+    pub url: Option<String>,
     /// How long the others wait for a replica that died while fetching (renewed while alive).
     #[serde(with = "humantime_serde")]
     pub lock_ttl: Duration,
@@ -70,11 +73,14 @@ pub struct RedisConfig {
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// HTTPS address (`0.0.0.0:3443`); empty = no HTTPS listener.
-    pub listen: String,
+    #[serde(with = "unset_if_empty")]
+    pub listen: Option<String>,
     /// PEM certificate chain.
-    pub cert_file: String,
+    #[serde(with = "unset_if_empty")]
+    pub cert_file: Option<PathBuf>,
     /// PEM private key.
-    pub key_file: String,
+    #[serde(with = "unset_if_empty")]
+    pub key_file: Option<PathBuf>,
     /// How often the files are checked for changes.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
@@ -87,7 +93,8 @@ pub struct TlsConfig {
 pub struct AuthConfig {
     /// Tokens file managed by `agora token` (re-read when it changes, so revocation needs no
     /// restart). Empty = tokens only from `auth.tokens`.
-    pub tokens_file: String,
+    #[serde(with = "unset_if_empty")]
+    pub tokens_file: Option<PathBuf>,
     /// How often the tokens file is checked for changes.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
@@ -131,29 +138,39 @@ pub struct AccessRuleConfig {
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// `allow` or `deny` (deny + allow rules = an allow list).
-    pub default: String,
+    pub default: agora_core::Action,
     /// File-only.
     pub rules: Vec<FilterRuleConfig>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FilterRuleConfig {
     /// GOPRIVATE-style pattern.
     pub pattern: String,
     /// Optional constraint such as `< v1.2.3` or `>= v1.0.0, < v1.4.2`.
-    pub versions: String,
-    /// `allow` or `deny`.
-    pub action: String,
+    #[serde(default, with = "unset_if_empty")]
+    pub versions: Option<String>,
+    /// `allow` (the default) or `deny`.
+    #[serde(default = "allow")]
+    pub action: agora_core::Action,
     /// Shown to clients when the rule denies.
+    #[serde(default)]
     pub reason: String,
+    /// For allow rules: a public version is served only once its `.info` time is this old
+    /// (`7d`); until then it answers 403 with `Retry-After` and is left out of lists and
+    /// `@latest`.
+    #[serde(default, with = "humantime_serde")]
+    pub min_age: Option<Duration>,
+}
+
+fn allow() -> agora_core::Action {
+    agora_core::Action::Allow
 }
 
 impl FilterConfig {
     pub fn to_filter(&self) -> Result<agora_core::Filter> {
-        use agora_core::{Action, Filter, FilterRule, VersionConstraint};
-        let default =
-            Action::parse(&self.default).map_err(|e| anyhow::anyhow!("filter.default: {e}"))?;
+        use agora_core::{Filter, FilterRule, VersionConstraint};
         let rules = self
             .rules
             .iter()
@@ -162,17 +179,19 @@ impl FilterConfig {
                 let ctx = |e: String| anyhow::anyhow!("filter.rules[{i}] ({}): {e}", r.pattern);
                 Ok(FilterRule {
                     pattern: r.pattern.clone(),
-                    versions: if r.versions.trim().is_empty() {
-                        None
-                    } else {
-                        Some(VersionConstraint::parse(&r.versions).map_err(ctx)?)
-                    },
-                    action: Action::parse(&r.action).map_err(ctx)?,
+                    versions: r
+                        .versions
+                        .as_deref()
+                        .map(VersionConstraint::parse)
+                        .transpose()
+                        .map_err(ctx)?,
+                    action: r.action,
                     reason: r.reason.clone(),
+                    min_age: r.min_age,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Filter::new(default, rules).map_err(|e| anyhow::anyhow!("filter: {e}"))
+        Filter::new(self.default, rules).map_err(|e| anyhow::anyhow!("filter: {e}"))
     }
 }
 
@@ -181,7 +200,8 @@ impl FilterConfig {
 #[serde(deny_unknown_fields)]
 pub struct ValidationConfig {
     /// Empty = no webhook.
-    pub url: String,
+    #[serde(with = "unset_if_empty")]
+    pub url: Option<String>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// When the webhook cannot answer: `closed` (refuse for now, 503) or `open` (accept).
@@ -194,7 +214,8 @@ pub struct ValidationConfig {
 pub struct AuditConfig {
     /// JSON-lines file (reopened on SIGHUP, for log rotation). Empty = the main log, target
     /// `agora::audit`.
-    pub file: String,
+    #[serde(with = "unset_if_empty")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -235,26 +256,32 @@ pub struct DownloadRule {
     pub pattern: String,
     /// `sync` (fetch, then answer), `async` (404 now, fetch in the background), `redirect` (to
     /// `url`), `none` (cache only).
-    pub mode: String,
+    pub mode: DownloadModeConfig,
     /// The proxy to redirect to, for `redirect`.
-    #[serde(default)]
-    pub url: String,
+    #[serde(default, with = "unset_if_empty")]
+    pub url: Option<String>,
+}
+
+/// `download[].mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadModeConfig {
+    Sync,
+    Async,
+    Redirect,
+    None,
 }
 
 impl DownloadRule {
     pub fn to_mode(&self) -> Result<agora_core::DownloadMode> {
         use agora_core::DownloadMode;
-        Ok(match self.mode.as_str() {
-            "sync" => DownloadMode::Sync,
-            "async" => DownloadMode::Async,
-            "none" => DownloadMode::None,
-            "redirect" if !self.url.is_empty() => DownloadMode::Redirect(self.url.clone()),
-            "redirect" => bail!(
+        Ok(match (self.mode, &self.url) {
+            (DownloadModeConfig::Sync, _) => DownloadMode::Sync,
+            (DownloadModeConfig::Async, _) => DownloadMode::Async,
+            (DownloadModeConfig::None, _) => DownloadMode::None,
+            (DownloadModeConfig::Redirect, Some(url)) => DownloadMode::Redirect(url.clone()),
+            (DownloadModeConfig::Redirect, None) => bail!(
                 "download rule {:?}: mode redirect needs a url",
-                self.pattern
-            ),
-            other => bail!(
-                "download rule {:?}: unknown mode {other:?} (sync, async, redirect, none)",
                 self.pattern
             ),
         })
@@ -267,7 +294,8 @@ impl DownloadRule {
 pub struct GitConfig {
     /// Where bare repository mirrors live (default `<data_dir>/_agora/mirrors`). They are a cache:
     /// deleting them costs one clone per repository.
-    pub mirror_dir: String,
+    #[serde(with = "unset_if_empty")]
+    pub mirror_dir: Option<PathBuf>,
     /// A mirror fetched less than this long ago is not fetched again for a new request.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
@@ -324,31 +352,35 @@ pub struct CredentialConfig {
     /// HTTPS user name (GitLab tokens: any non-empty name, e.g. `oauth2`).
     pub username: String,
     /// HTTPS password or token. Prefer `password_file` or `password_env`.
-    pub password: String,
+    #[serde(with = "unset_if_empty")]
+    pub password: Option<String>,
     /// File holding the password or token (trailing newline ignored).
-    pub password_file: String,
+    #[serde(with = "unset_if_empty")]
+    pub password_file: Option<PathBuf>,
     /// Environment variable holding the password or token.
-    pub password_env: String,
+    #[serde(with = "unset_if_empty")]
+    pub password_env: Option<String>,
     /// SSH private key used for this host.
-    pub ssh_key: String,
+    #[serde(with = "unset_if_empty")]
+    pub ssh_key: Option<PathBuf>,
 }
 
 impl CredentialConfig {
     /// The secret, from whichever source is configured.
     pub fn secret(&self) -> Result<Option<String>> {
-        if !self.password.is_empty() {
-            return Ok(Some(self.password.clone()));
+        if let Some(password) = &self.password {
+            return Ok(Some(password.clone()));
         }
-        if !self.password_file.is_empty() {
-            let text = std::fs::read_to_string(&self.password_file)
+        if let Some(file) = &self.password_file {
+            let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading password_file for host {}", self.host))?;
             return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
         }
-        if !self.password_env.is_empty() {
-            let v = std::env::var(&self.password_env).with_context(|| {
+        if let Some(var) = &self.password_env {
+            let v = std::env::var(var).with_context(|| {
                 format!(
-                    "environment variable {} (password_env for host {}) is not set",
-                    self.password_env, self.host
+                    "environment variable {var} (password_env for host {}) is not set",
+                    self.host
                 )
             })?;
             return Ok(Some(v));
@@ -402,6 +434,10 @@ pub struct CacheConfig {
     /// Further window in which a stale list is served at once while it is refreshed.
     #[serde(with = "humantime_serde")]
     pub list_stale: Duration,
+    /// How long a "not found" from upstream or git is remembered (`0s`: never), so repeated
+    /// requests for a missing module cost one upstream request.
+    #[serde(with = "humantime_serde")]
+    pub not_found: Duration,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -451,6 +487,48 @@ pub struct SumdbConfig {
     pub verify: bool,
 }
 
+/// Optional keys: `""` (in a file or an `AGORA_*` variable) means unset, and unset is written as
+/// `""`. Every key so keeps a value in the serialized defaults, which is where the variables'
+/// names come from, while the program sees an `Option`.
+mod unset_if_empty {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// A text-like value read from TOML.
+    pub trait Text: Sized {
+        fn from_text(s: String) -> Self;
+        fn as_text(&self) -> std::borrow::Cow<'_, str>;
+    }
+
+    impl Text for String {
+        fn from_text(s: String) -> Self {
+            s
+        }
+        fn as_text(&self) -> std::borrow::Cow<'_, str> {
+            self.into()
+        }
+    }
+
+    impl Text for PathBuf {
+        fn from_text(s: String) -> Self {
+            PathBuf::from(s)
+        }
+        fn as_text(&self) -> std::borrow::Cow<'_, str> {
+            self.to_string_lossy()
+        }
+    }
+
+    pub fn serialize<S: Serializer, T: Text>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_ref().map(Text::as_text).as_deref().unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Text>(d: D) -> Result<Option<T>, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok((!s.trim().is_empty()).then(|| T::from_text(s)))
+    }
+}
+
 impl Default for Config {
     /// The embedded defaults. Where a library has defaults of its own, they are taken from it,
     /// so that each default is written once.
@@ -459,7 +537,7 @@ impl Default for Config {
         let proxy = agora_core::ProxyOptions::default();
         let serve = agora_server::ServeOptions::default();
         Config {
-            listen: "0.0.0.0:3000".into(),
+            listen: Some("0.0.0.0:3000".into()),
             data_dir: PathBuf::from("agora-data"),
             log: LogConfig {
                 format: LogFormat::Text,
@@ -476,6 +554,7 @@ impl Default for Config {
             cache: CacheConfig {
                 list_fresh: proxy.list_fresh,
                 list_stale: proxy.list_stale,
+                not_found: proxy.not_found,
             },
             routing: RoutingConfig::default(),
             sumdb: SumdbConfig {
@@ -483,9 +562,9 @@ impl Default for Config {
                 url: String::new(),
                 verify: true,
             },
-            ca_file: String::new(),
+            ca_file: None,
             git: GitConfig {
-                mirror_dir: String::new(),
+                mirror_dir: None,
                 refresh_interval: Duration::from_secs(10),
                 first_fetch: FirstFetchConfig::Minimal,
                 meta_timeout: Duration::from_secs(15),
@@ -506,13 +585,13 @@ impl Default for Config {
             },
             download: Vec::new(),
             tls: TlsConfig {
-                listen: String::new(),
-                cert_file: String::new(),
-                key_file: String::new(),
+                listen: None,
+                cert_file: None,
+                key_file: None,
                 reload_interval: Duration::from_secs(10),
             },
             auth: AuthConfig {
-                tokens_file: String::new(),
+                tokens_file: None,
                 reload_interval: Duration::from_secs(2),
                 require_tls: false,
                 tokens: Vec::new(),
@@ -523,18 +602,18 @@ impl Default for Config {
                 rules: Vec::new(),
             },
             filter: FilterConfig {
-                default: "allow".into(),
+                default: agora_core::Action::Allow,
                 rules: Vec::new(),
             },
             validation: ValidationConfig {
-                url: String::new(),
+                url: None,
                 timeout: Duration::from_secs(10),
                 fail: FailMode::Closed,
             },
             audit: AuditConfig::default(),
             storage: agora_storage::StorageConfig::default(),
             redis: RedisConfig {
-                url: String::new(),
+                url: None,
                 lock_ttl: Duration::from_secs(30),
                 lock_poll: Duration::from_millis(200),
             },
@@ -665,25 +744,24 @@ fn apply_go_env(config: &mut Config, env: &BTreeMap<String, String>) -> Result<(
 
 impl Config {
     fn validate(&self) -> Result<()> {
-        if !self.listen.is_empty() {
-            self.listen
+        if let Some(listen) = &self.listen {
+            listen
                 .parse::<std::net::SocketAddr>()
-                .with_context(|| format!("invalid listen address {:?}", self.listen))?;
+                .with_context(|| format!("invalid listen address {listen:?}"))?;
         }
-        if !self.tls.listen.is_empty() {
-            self.tls
-                .listen
+        if let Some(listen) = &self.tls.listen {
+            listen
                 .parse::<std::net::SocketAddr>()
-                .with_context(|| format!("invalid tls.listen address {:?}", self.tls.listen))?;
-            if self.tls.cert_file.is_empty() || self.tls.key_file.is_empty() {
+                .with_context(|| format!("invalid tls.listen address {listen:?}"))?;
+            if self.tls.cert_file.is_none() || self.tls.key_file.is_none() {
                 bail!("tls.listen is set: tls.cert_file and tls.key_file must be set too");
             }
         }
-        if self.listen.is_empty() && self.tls.listen.is_empty() {
+        if self.listen.is_none() && self.tls.listen.is_none() {
             bail!("nothing to listen on: set listen, tls.listen or both");
         }
         self.filter.to_filter()?;
-        if !self.redis.url.is_empty() && self.redis.lock_ttl >= self.limits.queue_timeout {
+        if self.redis.url.is_some() && self.redis.lock_ttl >= self.limits.queue_timeout {
             bail!(
                 "redis.lock_ttl ({:?}) must be shorter than limits.queue_timeout ({:?}): a waiting replica must outlive a dead holder's lock",
                 self.redis.lock_ttl,
@@ -698,10 +776,14 @@ impl Config {
             if c.host.is_empty() {
                 bail!("git.credentials[{i}]: host must be set");
             }
-            let sources = [&c.password, &c.password_file, &c.password_env]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .count();
+            let sources = [
+                c.password.is_some(),
+                c.password_file.is_some(),
+                c.password_env.is_some(),
+            ]
+            .into_iter()
+            .filter(|&set| set)
+            .count();
             if sources > 1 {
                 bail!(
                     "git.credentials[{i}] ({}): set only one of password, password_file, password_env",
@@ -763,10 +845,9 @@ impl Config {
 
     /// Where repository mirrors live.
     pub fn mirror_dir(&self) -> PathBuf {
-        if self.git.mirror_dir.is_empty() {
-            agora_storage::layout::mirrors_dir(&self.data_dir)
-        } else {
-            PathBuf::from(&self.git.mirror_dir)
+        match &self.git.mirror_dir {
+            Some(dir) => dir.clone(),
+            None => agora_storage::layout::mirrors_dir(&self.data_dir),
         }
     }
 
@@ -784,12 +865,13 @@ impl Config {
             rule.url = agora_secret::redact(&rule.url);
         }
         for c in &mut shown.git.credentials {
-            if !c.password.is_empty() {
-                c.password = "***".into();
+            if c.password.is_some() {
+                c.password = Some("***".into());
             }
         }
-        shown.validation.url = agora_secret::redact(&shown.validation.url);
-        shown.redis.url = agora_secret::redact(&shown.redis.url);
+        for url in [&mut shown.validation.url, &mut shown.redis.url] {
+            *url = url.as_deref().map(agora_secret::redact);
+        }
         shown.storage = shown.storage.redacted();
         shown.storage.s3.endpoint = agora_secret::redact(&shown.storage.s3.endpoint);
         // Not secrets (hashes of 256-bit random tokens), but nobody needs them on a screen.
@@ -903,10 +985,65 @@ mod tests {
         f
     }
 
+    /// Optional keys are `Option`s to the program and `""` (unset) on the outside, so each one
+    /// still has its `AGORA_*` variable; choices are enums, refused by name when misspelt.
+    #[test]
+    fn optional_keys_and_choices_are_typed() {
+        let c = load(None, &env(&[("HOME", "/h")]), &Overrides::default()).unwrap();
+        assert_eq!((c.redis.url.clone(), c.ca_file.clone()), (None, None));
+        let c = load(
+            None,
+            &env(&[
+                ("HOME", "/h"),
+                ("AGORA_REDIS_URL", "redis://127.0.0.1:6379"),
+                ("AGORA_LISTEN", ""),
+                ("AGORA_TLS_LISTEN", "127.0.0.1:3443"),
+                ("AGORA_TLS_CERT_FILE", "/c.pem"),
+                ("AGORA_TLS_KEY_FILE", "/k.pem"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.redis.url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.listen, None, "an empty variable unsets the key");
+        assert_eq!(c.tls.key_file, Some(PathBuf::from("/k.pem")));
+        assert!(c.to_redacted_toml().unwrap().contains("listen = \"\""));
+
+        let file = write("[filter]\ndefault = \"deny\"\n[[filter.rules]]\npattern = \"a.example\"\naction = \"allow\"\nversions = \"\"\n");
+        let c = load(
+            Some(file.path()),
+            &env(&[("HOME", "/h")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.filter.default, agora_core::Action::Deny);
+        assert_eq!(c.filter.rules[0].versions, None);
+        let file = write("[[filter.rules]]\npattern = \"a.example\"\naction = \"alow\"\n");
+        let err = load(
+            Some(file.path()),
+            &env(&[("HOME", "/h")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("filter.rules[0].action") && text.contains("alow"),
+            "{text}"
+        );
+        let file = write("[[download]]\npattern = \"a.example\"\nmode = \"redirect\"\n");
+        let err = load(
+            Some(file.path()),
+            &env(&[("HOME", "/h")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("needs a url"), "{err:#}");
+    }
+
     #[test]
     fn embedded_defaults_need_nothing() {
         let c = load(None, &env(&[("HOME", "/home/u")]), &Overrides::default()).unwrap();
-        assert_eq!(c.listen, "0.0.0.0:3000");
+        assert_eq!(c.listen.as_deref(), Some("0.0.0.0:3000"));
         assert_eq!(c.upstream.proxy, "https://proxy.golang.org");
         assert_eq!(c.data_dir, PathBuf::from("/home/u/.local/share/agora"));
         let db = c.sumdb_endpoint().unwrap().unwrap();
@@ -935,7 +1072,11 @@ mod tests {
             ..Overrides::default()
         };
         let c = load(Some(file.path()), &e, &flags).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:6000", "flag beats env and file");
+        assert_eq!(
+            c.listen.as_deref(),
+            Some("127.0.0.1:6000"),
+            "flag beats env and file"
+        );
         assert_eq!(c.upstream.proxy, "https://goproxy.cn", "file beats GOPROXY");
         assert_eq!(c.upstream.retries, 7, "AGORA_* beats file");
         assert_eq!(c.cache.list_fresh, Duration::from_secs(300));
@@ -1035,7 +1176,7 @@ mod tests {
         c.git.credentials.push(CredentialConfig {
             host: "gitlab.corp.example".into(),
             username: "oauth2".into(),
-            password: "glpat-topsecret".into(),
+            password: Some("glpat-topsecret".into()),
             ..CredentialConfig::default()
         });
         let shown = c.to_redacted_toml().unwrap();

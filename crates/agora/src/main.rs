@@ -198,13 +198,11 @@ fn tokens_file(flag: Option<PathBuf>, config: &ConfigArgs) -> Result<PathBuf> {
     if let Some(f) = flag {
         return Ok(f);
     }
-    let c = config.load()?;
-    if c.auth.tokens_file.is_empty() {
-        anyhow::bail!(
-            "no tokens file: pass --file FILE or set auth.tokens_file in the configuration"
-        );
-    }
-    Ok(PathBuf::from(c.auth.tokens_file))
+    config
+        .load()?
+        .auth
+        .tokens_file
+        .context("no tokens file: pass --file FILE or set auth.tokens_file in the configuration")
 }
 
 fn init_tracing(config: &Config) {
@@ -227,16 +225,21 @@ fn serve(config: Config) -> Result<()> {
     // Built before the runtime starts: wiring may set process environment for git.
     let app = app::build(&config, storage)?;
     let access = app::access(&config)?;
-    let tls = if config.tls.listen.is_empty() {
-        None
-    } else {
+    // `validate` made sure that a TLS listener has both files.
+    let tls = if let (Some(_), Some(cert_file), Some(key_file)) = (
+        &config.tls.listen,
+        &config.tls.cert_file,
+        &config.tls.key_file,
+    ) {
         let files = agora_server::TlsFiles {
-            cert_file: PathBuf::from(&config.tls.cert_file),
-            key_file: PathBuf::from(&config.tls.key_file),
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
         };
         Some(Arc::new(
             agora_server::ReloadingTls::load(files).context("loading the TLS certificate")?,
         ))
+    } else {
+        None
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -266,8 +269,8 @@ async fn run(
         tls.clone().spawn_watch(config.tls.reload_interval);
     }
 
-    let plain = bind(&config.listen).await?;
-    let secure = bind(&config.tls.listen).await?;
+    let plain = bind(config.listen.as_deref()).await?;
+    let secure = bind(config.tls.listen.as_deref()).await?;
     tracing::info!(
         listen = %plain.as_ref().map(|l| l.1.to_string()).unwrap_or_default(),
         tls_listen = %secure.as_ref().map(|l| l.1.to_string()).unwrap_or_default(),
@@ -360,10 +363,12 @@ async fn check_remote_storage(storage: &Storage) -> Result<()> {
     Ok(())
 }
 
-async fn bind(addr: &str) -> Result<Option<(tokio::net::TcpListener, std::net::SocketAddr)>> {
-    if addr.is_empty() {
+async fn bind(
+    addr: Option<&str>,
+) -> Result<Option<(tokio::net::TcpListener, std::net::SocketAddr)>> {
+    let Some(addr) = addr else {
         return Ok(None);
-    }
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -70,7 +70,7 @@ impl Candidate {
 /// Why an artifact was not approved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rejection {
-    /// The approver said no (the client gets 403 with this reason).
+    /// The approver said no (the client gets 403 with this reason, after the artifact's name).
     Denied(String),
     /// The approver could not be asked and the configuration fails closed (503, retry later).
     Unavailable(String),
@@ -159,8 +159,7 @@ impl Approver for Webhook {
                     "validation webhook denied an artifact"
                 );
                 Err(Rejection::Denied(format!(
-                    "{}@{}: refused by the validation webhook: {reason}",
-                    candidate.module, candidate.version
+                    "refused by the validation webhook: {reason}"
                 )))
             }
             Ok((status, _)) => self.unavailable(candidate, format!("answered status {status}")),

@@ -11,15 +11,21 @@
 //! resolves to is. The module as a whole is refused only when no version could be allowed: its
 //! first matching rule without a constraint denies, or the default denies and no allow rule
 //! matches the module at all.
+//!
+//! An allow rule may also ask for a minimum release age (`min_age`): the versions it decides are
+//! served only once their `.info` time is that old ([`Filter::min_age`]). Supply-chain attacks
+//! on public modules are usually found within days, so a week's delay keeps most of them out.
 
 use std::fmt;
+use std::time::Duration;
 
 use agora_gomod::module::match_prefix_patterns;
 use agora_gomod::semver;
 use bytes::Bytes;
 
 /// What a rule does to what it matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Allow,
     Deny,
@@ -126,9 +132,20 @@ pub struct FilterRule {
     pub action: Action,
     /// Shown to clients when the rule denies (e.g. an advisory ID).
     pub reason: String,
+    /// For allow rules: versions are served only once this old (by their `.info` time).
+    pub min_age: Option<Duration>,
 }
 
-/// Why something was refused: a message naming the rule, for the client.
+/// A minimum release age that applies to a version: [`Filter::min_age`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinAge {
+    pub age: Duration,
+    /// Names the rule, for the client: `filter rule 2 (allow golang.org/x min_age 7d)`.
+    pub rule: String,
+}
+
+/// Why something was refused: a message naming the rule, for the client (the caller names the
+/// module or version).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blocked(pub String);
 
@@ -163,6 +180,16 @@ impl Filter {
         {
             return Err(format!("filter rule {}: empty pattern", i + 1));
         }
+        if let Some((i, _)) = rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.action == Action::Deny && r.min_age.is_some())
+        {
+            return Err(format!(
+                "filter rule {}: min_age applies to allow rules only (a deny rule refuses every age)",
+                i + 1
+            ));
+        }
         Ok(Filter { default, rules })
     }
 
@@ -179,10 +206,39 @@ impl Filter {
         });
         match found {
             Some((_, r)) if r.action == Action::Allow => Ok(()),
-            Some((i, r)) => Err(self.blocked(&format!("{module}@{version}"), Some((i, r)))),
+            Some((i, r)) => Err(self.blocked(Some((i, r)))),
             None if self.default == Action::Allow => Ok(()),
-            None => Err(self.blocked(&format!("{module}@{version}"), None)),
+            None => Err(self.blocked(None)),
         }
+    }
+
+    /// The minimum release age for `module@version`, when the rule deciding it asks for one.
+    pub fn min_age(&self, module: &str, version: &str) -> Option<MinAge> {
+        if !self.has_min_age(module) {
+            return None;
+        }
+        let (i, r) = self.rules.iter().enumerate().find(|(_, r)| {
+            match_prefix_patterns(&r.pattern, module)
+                && r.versions.as_ref().is_none_or(|c| c.matches(version))
+        })?;
+        let age = r.min_age.filter(|_| r.action == Action::Allow)?;
+        Some(MinAge {
+            age,
+            rule: format!(
+                "filter rule {} (allow {} min_age {})",
+                i + 1,
+                r.pattern,
+                humantime::format_duration(age)
+            ),
+        })
+    }
+
+    /// Whether a rule with a minimum release age matches `module`: cheap, so callers skip the
+    /// work of finding versions' times for every other module.
+    pub fn has_min_age(&self, module: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.min_age.is_some() && match_prefix_patterns(&r.pattern, module))
     }
 
     /// Whether any version of `module` could be allowed (see the module docs).
@@ -195,7 +251,7 @@ impl Filter {
             if r.versions.is_none() {
                 return match r.action {
                     Action::Allow => Ok(()),
-                    Action::Deny => Err(self.blocked(module, Some((i, r)))),
+                    Action::Deny => Err(self.blocked(Some((i, r)))),
                 };
             }
             any_allow |= r.action == Action::Allow;
@@ -203,7 +259,7 @@ impl Filter {
         if self.default == Action::Allow || any_allow {
             Ok(())
         } else {
-            Err(self.blocked(module, None))
+            Err(self.blocked(None))
         }
     }
 
@@ -224,11 +280,11 @@ impl Filter {
         Bytes::from(out)
     }
 
-    fn blocked(&self, what: &str, rule: Option<(usize, &FilterRule)>) -> Blocked {
+    fn blocked(&self, rule: Option<(usize, &FilterRule)>) -> Blocked {
         match rule {
             Some((i, r)) => {
                 let mut msg = format!(
-                    "{what}: blocked by filter rule {} ({} {}",
+                    "blocked by filter rule {} ({} {}",
                     i + 1,
                     r.action.as_str(),
                     r.pattern
@@ -242,9 +298,9 @@ impl Filter {
                 }
                 Blocked(msg)
             }
-            None => Blocked(format!(
-                "{what}: blocked by the filter's default rule (deny): no allow rule matches"
-            )),
+            None => Blocked(
+                "blocked by the filter's default rule (deny): no allow rule matches".to_owned(),
+            ),
         }
     }
 }
@@ -259,7 +315,57 @@ mod tests {
             versions: versions.map(|v| VersionConstraint::parse(v).unwrap()),
             action,
             reason: reason.into(),
+            min_age: None,
         }
+    }
+
+    #[test]
+    fn min_age_comes_from_the_deciding_allow_rule() {
+        let week = Duration::from_secs(7 * 86_400);
+        let f = Filter::new(
+            Action::Allow,
+            vec![
+                rule("corp.example", None, Action::Allow, ""),
+                FilterRule {
+                    min_age: Some(week),
+                    ..rule("golang.org/x", Some("< v1.0.0"), Action::Allow, "")
+                },
+                rule("github.com/bad", None, Action::Deny, ""),
+                FilterRule {
+                    min_age: Some(week),
+                    ..rule("*", None, Action::Allow, "")
+                },
+            ],
+        )
+        .unwrap();
+        let m = f.min_age("golang.org/x/text", "v0.3.0").unwrap();
+        assert_eq!(m.age, week);
+        assert_eq!(m.rule, "filter rule 2 (allow golang.org/x min_age 7days)");
+        // The last rule catches what rule 2's constraint leaves out.
+        assert_eq!(
+            f.min_age("golang.org/x/text", "v1.0.0")
+                .unwrap()
+                .rule
+                .split(' ')
+                .nth(2),
+            Some("4")
+        );
+        assert_eq!(
+            f.min_age("corp.example/lib", "v1.0.0"),
+            None,
+            "rule 1 decides"
+        );
+        assert_eq!(
+            f.min_age("github.com/bad/m", "v1.0.0"),
+            None,
+            "a deny rule denies outright"
+        );
+        assert!(!Filter::default().has_min_age("golang.org/x/text"));
+        let deny_with_age = FilterRule {
+            min_age: Some(week),
+            ..rule("github.com/bad", None, Action::Deny, "")
+        };
+        assert!(Filter::new(Action::Allow, vec![deny_with_age]).is_err());
     }
 
     #[test]
@@ -304,7 +410,7 @@ mod tests {
         let err = f.check_version("github.com/evil/x", "v1.0.0").unwrap_err();
         assert_eq!(
             err.0,
-            "github.com/evil/x@v1.0.0: blocked by filter rule 1 (deny github.com/evil): malware"
+            "blocked by filter rule 1 (deny github.com/evil): malware"
         );
         assert!(f.check_module("github.com/evil/x").is_err());
         assert!(f.check_module("github.com/evilcorp/x").is_ok());

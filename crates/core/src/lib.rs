@@ -39,7 +39,7 @@ pub mod validate;
 pub mod vcs_source;
 
 pub use approve::{Approver, Candidate, FailMode, Rejection, Webhook};
-pub use error::CoreError;
+pub use error::{CoreError, Subject};
 pub use filter::{Action, Blocked, Filter, FilterRule, VersionConstraint};
 pub use lock::{FetchLock, LockError, LockGuard, LockHolder, RedisLock, RedisLockOptions};
 pub use metrics::Metrics;

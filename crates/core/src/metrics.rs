@@ -86,7 +86,7 @@ impl Metrics {
         let cache = Family::<CacheLabels, Counter>::default();
         registry.register(
             "cache_lookups",
-            "Cache lookups by artifact kind and result (hit, miss, stale)",
+            "Cache lookups by artifact kind and result (hit, miss, stale; absent: a miss answered from the not-found memory, also counted as a miss)",
             cache.clone(),
         );
         let fetch_seconds = Family::<FetchLabels, Histogram>::new_with_constructor(|| {
@@ -171,7 +171,7 @@ impl Metrics {
     }
 
     /// A cache lookup for `kind` (`list`, `latest`, `info`, `mod`, `zip`, `tile`) with `result`
-    /// `hit`, `miss` or `stale`.
+    /// `hit`, `miss`, `stale` or `absent` (a miss that the not-found memory answered).
     pub fn record_cache(&self, kind: &'static str, result: &'static str) {
         self.cache
             .get_or_create(&CacheLabels { kind, result })

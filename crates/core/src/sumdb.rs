@@ -18,7 +18,7 @@ use agora_upstream::{FetchError, UpstreamClient};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::CoreError;
+use crate::error::{CoreError, Subject};
 use crate::policy::{Policy, Route};
 use crate::proxy::{FetchMode, Freshness, Proxy};
 use crate::singleflight::SingleFlight;
@@ -110,9 +110,10 @@ pub async fn verify_public(
     }
     let Some(checksums) = checksums else {
         if toolchain {
-            return Err(CoreError::Blocked(format!(
-                "{module}@{version}: toolchains are served only when they can be verified against a checksum database, and none is configured ([sumdb])"
-            )));
+            return Err(CoreError::Blocked {
+                subject: Subject::version(module, version),
+                reason: "toolchains are served only when they can be verified against a checksum database, and none is configured ([sumdb])".to_owned(),
+            });
         }
         return Ok(false);
     };
@@ -211,6 +212,8 @@ pub struct SumdbAnswer {
     /// Immutable for tiles kept in storage, which clients may cache forever.
     pub cache_policy: CachePolicy,
     pub freshness: Freshness,
+    /// When a kept tile was stored (its `Last-Modified`); `None` for what is not kept.
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// A checked path under `/sumdb/<name>/` ([`SumdbPath::parse`]): parsed once, where the request
@@ -291,22 +294,27 @@ impl SumdbProxy {
         path: &SumdbPath,
         mode: FetchMode,
     ) -> Result<SumdbAnswer, CoreError> {
-        let endpoint = self.endpoint(name).ok_or_else(|| {
-            CoreError::NotFound(format!("checksum database {name:?} is not proxied here"))
-        })?;
         let rest = path.rest();
+        let subject = || Subject::Sumdb {
+            name: name.to_owned(),
+            path: rest.to_owned(),
+        };
+        let endpoint = self.endpoint(name).ok_or_else(|| {
+            CoreError::not_found(subject(), "this checksum database is not proxied here")
+        })?;
         match path {
             SumdbPath::Lookup { .. } | SumdbPath::Latest => {
                 if let SumdbPath::Lookup { module, .. } = path {
                     if !self.proxy.policy().sum_lookup_allowed(module) {
-                        return Err(CoreError::NotFound(format!(
-                            "{module}: private module (matches a no-checksum pattern); not looked up"
-                        )));
+                        return Err(CoreError::not_found(
+                            subject(),
+                            "private module (matches a no-checksum pattern); not looked up",
+                        ));
                     }
                 }
                 // Lookups and the signed tree head change over time: always asked afresh.
                 if mode == FetchMode::CacheOnly {
-                    return Err(CoreError::NotCached(format!("{name} {rest}")));
+                    return Err(CoreError::NotCached(subject()));
                 }
                 let body = self.fetch(endpoint, rest).await?;
                 // Not stored, so no key to ask: signed text that changes as the log grows.
@@ -315,6 +323,7 @@ impl SumdbProxy {
                     content_type: layout::SUMDB_TEXT,
                     cache_policy: CachePolicy::Mutable,
                     freshness: Freshness::Miss,
+                    last_modified: None,
                 })
             }
             SumdbPath::Tile { .. } => {
@@ -324,7 +333,7 @@ impl SumdbProxy {
                 };
                 let content_type = key.content_type();
                 let expected = agora_sumdb::tile::expected_len(rest);
-                if let Some((body, _)) = self
+                if let Some((body, info)) = self
                     .proxy
                     .storage()
                     .get_bytes(&key)
@@ -337,6 +346,7 @@ impl SumdbProxy {
                             content_type,
                             cache_policy: key.cache_policy(),
                             freshness: Freshness::Hit,
+                            last_modified: Some(info.last_modified),
                         });
                     }
                     // Kept before tiles were checked; write-once, so it is bypassed, not replaced.
@@ -348,7 +358,7 @@ impl SumdbProxy {
                     );
                 }
                 if mode == FetchMode::CacheOnly {
-                    return Err(CoreError::NotCached(format!("{name} {rest}")));
+                    return Err(CoreError::NotCached(subject()));
                 }
                 let client = self.client.clone();
                 let (url, rel) = (endpoint.url.clone(), rest.to_owned());
@@ -372,7 +382,7 @@ impl SumdbProxy {
                     None => {
                         if expected.is_some_and(|len| len != body.len()) {
                             return Err(CoreError::InvalidUpstream {
-                                what: format!("{name} {rest}"),
+                                subject: subject(),
                                 reason: format!(
                                     "{} bytes for a tile of {} bytes",
                                     body.len(),
@@ -384,17 +394,20 @@ impl SumdbProxy {
                         true
                     }
                 };
-                // An unkept tile was not authenticated: clients should ask again.
-                let cache_policy = if kept {
-                    key.cache_policy()
+                // An unkept tile was not authenticated: clients should ask again. A kept one was
+                // stored by now (by this request or an earlier one), so a client's
+                // `If-Modified-Since` of this time matches it later.
+                let (cache_policy, last_modified) = if kept {
+                    (key.cache_policy(), Some(std::time::SystemTime::now()))
                 } else {
-                    CachePolicy::Mutable
+                    (CachePolicy::Mutable, None)
                 };
                 Ok(SumdbAnswer {
                     body,
                     content_type,
                     cache_policy,
                     freshness: Freshness::Miss,
+                    last_modified,
                 })
             }
         }
@@ -404,14 +417,17 @@ impl SumdbProxy {
         let client = self.client.clone();
         let url = endpoint.url.clone();
         let rel = rest.to_owned();
-        let what = format!("{} {rest}", endpoint.name);
+        let subject = Subject::Sumdb {
+            name: endpoint.name.clone(),
+            path: rest.to_owned(),
+        };
         let (result, _) = self
             .flights
             .run(format!("{}/{rest}", endpoint.name), async move {
                 client
                     .get_bytes(&url, &rel, MAX_SUMDB_BODY)
                     .await
-                    .map_err(|e| CoreError::from_fetch(&what, e))
+                    .map_err(|e| CoreError::from_fetch(&subject, e))
             })
             .await;
         result.map_err(|p| CoreError::Internal(p.to_string()))?

@@ -239,6 +239,10 @@ mod tests {
         );
     }
 
+    fn subject() -> crate::Subject {
+        crate::Subject::version(&ModulePath::new("example.com/m").unwrap(), "v1.0.0")
+    }
+
     /// Regression: a full local disk during git work answered 502 "upstream git failed"; it is
     /// a storage failure (503, generic body, counted as a storage error).
     #[test]
@@ -253,7 +257,7 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::StorageFull),
         };
         for err in [full, io] {
-            let core = CoreError::from_source("m@v1.0.0", err.into());
+            let core = CoreError::from_source(&subject(), err.into());
             assert!(matches!(core, CoreError::Storage(_)), "{core:?}");
         }
         let other = agora_vcs::Error::Git {
@@ -261,11 +265,11 @@ mod tests {
             kind: GitFailure::Other,
             stderr: "fatal: bad object".into(),
         };
-        let core = CoreError::from_source("m@v1.0.0", other.into());
+        let core = CoreError::from_source(&subject(), other.into());
         assert!(matches!(core, CoreError::Git { .. }), "{core:?}");
         assert_eq!(
             core.to_string(),
-            "m@v1.0.0: upstream git failed: unexpected git failure (the details are in agora's log)"
+            "example.com/m@v1.0.0: upstream git failed: unexpected git failure (the details are in agora's log)"
         );
     }
 }

@@ -237,7 +237,7 @@ async fn a_failing_source_stores_nothing_and_is_asked_again() {
     // Not found is its own answer.
     source.fail.store(false, Ordering::SeqCst);
     let err = p.go_mod(&m, "v1.9.0", FetchMode::Fetch).await.unwrap_err();
-    assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+    assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
 
     // Failures are not remembered: the next request fetches.
     let ok = p.go_mod(&m, "v1.0.0", FetchMode::Fetch).await.unwrap();
@@ -356,4 +356,44 @@ async fn lists_and_latest_go_through_the_same_pipeline() {
     let q = proxy(Storage::memory().unwrap(), other, None);
     let err = q.list(&m, FetchMode::Fetch).await.unwrap_err();
     assert!(matches!(err, CoreError::InvalidUpstream { .. }), "{err:?}");
+}
+
+/// A "not found" is remembered for `not_found` (the go command probes every path prefix, and a
+/// build may ask for a missing version many times), then asked again; a version published
+/// meanwhile is found after that time. Failures other than "not found" are never remembered.
+#[tokio::test]
+async fn a_not_found_is_remembered_for_a_while_then_asked_again() {
+    let source = MemSource::with_module();
+    let chain = parse_goproxy("off").unwrap();
+    let client = UpstreamClient::new(Default::default()).unwrap();
+    let policy = Policy::new(&["corp.example".into()], &[]);
+    let opts = ProxyOptions {
+        not_found: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let p = Proxy::builder(
+        Storage::memory().unwrap(),
+        policy,
+        &chain,
+        client,
+        source.clone(),
+        opts,
+    )
+    .build();
+    let m = module();
+    for _ in 0..20 {
+        let err = p.go_mod(&m, "v1.1.0", FetchMode::Fetch).await.unwrap_err();
+        assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
+    }
+    assert_eq!(source.calls(), 1, "twenty requests, one question");
+    assert!(p
+        .metrics()
+        .render()
+        .contains("agora_cache_lookups_total{kind=\"mod\",result=\"absent\"} 19"));
+
+    source.set("v1.1.0.mod", GO_MOD);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let found = p.go_mod(&m, "v1.1.0", FetchMode::Fetch).await.unwrap();
+    assert_eq!(found.freshness, Freshness::Miss);
+    assert_eq!(source.calls(), 2);
 }

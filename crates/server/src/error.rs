@@ -78,21 +78,25 @@ impl AppError {
                 DenyStatus::NotFound => (StatusCode::NOT_FOUND, format!("not found: {message}")),
             },
             AppError::Core(e) => match e {
-                CoreError::NotFound(m) => (StatusCode::NOT_FOUND, format!("not found: {m}")),
-                e @ (CoreError::NotCached(_) | CoreError::Disabled(_)) => {
-                    (StatusCode::NOT_FOUND, format!("not found: {e}"))
+                e @ (CoreError::NotFound { .. }
+                | CoreError::NotCached(_)
+                | CoreError::Disabled(_)) => (StatusCode::NOT_FOUND, format!("not found: {e}")),
+                e @ (CoreError::Forbidden { .. }
+                | CoreError::Blocked { .. }
+                | CoreError::TooNew { .. }) => (StatusCode::FORBIDDEN, format!("forbidden: {e}")),
+                e @ CoreError::Unavailable { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                 }
-                CoreError::Forbidden(m) => (StatusCode::FORBIDDEN, format!("forbidden: {m}")),
-                CoreError::Blocked(m) => (StatusCode::FORBIDDEN, format!("forbidden: {m}")),
-                e @ CoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
                 CoreError::Redirect { location, .. } => {
                     (StatusCode::FOUND, format!("see {location}"))
                 }
                 e @ CoreError::FetchingInBackground(_) => {
                     (StatusCode::NOT_FOUND, format!("not found: {e}"))
                 }
-                e @ CoreError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                e @ CoreError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, e.to_string()),
+                e @ CoreError::Overloaded { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                }
+                e @ CoreError::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, e.to_string()),
                 e @ CoreError::Upstream { .. } => {
                     let status = if e.is_timeout() {
                         StatusCode::GATEWAY_TIMEOUT
@@ -159,9 +163,18 @@ impl IntoResponse for AppError {
                         resp.headers_mut().insert(header::LOCATION, v);
                     }
                 }
-                CoreError::Overloaded(_) | CoreError::Unavailable(_) => {
+                CoreError::Overloaded { .. } | CoreError::Unavailable { .. } => {
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
+                CoreError::TooNew { allowed_from, .. } => {
+                    let wait = allowed_from
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default();
+                    // Whole seconds, rounded up: never before the version is served.
+                    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
                 }
                 CoreError::Checksum(c)
                     if matches!(**c, agora_sumdb::SumdbError::Unavailable { .. }) =>

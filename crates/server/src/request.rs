@@ -29,6 +29,19 @@ pub enum ProxyRequest {
     },
 }
 
+/// The prefix that makes any GOPROXY request cache-only, as `Disable-Module-Fetch: true` does,
+/// for clients that cannot send a header (`GOPROXY=https://agora.example/cached-only`). A module
+/// path's first element has a dot, so no module path starts with it.
+pub const CACHED_ONLY: &str = "/cached-only";
+
+/// The request path without the [`CACHED_ONLY`] prefix, and whether it had it.
+pub fn strip_cached_only(raw: &str) -> (&str, bool) {
+    match raw.strip_prefix(CACHED_ONLY) {
+        Some(rest) if rest.starts_with('/') => (rest, true),
+        _ => (raw, false),
+    }
+}
+
 /// Parses the path of a request (as received, possibly percent-encoded).
 pub fn parse(raw: &str) -> Result<ProxyRequest, AppError> {
     if raw.len() > MAX_PATH {

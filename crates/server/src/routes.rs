@@ -85,7 +85,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.proxy.storage().check().await {
+    match state.proxy.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
@@ -155,7 +155,8 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
                     CoreError::Storage(_) => state.proxy.metrics().record_storage_error(),
                     // Refused content is audited whatever module it concerns.
                     CoreError::Checksum(c) if c.is_security() && trace.audit.is_none() => {
-                        trace.audit = request::parse(uri.path()).ok().and_then(|r| {
+                        let path = request::strip_cached_only(uri.path()).0;
+                        trace.audit = request::parse(path).ok().and_then(|r| {
                             subject(&r).map(|(m, v)| (m.to_string(), v.map(Cow::into_owned)))
                         });
                     }
@@ -291,13 +292,15 @@ async fn answer(
     if method != Method::GET && method != Method::HEAD {
         return Err(AppError::MethodNotAllowed);
     }
-    let req = request::parse(uri.path())?;
+    let (path, cached_only) = request::strip_cached_only(uri.path());
+    let req = request::parse(path)?;
     trace.route = route_label(&req);
     admit(state, &req, client, headers, trace).await?;
-    let mode = if headers
-        .get(DISABLE_FETCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    let mode = if cached_only
+        || headers
+            .get(DISABLE_FETCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     {
         FetchMode::CacheOnly
     } else {
@@ -349,14 +352,10 @@ async fn answer(
             // Boxed: a tile fetch is a large state machine, and would otherwise be part of every
             // request's future (`agora_core::Proxy` boxes its fetches for the same reason).
             let answer = Box::pin(state.sumdb.get(&name, &path, mode)).await?;
-            let last_modified = match answer.cache_policy {
-                CachePolicy::Immutable => tile_modified(state, &name, path.rest()).await,
-                CachePolicy::Mutable => None,
-            };
             let served = Served {
                 body: answer.body,
                 freshness: answer.freshness,
-                last_modified,
+                last_modified: answer.last_modified,
             };
             Ok(small(
                 headers,
@@ -364,21 +363,6 @@ async fn answer(
                 answer.content_type,
                 answer.cache_policy,
             ))
-        }
-    }
-}
-
-/// When a cached checksum-database tile was stored (its `Last-Modified`); `None` if unknown.
-async fn tile_modified(state: &AppState, name: &str, rest: &str) -> Option<SystemTime> {
-    let key = StorageKey::SumdbTile {
-        name: name.to_owned(),
-        path: rest.to_owned(),
-    };
-    match state.proxy.storage().head(&key).await {
-        Ok(info) => info.map(|i| i.last_modified),
-        Err(err) => {
-            tracing::debug!(error = %err, "tile metadata unavailable; no Last-Modified");
-            None
         }
     }
 }

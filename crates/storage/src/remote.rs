@@ -400,12 +400,8 @@ async fn upload(
 }
 
 /// Readiness of a remote backend: one `LIST` of the probe prefix. (A `HEAD` of a probe key cannot
-/// tell a missing bucket from a missing key: S3 answers `404` to both.) Also checks that the local
-/// scratch directory, where downloads are staged, is writable.
-pub(crate) async fn check(
-    store: &Arc<dyn ObjectStore>,
-    scratch_dir: &Path,
-) -> Result<(), StorageError> {
+/// tell a missing bucket from a missing key: S3 answers `404` to both.)
+pub(crate) async fn check(store: &Arc<dyn ObjectStore>) -> Result<(), StorageError> {
     let probe = ObjectPath::from(READYZ_PROBE);
     store
         .list_with_delimiter(Some(&probe))
@@ -415,20 +411,7 @@ pub(crate) async fn check(
             key: probe.to_string(),
             source,
         })?;
-    let dir = scratch_dir.to_owned();
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)?;
-        let probe = dir.join(format!(".probe-{}", std::process::id()));
-        std::fs::write(&probe, b"ok")?;
-        std::fs::remove_file(&probe)
-    })
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|r| r)
-    .map_err(|source| StorageError::Scratch {
-        path: scratch_dir.to_owned(),
-        source,
-    })
+    Ok(())
 }
 
 /// A name no other process or task picks: pid, time, a per-process random value and a counter

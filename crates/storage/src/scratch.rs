@@ -15,6 +15,25 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// Whether `dir` (created if missing) takes a new file: a read-only, full or vanished data
+/// directory must show as not ready, since every miss is staged there.
+pub(crate) async fn probe_writable(dir: &Path) -> Result<(), crate::StorageError> {
+    let owned = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&owned)?;
+        let probe = owned.join(format!(".probe-{}", std::process::id()));
+        std::fs::write(&probe, b"ok")?;
+        std::fs::remove_file(&probe)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|source| crate::StorageError::Scratch {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
 /// Whose a scratch directory is.
 #[derive(Debug, PartialEq, Eq)]
 enum Owner {

@@ -494,38 +494,27 @@ impl Storage {
         }
     }
 
-    /// Readiness probe: the backend answers a metadata request.
+    /// Readiness probe: the backend answers a metadata request, and the local scratch directory,
+    /// where misses are staged, takes a new file.
     pub async fn check(&self) -> Result<(), StorageError> {
-        if let Backend::Remote(_) = self.inner.backend {
-            return remote::check(&self.inner.store, &self.inner.scratch).await;
-        }
-        let probe = ObjectPath::from(layout::READYZ_PROBE);
-        match self.inner.store.head(&probe).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => {
-                return Err(StorageError::Backend {
-                    op: "head",
-                    key: probe.to_string(),
-                    source,
-                })
+        match self.inner.backend {
+            Backend::Remote(_) => remote::check(&self.inner.store).await?,
+            Backend::Local(_) | Backend::Memory => {
+                let probe = ObjectPath::from(layout::READYZ_PROBE);
+                match self.inner.store.head(&probe).await {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(source) => {
+                        return Err(StorageError::Backend {
+                            op: "head",
+                            key: probe.to_string(),
+                            source,
+                        })
+                    }
+                }
             }
         }
-        if let Backend::Local(_) = self.inner.backend {
-            // A read-only or vanished data directory must show as not ready.
-            let scratch = self.inner.scratch.clone();
-            tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&scratch)?;
-                tempfile_guard::probe_writable(&scratch)
-            })
-            .await
-            .map_err(|e| StorageError::Scratch {
-                path: self.inner.scratch.clone(),
-                source: std::io::Error::other(e),
-            })?
-            .map_err(|source| StorageError::Scratch {
-                path: self.inner.scratch.clone(),
-                source,
-            })?;
+        if !matches!(self.inner.backend, Backend::Memory) {
+            crate::scratch::probe_writable(&self.inner.scratch).await?;
         }
         Ok(())
     }
@@ -595,12 +584,6 @@ mod tempfile_guard {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
-    }
-
-    pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
-        let probe = dir.join(format!(".probe-{}", std::process::id()));
-        std::fs::write(&probe, b"ok")?;
-        std::fs::remove_file(&probe)
     }
 }
 

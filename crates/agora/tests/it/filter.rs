@@ -263,3 +263,81 @@ fn webhook_outage_fails_closed_or_open_as_configured() {
     assert_eq!(get(&open, &artifact_path(GREET, "v1.1.0", "zip")).0, 200);
     assert!(open.stderr_log().contains("fail-open"));
 }
+
+/// Copies `module`'s files from the shared upstream into a directory of its own (to serve with
+/// [`agora_testkit::UpstreamProxy::serve_dir`]), with `.info` times rewritten by `times`.
+fn upstream_copy(dest: &Path, module: &str, times: &[(&str, String)]) {
+    let rel = agora_gomod::module::escape_path(module).unwrap();
+    let from = world().upstream_root.join(&rel).join("@v");
+    let to = dest.join(&rel).join("@v");
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    for (version, time) in times {
+        let info = format!(r#"{{"Version":"{version}","Time":"{time}"}}"#);
+        std::fs::write(to.join(format!("{version}.info")), &info).unwrap();
+        if *version == "v1.1.0" {
+            // The upstream's own `@latest` names the young release.
+            std::fs::write(dest.join(&rel).join("@latest"), &info).unwrap();
+        }
+    }
+}
+
+/// A minimum release age: a public version younger than the rule asks is refused with the
+/// reason and `Retry-After`, left out of the list, and never `@latest`; the go command then
+/// picks the newest version that is old enough, and fails on the young one with agora's reason.
+#[test]
+fn min_age_holds_back_young_public_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let an_hour_ago =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .to_string();
+    upstream_copy(&tmp.path().join("up"), GREET, &[("v1.1.0", an_hour_ago)]);
+    let up = agora_testkit::UpstreamProxy::serve_dir(tmp.path().join("up"));
+    let agora = with_config(
+        &tmp.path().join("agora"),
+        &up.url(),
+        &format!("[[filter.rules]]\npattern = \"{GREET}\"\nmin_age = \"7d\"\n"),
+    );
+
+    for ext in ["info", "mod", "zip"] {
+        let (s, h, body) = http::get(&format!(
+            "{}{}",
+            agora.url(),
+            artifact_path(GREET, "v1.1.0", ext)
+        ));
+        let body = http::text(&body);
+        assert_eq!(s, 403, "{ext}: {body}");
+        assert!(
+            body.contains("too new") && body.contains("filter rule 1") && body.contains("7days"),
+            "{body}"
+        );
+        let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(
+            (6 * 86_400..7 * 86_400).contains(&retry),
+            "Retry-After {retry}"
+        );
+    }
+    assert_eq!(up.count(&artifact_path(GREET, "v1.1.0", "zip")), 0);
+    let (s, list) = get(&agora, &format!("/{GREET}/@v/list"));
+    assert_eq!(s, 200);
+    let mut versions: Vec<&str> = list.lines().collect();
+    versions.sort();
+    assert_eq!(versions, ["v1.0.0", "v1.2.0-rc.1"]);
+    let (s, latest) = get(&agora, &format!("/{GREET}/@latest"));
+    assert_eq!(s, 200, "{latest}");
+    assert!(latest.contains(r#""Version":"v1.0.0""#), "{latest}");
+
+    // The go command, as developers run it.
+    let go = go_client().env("GOSUMDB", world().sumdb.gosumdb());
+    let chosen = go
+        .list_m(agora.url(), &[&format!("{GREET}@latest")])
+        .unwrap();
+    assert_eq!(chosen.version.as_deref(), Some("v1.0.0"));
+    let err = go
+        .mod_download(agora.url(), &format!("{GREET}@v1.1.0"))
+        .unwrap_err();
+    assert!(err.message().contains("too new"), "{}", err.message());
+}

@@ -179,10 +179,35 @@ fn disable_module_fetch_answers_from_cache_only() {
     assert!(http::text(&body).contains("Disable-Module-Fetch"));
     assert!(up.requests().is_empty(), "{:?}", up.requests());
 
+    // The same as a path prefix, for clients that cannot send a header.
+    let cached_only = |path: &str| format!("{}/cached-only{path}", agora.url());
+    let (s, _, body) = http::get(&cached_only(&artifact_path(GREET, "v1.1.0", "mod")));
+    assert_eq!(s, 404, "{}", http::text(&body));
+    assert!(http::text(&body).contains("/cached-only/"));
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+
     assert_eq!(http::get(&mod_url).0, 200);
     let (s, h, _) = http::get_with(&mod_url, &no_fetch);
     assert_eq!((s, h["x-agora-cache"].to_str().unwrap()), (200, "hit"));
+    let (s, h, body) = http::get(&cached_only(&artifact_path(GREET, "v1.1.0", "mod")));
+    assert_eq!((s, h["x-agora-cache"].to_str().unwrap()), (200, "hit"));
+    assert!(http::text(&body).starts_with("module "));
     assert_eq!(up.requests().len(), 1);
+}
+
+/// A build asking again and again for a module that does not exist costs one upstream request
+/// while `cache.not_found` lasts.
+#[test]
+fn a_missing_module_is_asked_upstream_once_while_remembered() {
+    let up = upstream();
+    let data = tempfile::tempdir().unwrap();
+    let agora = start(data.path(), &up.url());
+    let list = format!("{}/example.com/nothing/here/@v/list", agora.url());
+    for _ in 0..5 {
+        let (s, _, body) = http::get(&list);
+        assert_eq!(s, 404, "{}", http::text(&body));
+    }
+    assert_eq!(up.requests().len(), 1, "{:?}", up.requests());
 }
 
 #[test]

@@ -13,9 +13,9 @@ use bytes::Bytes;
 
 use super::gate::timed;
 use super::replicas::Turn;
-use super::{describe_key, is_version, kind_label, FetchMode, Freshness, Hop, Proxy, Served};
+use super::{is_version, kind_label, FetchMode, Freshness, Hop, Proxy, Served};
 use crate::approve::{Candidate, Rejection};
-use crate::error::CoreError;
+use crate::error::{CoreError, Subject};
 use crate::policy::Route;
 use crate::source::{Source, SourceError, SourceKind};
 use crate::sumdb::verify_public;
@@ -79,13 +79,20 @@ impl Proxy {
     }
 
     /// Asks the approver (if any) about an artifact that is about to be cached.
-    pub(super) async fn approve(&self, candidate: Candidate) -> Result<(), CoreError> {
+    pub(super) async fn approve(
+        &self,
+        module: &ModulePath,
+        candidate: Candidate,
+    ) -> Result<(), CoreError> {
         let Some(approver) = &self.inner.approver else {
             return Ok(());
         };
-        approver.approve(&candidate).await.map_err(|r| match r {
-            Rejection::Denied(m) => CoreError::Blocked(m),
-            Rejection::Unavailable(m) => CoreError::Unavailable(m),
+        approver.approve(&candidate).await.map_err(|r| {
+            let subject = Subject::version(module, &candidate.version);
+            match r {
+                Rejection::Denied(reason) => CoreError::Blocked { subject, reason },
+                Rejection::Unavailable(message) => CoreError::Unavailable { subject, message },
+            }
         })
     }
 
@@ -140,7 +147,7 @@ impl Proxy {
         }
         match Box::pin(self.fetch(key, Some(info))).await {
             Ok(body) => Ok(Served::fetched(body)),
-            Err(err) if matches!(err, CoreError::NotFound(_)) => Err(err),
+            Err(err) if err.is_not_found() => Err(err),
             Err(err) => {
                 tracing::warn!(error = %err, "every source failed; serving stale cached answer");
                 Ok(stale)
@@ -157,6 +164,13 @@ impl Proxy {
     /// (for a zip, nothing: the caller streams the stored copy).
     pub(super) async fn fetch(&self, key: StorageKey, seen: Option<ObjectInfo>) -> Outcome {
         let flight_key = flight_key(&key);
+        if let Some(err) = self.inner.absent.get(&flight_key) {
+            self.inner
+                .gate
+                .metrics
+                .record_cache(kind_label(&key), "absent");
+            return Err(err);
+        }
         let this = self.clone();
         let fk = flight_key.clone();
         let work = async move {
@@ -181,7 +195,9 @@ impl Proxy {
                 ),
             }
         };
-        self.fly(flight_key, work).await
+        let outcome = self.fly(flight_key.clone(), work).await;
+        self.inner.absent.note(&flight_key, &outcome);
+        outcome
     }
 
     /// What another replica may have stored for `key` while this one waited for its turn.
@@ -225,7 +241,7 @@ impl Proxy {
 
     /// A list or `@latest` from the sources, validated, replacing the cached copy.
     async fn refresh_now(&self, key: &StorageKey, module: &ModulePath) -> Outcome {
-        let what = describe_key(key);
+        let subject = Subject::of_key(key);
         let is_list = matches!(key, StorageKey::List(_));
         let gate = &self.inner.gate;
         let body = self
@@ -246,7 +262,7 @@ impl Proxy {
                 })
             })
             .await
-            .map_err(|e| CoreError::from_source(&what, e))?;
+            .map_err(|e| CoreError::from_source(&subject, e))?;
         self.inner.storage.put_overwrite(key, body.clone()).await?;
         Ok(body)
     }
@@ -255,7 +271,7 @@ impl Proxy {
     /// names a version, and gets its own answer (its origin names the branch), not the version's
     /// stored one.
     pub(super) async fn fetch_info_now(&self, m: &ModulePath, q: &str) -> Outcome {
-        let what = format!("{m}@{q}");
+        let subject = Subject::version(m, q);
         let gate = &self.inner.gate;
         let (body, version, to_store) = self
             .ask(m, |source| async move {
@@ -273,11 +289,11 @@ impl Proxy {
                 Ok((body, version, to_store))
             })
             .await
-            .map_err(|e| CoreError::from_source(&what, e))?;
+            .map_err(|e| CoreError::from_source(&subject, e))?;
         self.check_allowed(m, &version)?;
         let key = StorageKey::artifact(m, &version, ArtifactKind::Info);
         if self.inner.approver.is_some() && self.inner.storage.head(&key).await?.is_none() {
-            self.approve(Candidate::info(m, &version)).await?;
+            self.approve(m, Candidate::info(m, &version)).await?;
         }
         let stored = self.store_once(&key, to_store).await?;
         Ok(if version == q { stored } else { body })
@@ -285,7 +301,7 @@ impl Proxy {
 
     /// `.mod` from the sources, verified against the checksum database for public modules.
     pub(super) async fn fetch_go_mod_now(&self, m: &ModulePath, v: &str) -> Outcome {
-        let what = format!("{m}@{v}");
+        let subject = Subject::version(m, v);
         let gate = &self.inner.gate;
         let body = self
             .ask(m, |source| async move {
@@ -297,10 +313,10 @@ impl Proxy {
                 Ok(body)
             })
             .await
-            .map_err(|e| CoreError::from_source(&what, e))?;
+            .map_err(|e| CoreError::from_source(&subject, e))?;
         self.verify_sum(m, v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
             .await?;
-        self.approve(Candidate::go_mod(m, v, &body)).await?;
+        self.approve(m, Candidate::go_mod(m, v, &body)).await?;
         let key = StorageKey::artifact(m, v, ArtifactKind::Mod);
         self.store_once(&key, body).await
     }
@@ -309,8 +325,8 @@ impl Proxy {
     /// CRC) and hashed unless the source built it itself under the zip rules and says its hash,
     /// verified against the checksum database for public modules, then published.
     pub(super) async fn fetch_zip_now(&self, m: &ModulePath, v: &str) -> Outcome {
-        let what = format!("{m}@{v}");
-        let scratch = self.inner.storage.scratch_file(&what);
+        let subject = Subject::version(m, v);
+        let scratch = self.inner.storage.scratch_file(&subject.to_string());
         let gate = &self.inner.gate;
         let dest = scratch.path();
         let (hash, size) = self
@@ -332,9 +348,10 @@ impl Proxy {
                 Ok((hash, written.size))
             })
             .await
-            .map_err(|e| CoreError::from_source(&what, e))?;
+            .map_err(|e| CoreError::from_source(&subject, e))?;
         self.verify_sum(m, v, "", &hash).await?;
-        self.approve(Candidate::zip(m, v, hash, Some(size))).await?;
+        self.approve(m, Candidate::zip(m, v, hash, Some(size)))
+            .await?;
         let key = StorageKey::artifact(m, v, ArtifactKind::Zip);
         if self.inner.storage.put_file_once(&key, &scratch).await? == PutOutcome::AlreadyExists {
             tracing::debug!(module.path = %m, module.version = %v, "zip stored concurrently by another writer");
@@ -383,7 +400,7 @@ impl Proxy {
             };
             timed(&this.inner.gate, SourceKind::Upstream, "tile", fetch)
                 .await
-                .map_err(|e| CoreError::from_source(&describe_key(&key), e))
+                .map_err(|e| CoreError::from_source(&Subject::of_key(&key), e))
         };
         self.fly(flight_key, work).await
     }

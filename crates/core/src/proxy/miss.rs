@@ -2,17 +2,17 @@
 
 use agora_storage::StorageKey;
 
-use super::{describe_key, key_module, FetchMode, Proxy};
-use crate::error::CoreError;
+use super::{key_module, FetchMode, Proxy};
+use crate::error::{CoreError, Subject};
 use crate::policy::DownloadMode;
 
 impl Proxy {
     /// Decides what a cache miss of `key` does under `mode` and the module's download mode: `Ok`
     /// means fetch now; `async` starts the fetch as its own task and answers "not yet".
     pub(super) fn on_miss(&self, mode: FetchMode, key: &StorageKey) -> Result<(), CoreError> {
-        let what = describe_key(key);
+        let subject = Subject::of_key(key);
         match mode {
-            FetchMode::CacheOnly => return Err(CoreError::NotCached(what)),
+            FetchMode::CacheOnly => return Err(CoreError::NotCached(subject)),
             FetchMode::Background => return Ok(()),
             FetchMode::Fetch => {}
         }
@@ -21,15 +21,15 @@ impl Proxy {
         };
         match self.inner.policy.download_mode(module) {
             DownloadMode::Sync => Ok(()),
-            DownloadMode::None => Err(CoreError::NotCached(what)),
+            DownloadMode::None => Err(CoreError::NotCached(subject)),
             DownloadMode::Redirect(base) => Err(CoreError::Redirect {
-                what,
+                subject,
                 // Storage keys are the GOPROXY layout, so a key's path is the request path.
                 location: format!("{}/{}", base.trim_end_matches('/'), key.path()),
             }),
             DownloadMode::Async => {
                 tokio::spawn(self.clone().fill(key.clone()));
-                Err(CoreError::FetchingInBackground(what))
+                Err(CoreError::FetchingInBackground(subject))
             }
         }
     }

@@ -6,6 +6,8 @@
 //! - [`fetch`]: the one fetch pipeline every miss goes through (sources, validation, checksums,
 //!   approval, storage) and the refresh of lists and `@latest`;
 //! - [`miss`]: what a miss does under the module's download mode (`sync`, `async`, ...);
+//! - [`absent`]: "not found" answers remembered for a short time;
+//! - [`age`]: the minimum release age of filter rules;
 //! - [`replicas`]: single-flight in this process and turns among replicas sharing a store;
 //! - [`gate`]: concurrency limits and metrics around each fetch from a source.
 
@@ -19,7 +21,7 @@ use agora_upstream::{ChainEntry, Target, UpstreamClient};
 use bytes::Bytes;
 
 use crate::approve::Approver;
-use crate::error::CoreError;
+use crate::error::{CoreError, Subject};
 use crate::lock::{FetchLock, WarnEvery};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, Route};
@@ -28,6 +30,8 @@ use crate::source::{ProxySource, Source};
 use crate::sumdb::Checksums;
 use crate::validate;
 
+mod absent;
+mod age;
 mod fetch;
 mod gate;
 mod miss;
@@ -51,6 +55,8 @@ pub struct ProxyOptions {
     pub max_git_fetches: usize,
     /// Longest wait in either queue before the request fails with 503.
     pub queue_timeout: Duration,
+    /// How long a "not found" from the sources is remembered (zero: not at all).
+    pub not_found: Duration,
 }
 
 impl Default for ProxyOptions {
@@ -61,6 +67,7 @@ impl Default for ProxyOptions {
             max_upstream_fetches: 32,
             max_git_fetches: 8,
             queue_timeout: Duration::from_secs(60),
+            not_found: Duration::from_secs(60),
         }
     }
 }
@@ -143,6 +150,8 @@ struct Inner {
     direct: Arc<dyn Source>,
     opts: ProxyOptions,
     flights: SingleFlight<String, Outcome>,
+    /// Recent "not found" answers, by flight key.
+    absent: absent::Absent,
     gate: Gate,
     /// Asked before a newly fetched artifact is cached.
     approver: Option<Arc<dyn Approver>>,
@@ -222,6 +231,7 @@ impl ProxyBuilder {
                     git: tokio::sync::Semaphore::new(opts.max_git_fetches.max(1)),
                     queue_timeout: opts.queue_timeout,
                 },
+                absent: absent::Absent::new(opts.not_found),
                 opts,
                 flights: SingleFlight::default(),
                 approver,
@@ -299,18 +309,24 @@ impl Proxy {
             .direct
             .repository(module, network)
             .await
-            .map_err(|e| CoreError::from_source(module.as_str(), e))
+            .map_err(|e| CoreError::from_source(&Subject::Module(module.clone()), e))
+    }
+
+    /// Whether requests can be answered: storage answers and misses can be staged (`/readyz`).
+    pub async fn ready(&self) -> Result<(), CoreError> {
+        Ok(self.inner.storage.check().await?)
     }
 
     /// `/@v/list`.
     pub async fn list(&self, module: &ModulePath, mode: FetchMode) -> Result<Served, CoreError> {
         self.check_module(module)?;
         let mut served = self.mutable(StorageKey::List(module.clone()), mode).await?;
-        served.body = self
+        let allowed = self
             .inner
             .policy
             .filter()
             .filter_list(module.as_str(), &served.body);
+        served.body = self.drop_young(module, allowed, mode).await;
         Ok(served)
     }
 
@@ -324,6 +340,7 @@ impl Proxy {
             let version = validate::info(module, None, &served.body)
                 .map_err(|e| CoreError::Internal(format!("cached @latest: {e}")))?;
             self.check_allowed(module, &version)?;
+            return self.latest_old_enough(module, served, mode).await;
         }
         Ok(served)
     }
@@ -347,7 +364,10 @@ impl Proxy {
             .policy
             .filter()
             .check_module(module.as_str())
-            .map_err(|b| CoreError::Blocked(b.0))
+            .map_err(|b| CoreError::Blocked {
+                subject: Subject::Module(module.clone()),
+                reason: b.0,
+            })
     }
 
     /// Filter rules: may `module@version` be fetched and served?
@@ -356,7 +376,10 @@ impl Proxy {
             .policy
             .filter()
             .check_version(module.as_str(), version)
-            .map_err(|b| CoreError::Blocked(b.0))
+            .map_err(|b| CoreError::Blocked {
+                subject: Subject::version(module, version),
+                reason: b.0,
+            })
     }
 
     /// `/@v/<query>.info`. Canonical versions are cached forever; other queries (branches, commit
@@ -372,11 +395,13 @@ impl Proxy {
         if is_version(module, query) {
             self.check_allowed(module, query)?;
             if let Some(hit) = self.cached(&key).await? {
+                self.check_info_age(module, &hit.body).await?;
                 return Ok(hit);
             }
         }
         self.on_miss(mode, &key)?;
         let body = Box::pin(self.fetch(key, None)).await?;
+        self.check_info_age(module, &body).await?;
         Ok(Served::fetched(body))
     }
 
@@ -388,6 +413,7 @@ impl Proxy {
         mode: FetchMode,
     ) -> Result<Served, CoreError> {
         let key = self.version_key(module, version, ArtifactKind::Mod)?;
+        self.check_age(module, version, None, mode).await?;
         if let Some(hit) = self.cached(&key).await? {
             return Ok(hit);
         }
@@ -405,6 +431,7 @@ impl Proxy {
         mode: FetchMode,
     ) -> Result<(Object, Freshness), CoreError> {
         let key = self.version_key(module, version, ArtifactKind::Zip)?;
+        self.check_age(module, version, None, mode).await?;
         if let Some(obj) = self.inner.storage.get(&key).await? {
             self.inner.gate.metrics.record_cache("zip", "hit");
             return Ok((obj, Freshness::Hit));
@@ -473,13 +500,18 @@ fn is_version(module: &ModulePath, query: &str) -> bool {
 /// `.mod` and `.zip` exist only for canonical versions valid for the module path.
 fn check_version(module: &ModulePath, version: &str) -> Result<(), CoreError> {
     if !validate::is_canonical(version) {
-        return Err(CoreError::NotFound(format!(
-            "{module}@{version}: invalid version: not a canonical version"
-        )));
+        return Err(CoreError::not_found(
+            Subject::version(module, version),
+            "invalid version: not a canonical version",
+        ));
     }
     let (_, major) = module.split_version();
-    check_path_major(version, major)
-        .map_err(|e| CoreError::NotFound(format!("{module}@{version}: invalid version: {e}")))
+    check_path_major(version, major).map_err(|e| {
+        CoreError::not_found(
+            Subject::version(module, version),
+            format!("invalid version: {e}"),
+        )
+    })
 }
 
 /// The `kind` label of a storage key in metrics.
@@ -497,18 +529,5 @@ fn key_module(key: &StorageKey) -> Option<&ModulePath> {
         StorageKey::List(m) | StorageKey::Latest(m) => Some(m),
         StorageKey::Artifact { module, .. } => Some(module),
         StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => None,
-    }
-}
-
-/// `module`, `module@latest` or `module@version`, for messages.
-fn describe_key(key: &StorageKey) -> String {
-    match key {
-        StorageKey::List(m) => m.to_string(),
-        StorageKey::Latest(m) => format!("{m}@latest"),
-        StorageKey::Artifact {
-            module, version, ..
-        } => format!("{module}@{version}"),
-        StorageKey::SumdbTile { name, path } => format!("{name} {path}"),
-        StorageKey::SumdbLatest { name } => format!("{name} latest"),
     }
 }
