@@ -7,6 +7,7 @@ mod auth_cmd;
 mod config;
 mod doctor;
 mod migrate;
+mod progress;
 mod token_cmd;
 
 use std::collections::BTreeMap;
