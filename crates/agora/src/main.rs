@@ -6,6 +6,7 @@ mod athens;
 mod auth_cmd;
 mod config;
 mod doctor;
+mod healthcheck;
 mod migrate;
 mod progress;
 mod token_cmd;
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use agora_server::AppState;
 use agora_storage::Storage;
@@ -79,6 +80,29 @@ enum Command {
     /// same credentials for agora's URLs and nothing for any other host.
     #[command(after_long_help = auth_cmd::HELP)]
     Auth(auth_cmd::AuthArgs),
+    /// Exit 0 when the agora on this machine answers /readyz with 200 (container and service
+    /// health checks; plain HTTP only).
+    Healthcheck {
+        /// The URL to ask (default: /readyz on the configured listen address, via loopback when
+        /// it listens on every address).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print a completion script for SHELL, e.g. `agora completions bash >
+    /// /usr/share/bash-completion/completions/agora`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command (agora.1, agora-serve.1, ...)
+    /// into --dir.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -173,10 +197,29 @@ fn main() {
         } => tokens_file(file, &config)
             .and_then(|f| token_cmd::run(&command, &f, &mut std::io::stdout().lock())),
         Command::Auth(args) => auth_cmd::run_main(&args),
+        Command::Healthcheck { url, config } => healthcheck::run(url.as_deref(), &config),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "agora", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     };
     if let Err(err) = result {
         eprintln!("agora: error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+fn man(dir: Option<&std::path::Path>) -> Result<()> {
+    match dir {
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout().lock())
+            .context("writing the manual page"),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))
+        }
     }
 }
 
