@@ -375,6 +375,33 @@ struct Translator<'a> {
     base_dir: PathBuf,
 }
 
+/// Every variable Athens reads beginning with `ATHENS_` (from its config.dev.toml and
+/// pkg/config), for naming the ones it does not: Athens ignores a misspelt variable silently.
+const ATHENS_VARIABLES: &[&str] = &[
+    "ATHENS_GO_BINARY_ENV_VARS", "ATHENS_GOGET_WORKERS", "ATHENS_GOGET_DIR",
+    "ATHENS_PROTOCOL_WORKERS", "ATHENS_LOG_LEVEL", "ATHENS_LOG_FORMAT", "ATHENS_CLOUD_RUNTIME",
+    "ATHENS_ENABLE_PPROF", "ATHENS_PPROF_PORT", "ATHENS_FILTER_FILE", "ATHENS_ROBOTS_FILE",
+    "ATHENS_TIMEOUT", "ATHENS_STASH_TIMEOUT", "ATHENS_STORAGE_TYPE", "ATHENS_TLSCERT_FILE",
+    "ATHENS_TLSKEY_FILE", "ATHENS_PORT", "ATHENS_UNIX_SOCKET", "ATHENS_GLOBAL_ENDPOINT",
+    "ATHENS_HOME_TEMPLATE_PATH", "ATHENS_PROXY_VALIDATOR", "ATHENS_PATH_PREFIX",
+    "ATHENS_NETRC_PATH", "ATHENS_GITHUB_TOKEN", "ATHENS_HGRC_PATH", "ATHENS_TRACE_EXPORTER",
+    "ATHENS_TRACE_EXPORTER_URL", "ATHENS_TRACE_SAMPLING_FRACTION", "ATHENS_STATS_EXPORTER",
+    "ATHENS_SUM_DBS", "ATHENS_GONOSUM_PATTERNS", "ATHENS_DOWNLOAD_MODE", "ATHENS_NETWORK_MODE",
+    "ATHENS_DOWNLOAD_URL", "ATHENS_SINGLE_FLIGHT_TYPE", "ATHENS_INDEX_TYPE",
+    "ATHENS_SHUTDOWN_TIMEOUT", "ATHENS_CONTENT_CACHE_CONTROL", "ATHENS_ETCD_ENDPOINTS",
+    "ATHENS_REDIS_ENDPOINT", "ATHENS_REDIS_PASSWORD", "ATHENS_REDIS_CLUSTER",
+    "ATHENS_REDIS_LOCK_TTL", "ATHENS_REDIS_LOCK_TIMEOUT", "ATHENS_REDIS_LOCK_MAX_RETRIES",
+    "ATHENS_REDIS_SENTINEL_ENDPOINTS", "ATHENS_REDIS_SENTINEL_MASTER_NAME",
+    "ATHENS_REDIS_SENTINEL_PASSWORD", "ATHENS_REDIS_SENTINEL_DB", "ATHENS_REDIS_USERNAME",
+    "ATHENS_DISK_STORAGE_ROOT", "ATHENS_STORAGE_GCP_BUCKET", "ATHENS_STORAGE_GCP_JSON_KEY",
+    "ATHENS_MINIO_ENDPOINT", "ATHENS_MINIO_ACCESS_KEY_ID", "ATHENS_MINIO_SECRET_ACCESS_KEY",
+    "ATHENS_MINIO_USE_SSL", "ATHENS_MINIO_BUCKET_NAME", "ATHENS_MINIO_REGION",
+    "ATHENS_MONGO_STORAGE_URL", "ATHENS_MONGO_DEFAULT_DATABASE", "ATHENS_MONGO_CERT_PATH",
+    "ATHENS_MONGO_INSECURE", "ATHENS_S3_BUCKET_NAME", "ATHENS_AZURE_ACCOUNT_NAME",
+    "ATHENS_AZURE_ACCOUNT_KEY", "ATHENS_AZURE_MANAGED_IDENTITY_RESOURCE_ID",
+    "ATHENS_AZURE_CREDENTIAL_SCOPE", "ATHENS_AZURE_CONTAINER_NAME", "ATHENS_EXTERNAL_STORAGE_URL",
+];
+
 /// Settings agora has no equivalent for: (path, variables, Athens' default as text, why).
 /// Reported only when set to something else than the default.
 const UNMAPPED: &[(&str, &[&str], &str, &str)] = &[
@@ -440,6 +467,23 @@ impl Translator<'_> {
         self.athens.skip("Index");
         for key in self.athens.unread() {
             self.unmapped(key, "not an Athens setting (Athens ignores it too)");
+        }
+        let unknown: Vec<String> = self
+            .athens
+            .env
+            .keys()
+            .filter(|k| k.starts_with("ATHENS_") && !ATHENS_VARIABLES.contains(&k.as_str()))
+            // The index databases are never mapped; their variables need no word.
+            .filter(|k| !k.starts_with("ATHENS_INDEX_"))
+            .cloned()
+            .collect();
+        for var in unknown {
+            let why = if var == "ATHENS_GOPROXY" {
+                "not an Athens variable: Athens' go command takes GOPROXY from GoBinaryEnvVars (ATHENS_GO_BINARY_ENV_VARS='GOPROXY=...')"
+            } else {
+                "not an Athens variable (Athens ignores it too)"
+            };
+            self.unmapped(var, why);
         }
         Ok(())
     }
@@ -1956,6 +2000,23 @@ mod tests {
             assert!(has(want), "{want:?} missing from {lines:#?}");
         }
         assert!(lines.iter().all(|l| !l.contains('\n')));
+
+        // Misspelt or invented variables are named; Athens would silently ignore them.
+        let (t, _) = translate_and_load(
+            &path,
+            &env(&[
+                ("ATHENS_GOPROXY", "https://goproxy.cn"),
+                ("ATHENS_STORGE_TYPE", "disk"),
+                ("ATHENS_INDEX_MYSQL_HOST", "db"),
+            ]),
+        );
+        let lines: Vec<String> = t.notes.iter().map(ToString::to_string).collect();
+        assert!(
+            lines.iter().any(|l| l.contains("ATHENS_GOPROXY: not an Athens variable: Athens' go command takes GOPROXY from GoBinaryEnvVars")),
+            "{lines:#?}"
+        );
+        assert!(lines.iter().any(|l| l.contains("ATHENS_STORGE_TYPE: not an Athens variable")));
+        assert!(!lines.iter().any(|l| l.contains("ATHENS_INDEX_MYSQL_HOST")));
         assert!(!t.toml.contains("mongo-pw") && !lines.iter().any(|l| l.contains("mongo-pw")));
         assert_eq!(c.storage.backend, agora_storage::BackendKind::Local);
         assert!(!c.sumdb.verify);
