@@ -2,10 +2,13 @@
 //! library crates (`agora-server` → `agora-core` → `agora-upstream`/`agora-storage` → `agora-gomod`).
 
 mod app;
+mod athens;
 mod auth_cmd;
 mod config;
 mod doctor;
+mod healthcheck;
 mod migrate;
+mod progress;
 mod token_cmd;
 
 use std::collections::BTreeMap;
@@ -14,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use agora_server::AppState;
 use agora_storage::Storage;
@@ -77,12 +80,56 @@ enum Command {
     /// same credentials for agora's URLs and nothing for any other host.
     #[command(after_long_help = auth_cmd::HELP)]
     Auth(auth_cmd::AuthArgs),
+    /// Exit 0 when the agora on this machine answers /readyz with 200 (container and service
+    /// health checks; plain HTTP only).
+    Healthcheck {
+        /// The URL to ask (default: /readyz on the configured listen address, via loopback when
+        /// it listens on every address).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print a completion script for SHELL, e.g. `agora completions bash >
+    /// /usr/share/bash-completion/completions/agora`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command (agora.1, agora-serve.1, ...)
+    /// into --dir.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Print the effective configuration (all layers merged, secrets redacted).
     Show(ConfigArgs),
+    /// Translate an Athens configuration (its TOML file and the ATHENS_* and other variables
+    /// that override it) into an agora.toml. Every Athens setting that cannot be carried over is
+    /// named on stderr, one line each, with the reason. Secrets are never copied: they are
+    /// referenced by environment variable, or (basic auth) kept as a token hash.
+    ImportAthens(ImportAthensArgs),
+}
+
+#[derive(Args)]
+struct ImportAthensArgs {
+    /// The Athens configuration file (config.toml / athens.toml).
+    path: PathBuf,
+    /// Write agora.toml here instead of to stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Replace the --output file if it exists.
+    #[arg(long, requires = "output")]
+    force: bool,
+    /// agora's data directory in the translation (Athens' disk storage is imported into it with
+    /// `agora import`, not shared).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/agora")]
+    data_dir: PathBuf,
 }
 
 #[derive(Args, Clone, Default)]
@@ -138,6 +185,9 @@ fn main() {
             print!("{}", c.to_redacted_toml()?);
             Ok(())
         }),
+        Command::Config {
+            command: ConfigCommand::ImportAthens(args),
+        } => import_athens(&args),
         Command::Import { dir, config } => config.load().and_then(|c| import(&c, &dir)),
         Command::Export { dir, config } => config.load().and_then(|c| export(&c, &dir)),
         Command::Token {
@@ -147,11 +197,73 @@ fn main() {
         } => tokens_file(file, &config)
             .and_then(|f| token_cmd::run(&command, &f, &mut std::io::stdout().lock())),
         Command::Auth(args) => auth_cmd::run_main(&args),
+        Command::Healthcheck { url, config } => healthcheck::run(url.as_deref(), &config),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "agora", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     };
     if let Err(err) = result {
         eprintln!("agora: error: {err:#}");
         std::process::exit(1);
     }
+}
+
+fn man(dir: Option<&std::path::Path>) -> Result<()> {
+    match dir {
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout().lock())
+            .context("writing the manual page"),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))
+        }
+    }
+}
+
+fn import_athens(args: &ImportAthensArgs) -> Result<()> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let opts = athens::Options {
+        data_dir: args.data_dir.clone(),
+    };
+    let t = athens::translate(&args.path, &env, &opts)?;
+    athens::check_loads(&t.toml)
+        .context("the translated configuration does not load (a bug in import-athens)")?;
+    for note in &t.notes {
+        eprintln!("{note}");
+    }
+    match &args.output {
+        None => print!("{}", t.toml),
+        Some(path) => write_new_file(path, t.toml.as_bytes(), args.force)?,
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path`; an existing file is an error unless `force`, and then it is
+/// replaced atomically (a temporary file beside it, renamed over it).
+fn write_new_file(path: &std::path::Path, bytes: &[u8], force: bool) -> Result<()> {
+    if !force {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    anyhow::anyhow!("{} exists; pass --force to replace it", path.display())
+                }
+                _ => anyhow::Error::from(e).context(format!("creating {}", path.display())),
+            })?;
+        return file
+            .write_all(bytes)
+            .with_context(|| format!("writing {}", path.display()));
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".agora-tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// The configured artifact store.

@@ -11,6 +11,9 @@
 //! stored write-once: artifacts already in storage are left alone. Anything that fails a
 //! check is reported and skipped; the command then exits non-zero.
 //!
+//! Both report their progress on stderr ([`Progress`]: a bar on a terminal, a line per tenth
+//! otherwise); the report itself goes to `out`.
+//!
 //! Export writes the GOPROXY tree of every stored version (`.info`, `.mod`, `.zip`) plus an
 //! `@v/list` per module naming the versions present, so the directory works as
 //! `GOPROXY=file:///DIR` or behind any static web server.
@@ -27,6 +30,8 @@ use agora_core::{validate, Checksums, Policy};
 use agora_gomod::module::{unescape_path, ModulePath};
 use agora_storage::layout::{self, VersionFile};
 use agora_storage::{ArtifactKind, PutOutcome, Storage, StorageKey};
+
+use crate::progress::Progress;
 
 /// One version found in the source tree, with the files that hold its artifacts.
 #[derive(Debug, Default)]
@@ -96,9 +101,12 @@ pub async fn import(
         versions: found.len(),
         ..ImportReport::default()
     };
+    let mut progress = Progress::stderr("import", "module versions", found.len() as u64);
     for ((module, version), files) in found {
         let what = format!("{module}@{version}");
-        match import_one(storage, verify, &module, &version, &files).await {
+        let result = import_one(storage, verify, &module, &version, &files).await;
+        progress.inc(&what);
+        match result {
             Ok((stored, present)) => {
                 report.stored += stored;
                 report.already_present += present;
@@ -109,6 +117,7 @@ pub async fn import(
             }
         }
     }
+    progress.finish();
     writeln!(
         out,
         "{} versions: {} artifacts stored, {} already present, {} versions rejected",
@@ -301,7 +310,9 @@ pub async fn export(storage: &Storage, dir: &Path, out: &mut impl Write) -> Resu
     listed.sort();
     let mut versions: BTreeMap<ModulePath, Vec<String>> = BTreeMap::new();
     let mut files = 0usize;
+    let mut progress = Progress::stderr("export", "stored objects", listed.len() as u64);
     for path in listed {
+        progress.inc(&path);
         // `@latest` answers and checksum-database tiles are caches, not versions.
         let Some(file) = VersionFile::parse(&path) else {
             continue;
@@ -318,6 +329,7 @@ pub async fn export(storage: &Storage, dir: &Path, out: &mut impl Write) -> Resu
             versions.entry(module).or_default().push(version);
         }
     }
+    progress.finish();
     for (module, mut list) in versions {
         agora_gomod::semver::sort(&mut list);
         let mut text = list.join("\n");

@@ -174,3 +174,187 @@ fn auth_command_speaks_the_goauth_protocol() {
         assert!(help.contains(want), "{want}: {help}");
     }
 }
+
+fn athens_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/athens")
+        .join(name)
+}
+
+/// An agora command with no Athens variables from the machine.
+fn import_athens_cmd() -> Command {
+    let mut c = agora_cmd();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ATHENS_")
+            || k.starts_with("AWS_")
+            || k == "PORT"
+            || k.starts_with("BASIC_AUTH_")
+        {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn import_athens_writes_a_config_agora_loads() {
+    let out = import_athens_cmd()
+        .args(["config", "import-athens"])
+        .arg(athens_fixture("seed.toml"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("[[filter.rules]]"), "{stdout}");
+    assert!(
+        stdout.contains("pattern = \"golang.org/x/tools\""),
+        "{stdout}"
+    );
+    let notes: Vec<&str> = stderr.lines().collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
+    assert!(
+        notes[0].starts_with("athens: action needed: Storage.Disk.RootPath: ")
+            && notes[0].contains("agora import /var/lib/athens"),
+        "{stderr}"
+    );
+
+    // The output, saved, is a configuration `agora config show` accepts.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agora.toml");
+    let out = import_athens_cmd()
+        .args(["config", "import-athens", "--data-dir", "/srv/agora", "-o"])
+        .arg(&file)
+        .arg(athens_fixture("seed.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "the configuration went to the file");
+    let shown = agora_cmd()
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(text.contains("data_dir = \"/srv/agora\""), "{text}");
+    assert!(text.contains("nosumdb = ["), "{text}");
+
+    // An existing file is kept unless --force.
+    let again = |force: bool| {
+        let mut c = import_athens_cmd();
+        c.args(["config", "import-athens", "-o"]).arg(&file);
+        if force {
+            c.arg("--force");
+        }
+        c.arg(athens_fixture("config.dev.toml")).output().unwrap()
+    };
+    let out = again(false);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exists; pass --force"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("/srv/agora"));
+    let out = again(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("backend = \"memory\""));
+}
+
+#[test]
+fn import_athens_never_prints_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let athens = dir.path().join("athens.toml");
+    std::fs::write(
+        &athens,
+        "StorageType = \"s3\"\nGithubToken = \"ghp_in_the_file\"\n\
+         [Storage.S3]\nBucket = \"mods\"\nRegion = \"eu-west-1\"\nKey = \"AKIAEXAMPLE\"\nSecret = \"s3-secret-in-file\"\n\
+         [SingleFlight]\n[SingleFlight.Redis]\nEndpoint = \"redis://:redis-pw@redis:6379\"\n",
+    )
+    .unwrap();
+    let out = import_athens_cmd()
+        .args(["config", "import-athens"])
+        .arg(&athens)
+        .env("BASIC_AUTH_USER", "builder")
+        .env("BASIC_AUTH_PASS", "basic-auth-pw")
+        .env("ATHENS_SINGLE_FLIGHT_TYPE", "redis")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    for secret in [
+        "ghp_in_the_file",
+        "s3-secret-in-file",
+        "redis-pw",
+        "basic-auth-pw",
+    ] {
+        assert!(!all.contains(secret), "{secret} printed:\n{all}");
+    }
+    assert!(
+        all.contains("secret_access_key_env = \"AWS_SECRET_ACCESS_KEY\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("password_env = \"ATHENS_GITHUB_TOKEN\""),
+        "{all}"
+    );
+    assert!(all.contains("hash = \"sha256:"), "{all}");
+}
+
+#[test]
+fn import_athens_bad_input_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let athens = dir.path().join("athens.toml");
+    for (text, want) in [
+        (
+            "Timeout = \"five minutes\"\n",
+            "Timeout: expected a whole number",
+        ),
+        ("FilterFile = \"nowhere.conf\"\n", "nowhere.conf"),
+        ("[Storage\n", "parsing the Athens configuration"),
+    ] {
+        std::fs::write(&athens, text).unwrap();
+        let out = import_athens_cmd()
+            .args(["config", "import-athens"])
+            .arg(&athens)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        assert!(
+            stderr.starts_with("agora: error: ") && stderr.contains(want),
+            "{text}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = import_athens_cmd()
+        .args(["config", "import-athens", "--force"])
+        .arg(&athens)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "--force needs --output");
+}

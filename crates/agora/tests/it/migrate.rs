@@ -61,6 +61,13 @@ fn import_a_go_module_cache_verifying_every_zip() {
     assert!(ok, "{out}");
     let n = world().baseline.len();
     assert!(out.contains(&format!("{n} versions")), "{out}");
+    // Off a terminal, progress is plain lines on stderr, ending with the whole count.
+    assert!(out.contains("module versions (100%)\n"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("import: ") && l.ends_with("%)")),
+        "{out}"
+    );
     serves_the_baseline_without_upstream(&data);
 
     // Export writes a GOPROXY tree the go command uses directly.
@@ -72,6 +79,7 @@ fn import_a_go_module_cache_verifying_every_zip() {
         data.as_os_str(),
     ]);
     assert!(ok, "{out}");
+    assert!(out.contains("stored objects (100%)\n"), "{out}");
     let go = go_client().env("GOSUMDB", "off");
     let file_proxy = format!("file://{}", exported.display());
     for (q, want) in &world().baseline {
