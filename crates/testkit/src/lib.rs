@@ -22,6 +22,8 @@
 //!   as the test says.
 //! - [`redis`]: [`RedisServer`], a private `redis-server` on loopback that can be stopped and
 //!   restarted (an outage), for the shared single-flight tests.
+//! - [`postgres`]: [`PostgresServer`], a throwaway PostgreSQL cluster on loopback (run as an
+//!   unprivileged user when the tests run as root), a fresh database per test, for the index.
 //! - [`s3`]: [`S3Server`], a private S3-compatible server (moto) on loopback with a bucket per test,
 //!   for the storage contract tests.
 //! - [`sumdb`]: [`SumdbServer`], a checksum database on loopback built from the Go reference
@@ -45,6 +47,7 @@ pub mod git;
 pub mod gitserver;
 pub mod go;
 pub mod http;
+pub mod postgres;
 pub mod proxy;
 pub mod redis;
 pub mod s3;
@@ -59,6 +62,7 @@ pub use fixtures::{private_matrix, public_modules, PrivateFixtures, PublicFixtur
 pub use git::{GitHost, Repo};
 pub use gitserver::{HttpsGitServer, SshGitServer};
 pub use go::{GoClient, GoError, ListM, ModDownload};
+pub use postgres::PostgresServer;
 pub use proxy::{Fault, UpstreamProxy};
 pub use redis::RedisServer;
 pub use s3::S3Server;
