@@ -378,28 +378,76 @@ struct Translator<'a> {
 /// Every variable Athens reads beginning with `ATHENS_` (from its config.dev.toml and
 /// pkg/config), for naming the ones it does not: Athens ignores a misspelt variable silently.
 const ATHENS_VARIABLES: &[&str] = &[
-    "ATHENS_GO_BINARY_ENV_VARS", "ATHENS_GOGET_WORKERS", "ATHENS_GOGET_DIR",
-    "ATHENS_PROTOCOL_WORKERS", "ATHENS_LOG_LEVEL", "ATHENS_LOG_FORMAT", "ATHENS_CLOUD_RUNTIME",
-    "ATHENS_ENABLE_PPROF", "ATHENS_PPROF_PORT", "ATHENS_FILTER_FILE", "ATHENS_ROBOTS_FILE",
-    "ATHENS_TIMEOUT", "ATHENS_STASH_TIMEOUT", "ATHENS_STORAGE_TYPE", "ATHENS_TLSCERT_FILE",
-    "ATHENS_TLSKEY_FILE", "ATHENS_PORT", "ATHENS_UNIX_SOCKET", "ATHENS_GLOBAL_ENDPOINT",
-    "ATHENS_HOME_TEMPLATE_PATH", "ATHENS_PROXY_VALIDATOR", "ATHENS_PATH_PREFIX",
-    "ATHENS_NETRC_PATH", "ATHENS_GITHUB_TOKEN", "ATHENS_HGRC_PATH", "ATHENS_TRACE_EXPORTER",
-    "ATHENS_TRACE_EXPORTER_URL", "ATHENS_TRACE_SAMPLING_FRACTION", "ATHENS_STATS_EXPORTER",
-    "ATHENS_SUM_DBS", "ATHENS_GONOSUM_PATTERNS", "ATHENS_DOWNLOAD_MODE", "ATHENS_NETWORK_MODE",
-    "ATHENS_DOWNLOAD_URL", "ATHENS_SINGLE_FLIGHT_TYPE", "ATHENS_INDEX_TYPE",
-    "ATHENS_SHUTDOWN_TIMEOUT", "ATHENS_CONTENT_CACHE_CONTROL", "ATHENS_ETCD_ENDPOINTS",
-    "ATHENS_REDIS_ENDPOINT", "ATHENS_REDIS_PASSWORD", "ATHENS_REDIS_CLUSTER",
-    "ATHENS_REDIS_LOCK_TTL", "ATHENS_REDIS_LOCK_TIMEOUT", "ATHENS_REDIS_LOCK_MAX_RETRIES",
-    "ATHENS_REDIS_SENTINEL_ENDPOINTS", "ATHENS_REDIS_SENTINEL_MASTER_NAME",
-    "ATHENS_REDIS_SENTINEL_PASSWORD", "ATHENS_REDIS_SENTINEL_DB", "ATHENS_REDIS_USERNAME",
-    "ATHENS_DISK_STORAGE_ROOT", "ATHENS_STORAGE_GCP_BUCKET", "ATHENS_STORAGE_GCP_JSON_KEY",
-    "ATHENS_MINIO_ENDPOINT", "ATHENS_MINIO_ACCESS_KEY_ID", "ATHENS_MINIO_SECRET_ACCESS_KEY",
-    "ATHENS_MINIO_USE_SSL", "ATHENS_MINIO_BUCKET_NAME", "ATHENS_MINIO_REGION",
-    "ATHENS_MONGO_STORAGE_URL", "ATHENS_MONGO_DEFAULT_DATABASE", "ATHENS_MONGO_CERT_PATH",
-    "ATHENS_MONGO_INSECURE", "ATHENS_S3_BUCKET_NAME", "ATHENS_AZURE_ACCOUNT_NAME",
-    "ATHENS_AZURE_ACCOUNT_KEY", "ATHENS_AZURE_MANAGED_IDENTITY_RESOURCE_ID",
-    "ATHENS_AZURE_CREDENTIAL_SCOPE", "ATHENS_AZURE_CONTAINER_NAME", "ATHENS_EXTERNAL_STORAGE_URL",
+    "ATHENS_GO_BINARY_ENV_VARS",
+    "ATHENS_GOGET_WORKERS",
+    "ATHENS_GOGET_DIR",
+    "ATHENS_PROTOCOL_WORKERS",
+    "ATHENS_LOG_LEVEL",
+    "ATHENS_LOG_FORMAT",
+    "ATHENS_CLOUD_RUNTIME",
+    "ATHENS_ENABLE_PPROF",
+    "ATHENS_PPROF_PORT",
+    "ATHENS_FILTER_FILE",
+    "ATHENS_ROBOTS_FILE",
+    "ATHENS_TIMEOUT",
+    "ATHENS_STASH_TIMEOUT",
+    "ATHENS_STORAGE_TYPE",
+    "ATHENS_TLSCERT_FILE",
+    "ATHENS_TLSKEY_FILE",
+    "ATHENS_PORT",
+    "ATHENS_UNIX_SOCKET",
+    "ATHENS_GLOBAL_ENDPOINT",
+    "ATHENS_HOME_TEMPLATE_PATH",
+    "ATHENS_PROXY_VALIDATOR",
+    "ATHENS_PATH_PREFIX",
+    "ATHENS_NETRC_PATH",
+    "ATHENS_GITHUB_TOKEN",
+    "ATHENS_HGRC_PATH",
+    "ATHENS_TRACE_EXPORTER",
+    "ATHENS_TRACE_EXPORTER_URL",
+    "ATHENS_TRACE_SAMPLING_FRACTION",
+    "ATHENS_STATS_EXPORTER",
+    "ATHENS_SUM_DBS",
+    "ATHENS_GONOSUM_PATTERNS",
+    "ATHENS_DOWNLOAD_MODE",
+    "ATHENS_NETWORK_MODE",
+    "ATHENS_DOWNLOAD_URL",
+    "ATHENS_SINGLE_FLIGHT_TYPE",
+    "ATHENS_INDEX_TYPE",
+    "ATHENS_SHUTDOWN_TIMEOUT",
+    "ATHENS_CONTENT_CACHE_CONTROL",
+    "ATHENS_ETCD_ENDPOINTS",
+    "ATHENS_REDIS_ENDPOINT",
+    "ATHENS_REDIS_PASSWORD",
+    "ATHENS_REDIS_CLUSTER",
+    "ATHENS_REDIS_LOCK_TTL",
+    "ATHENS_REDIS_LOCK_TIMEOUT",
+    "ATHENS_REDIS_LOCK_MAX_RETRIES",
+    "ATHENS_REDIS_SENTINEL_ENDPOINTS",
+    "ATHENS_REDIS_SENTINEL_MASTER_NAME",
+    "ATHENS_REDIS_SENTINEL_PASSWORD",
+    "ATHENS_REDIS_SENTINEL_DB",
+    "ATHENS_REDIS_USERNAME",
+    "ATHENS_DISK_STORAGE_ROOT",
+    "ATHENS_STORAGE_GCP_BUCKET",
+    "ATHENS_STORAGE_GCP_JSON_KEY",
+    "ATHENS_MINIO_ENDPOINT",
+    "ATHENS_MINIO_ACCESS_KEY_ID",
+    "ATHENS_MINIO_SECRET_ACCESS_KEY",
+    "ATHENS_MINIO_USE_SSL",
+    "ATHENS_MINIO_BUCKET_NAME",
+    "ATHENS_MINIO_REGION",
+    "ATHENS_MONGO_STORAGE_URL",
+    "ATHENS_MONGO_DEFAULT_DATABASE",
+    "ATHENS_MONGO_CERT_PATH",
+    "ATHENS_MONGO_INSECURE",
+    "ATHENS_S3_BUCKET_NAME",
+    "ATHENS_AZURE_ACCOUNT_NAME",
+    "ATHENS_AZURE_ACCOUNT_KEY",
+    "ATHENS_AZURE_MANAGED_IDENTITY_RESOURCE_ID",
+    "ATHENS_AZURE_CREDENTIAL_SCOPE",
+    "ATHENS_AZURE_CONTAINER_NAME",
+    "ATHENS_EXTERNAL_STORAGE_URL",
 ];
 
 /// Settings agora has no equivalent for: (path, variables, Athens' default as text, why).
@@ -1757,6 +1805,7 @@ fn set_path(root: &mut Table, path: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DownloadModeConfig;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1801,7 +1850,7 @@ mod tests {
             "every dev setting is mappable or at its default"
         );
         assert_eq!(c.storage.backend, agora_storage::BackendKind::Memory);
-        assert_eq!(c.listen, "0.0.0.0:3000");
+        assert_eq!(c.listen.as_deref(), Some("0.0.0.0:3000"));
         assert_eq!(
             c.upstream.proxy, "direct",
             "Athens' go command runs with GOPROXY=direct"
@@ -1922,7 +1971,11 @@ mod tests {
         ] {
             assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
         }
-        assert_eq!(c.listen, "0.0.0.0:8080", "ATHENS_PORT beats PORT");
+        assert_eq!(
+            c.listen.as_deref(),
+            Some("0.0.0.0:8080"),
+            "ATHENS_PORT beats PORT"
+        );
         assert_eq!(c.storage.backend, agora_storage::BackendKind::S3);
         assert_eq!(c.storage.s3.endpoint, "http://minio.corp.example:9000");
         assert!(c.storage.s3.allow_http);
@@ -1936,7 +1989,10 @@ mod tests {
             c.routing.nosumdb,
             vec!["gitlab.corp.example", "github.com/corp"]
         );
-        assert_eq!(c.git.credentials[0].password_env, "ATHENS_GITHUB_TOKEN");
+        assert_eq!(
+            c.git.credentials[0].password_env.as_deref(),
+            Some("ATHENS_GITHUB_TOKEN")
+        );
         let db = c.sumdb_endpoint().unwrap().unwrap();
         assert_eq!(
             db.url, "https://sum.golang.google.cn",
@@ -1957,13 +2013,17 @@ mod tests {
         let modes: Vec<_> = c
             .download
             .iter()
-            .map(|d| (d.pattern.as_str(), d.mode.as_str(), d.url.as_str()))
+            .map(|d| (d.pattern.as_str(), d.mode, d.url.as_deref()))
             .collect();
         assert_eq!(
             modes,
             vec![
-                ("gitlab.corp.example/*", "none", ""),
-                ("*", "redirect", "https://proxy.golang.org"),
+                ("gitlab.corp.example/*", DownloadModeConfig::None, None),
+                (
+                    "*",
+                    DownloadModeConfig::Redirect,
+                    Some("https://proxy.golang.org")
+                ),
             ]
         );
         let kinds: Vec<_> = t.notes.iter().map(|n| n.setting.as_str()).collect();
@@ -2015,7 +2075,9 @@ mod tests {
             lines.iter().any(|l| l.contains("ATHENS_GOPROXY: not an Athens variable: Athens' go command takes GOPROXY from GoBinaryEnvVars")),
             "{lines:#?}"
         );
-        assert!(lines.iter().any(|l| l.contains("ATHENS_STORGE_TYPE: not an Athens variable")));
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("ATHENS_STORGE_TYPE: not an Athens variable")));
         assert!(!lines.iter().any(|l| l.contains("ATHENS_INDEX_MYSQL_HOST")));
         assert!(!t.toml.contains("mongo-pw") && !lines.iter().any(|l| l.contains("mongo-pw")));
         assert_eq!(c.storage.backend, agora_storage::BackendKind::Local);

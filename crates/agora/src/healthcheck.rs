@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub fn run(url: Option<&str>, config: &crate::ConfigArgs) -> Result<()> {
     let url = match url {
         Some(u) => u.to_owned(),
-        None => default_url(&config.load()?.listen)?,
+        None => default_url(config.load()?.listen.as_deref())?,
     };
     let (host, path) = split_url(&url)?;
     let status = get_status(&host, &path)?;
@@ -29,10 +29,10 @@ pub fn run(url: Option<&str>, config: &crate::ConfigArgs) -> Result<()> {
 }
 
 /// `/readyz` on the plain listen address; a wildcard address is reached through loopback.
-fn default_url(listen: &str) -> Result<String> {
-    if listen.is_empty() {
+fn default_url(listen: Option<&str>) -> Result<String> {
+    let Some(listen) = listen else {
         bail!("agora listens on HTTPS only (listen = \"\"); pass --url http://HOST:PORT/readyz");
-    }
+    };
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("invalid listen address {listen:?}"))?;
@@ -102,18 +102,18 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(
-            default_url("0.0.0.0:3000").unwrap(),
+            default_url(Some("0.0.0.0:3000")).unwrap(),
             "http://127.0.0.1:3000/readyz"
         );
         assert_eq!(
-            default_url("[::]:3000").unwrap(),
+            default_url(Some("[::]:3000")).unwrap(),
             "http://[::1]:3000/readyz"
         );
         assert_eq!(
-            default_url("10.1.2.3:8080").unwrap(),
+            default_url(Some("10.1.2.3:8080")).unwrap(),
             "http://10.1.2.3:8080/readyz"
         );
-        assert!(default_url("").is_err());
+        assert!(default_url(None).is_err());
         assert_eq!(
             split_url("http://127.0.0.1:3000/readyz").unwrap(),
             ("127.0.0.1:3000".into(), "/readyz".into())

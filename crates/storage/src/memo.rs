@@ -102,6 +102,16 @@ impl SmallObjects {
         inner.order.push_back(key.clone());
     }
 
+    /// Drops the copy of `key` (after the object was deleted: write-once objects leave storage
+    /// only by an operator's removal or retention).
+    pub(crate) fn forget(&self, key: &StorageKey) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((b, _)) = inner.map.remove(key) {
+            inner.bytes -= b.len() + ENTRY_OVERHEAD;
+            inner.order.retain(|k| k != key);
+        }
+    }
+
     #[cfg(test)]
     fn len_and_bytes(&self) -> (usize, usize) {
         let inner = self.inner.lock().unwrap();

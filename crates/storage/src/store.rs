@@ -205,6 +205,24 @@ impl Storage {
         }
     }
 
+    /// Deletes `key`; `false` when it was not stored. Only operators' removals and retention call
+    /// this: write-once artifacts are otherwise never deleted. A reader that already opened the
+    /// object keeps reading it (an open file on local disk; a GET in flight on object stores).
+    pub async fn delete(&self, key: &StorageKey) -> Result<bool, StorageError> {
+        self.inner.small.forget(key);
+        self.inner.recent.forget(key);
+        let path = Self::object_path(key);
+        match self.inner.store.head(&path).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(source) => return Err(backend_err("delete", key, source)),
+        }
+        match self.inner.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(source) => Err(backend_err("delete", key, source)),
+        }
+    }
+
     /// Opens `key` for streaming, or `None` if it is not stored.
     pub async fn get(&self, key: &StorageKey) -> Result<Option<Object>, StorageError> {
         if let Backend::Local(root) = &self.inner.backend {
