@@ -112,6 +112,56 @@ impl AuditRecord {
     }
 }
 
+/// One operator action: quarantining or lifting a version, removing artifacts, a collection.
+#[derive(Clone, Debug)]
+pub struct AdminRecord {
+    pub time: SystemTime,
+    /// Who: a token's name over HTTP, `cli:<user>` from the command line.
+    pub actor: String,
+    /// The client's address over HTTP.
+    pub ip: Option<String>,
+    /// "quarantine", "lift", "remove" or "gc".
+    pub action: &'static str,
+    pub module: String,
+    pub version: Option<String>,
+    pub reason: Option<String>,
+    /// What happened, in a few words ("ok", "3 artifacts deleted", an error).
+    pub result: String,
+}
+
+#[derive(Serialize)]
+struct AdminLine<'a> {
+    time: String,
+    event: &'static str,
+    actor: &'a str,
+    ip: Option<&'a str>,
+    action: &'a str,
+    module: &'a str,
+    version: Option<&'a str>,
+    reason: Option<&'a str>,
+    result: &'a str,
+}
+
+impl AdminRecord {
+    /// The record as one JSON line, newline included.
+    pub fn to_json_line(&self) -> String {
+        let line = AdminLine {
+            time: humantime::format_rfc3339_millis(self.time).to_string(),
+            event: "admin",
+            actor: &self.actor,
+            ip: self.ip.as_deref(),
+            action: self.action,
+            module: &self.module,
+            version: self.version.as_deref(),
+            reason: self.reason.as_deref(),
+            result: &self.result,
+        };
+        let mut text = serde_json::to_string(&line).expect("an audit line always serializes");
+        text.push('\n');
+        text
+    }
+}
+
 /// Where audit records go.
 #[derive(Debug)]
 pub struct AuditLog {
@@ -193,8 +243,35 @@ impl AuditLog {
                 duration_ms = rec.duration_ms(),
                 "fetch"
             ),
+            Sink::File { .. } => self.append(&rec.to_json_line()),
+        }
+    }
+
+    /// Records what an operator did (`agora quarantine`, `agora rm`, the admin endpoints).
+    pub fn record_admin(&self, rec: &AdminRecord) {
+        match &self.sink {
+            Sink::Tracing => tracing::info!(
+                target: "agora::audit",
+                time = %humantime::format_rfc3339_millis(rec.time),
+                event = "admin",
+                actor = %rec.actor,
+                ip = rec.ip.as_deref(),
+                action = rec.action,
+                module = %rec.module,
+                version = rec.version.as_deref(),
+                reason = rec.reason.as_deref(),
+                result = %rec.result,
+                "admin"
+            ),
+            Sink::File { .. } => self.append(&rec.to_json_line()),
+        }
+    }
+
+    /// Appends one line to the file sink.
+    fn append(&self, line: &str) {
+        match &self.sink {
+            Sink::Tracing => {}
             Sink::File { path, state } => {
-                let line = rec.to_json_line();
                 let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
                 // One write of the whole line, under the lock and with O_APPEND: lines from
                 // concurrent requests never interleave.

@@ -24,7 +24,7 @@ pub mod error;
 pub mod rules;
 pub mod token;
 
-pub use audit::{AuditLog, AuditRecord};
+pub use audit::{AdminRecord, AuditLog, AuditRecord};
 pub use credential::{parse_authorization, Credential, CredentialError, Principal};
 pub use error::AccessError;
 pub use rules::{AccessRule, AccessRules, Allow, Decision, DenyStatus, OnDeny};

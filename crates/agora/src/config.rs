@@ -49,6 +49,68 @@ pub struct Config {
     /// Where artifacts live: the local data directory (default), S3-compatible storage, GCS or
     /// Azure. Git mirrors and scratch files stay on local disk under `data_dir` in every case.
     pub storage: agora_storage::StorageConfig,
+    /// The metadata index: SQLite under the data directory unless `url` names a PostgreSQL
+    /// database shared by the replicas.
+    pub index: agora_index::IndexConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: what may be deleted from the cache, and how often a server collects. Nothing
+/// by default.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Keep the store within this size (`"200GiB"`), by evicting the least recently used zips.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<bytesize::ByteSize>,
+    /// Evict zips not served for this long (`"90d"`).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub unused_for: Option<Duration>,
+    /// Module patterns kept forever; unset: the private modules (`routing` patterns), whose
+    /// tags may be gone from git.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<Vec<String>>,
+    /// Also evict `.info` and `.mod` of versions unused for `unused_for`.
+    pub metadata: bool,
+    /// Never delete what was used (stored or served) this recently (default 15m): nothing in
+    /// use disappears under a client.
+    #[serde(with = "humantime_serde")]
+    pub keep_recent: Duration,
+    /// How often a server collects in the background (one replica at a time); unset: only
+    /// `agora gc --apply` collects.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_size: None,
+            unused_for: None,
+            keep: None,
+            metadata: false,
+            keep_recent: agora_core::HOT,
+            interval: None,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The policy to plan with; `private` are the private module patterns (kept by default).
+    pub fn policy(&self, private: &[String]) -> agora_index::RetentionPolicy {
+        let keep = self.keep.clone().unwrap_or_else(|| private.to_vec());
+        agora_index::RetentionPolicy {
+            max_size: self.max_size.map(|b| b.as_u64()),
+            unused_for: self.unused_for,
+            keep,
+            metadata: self.metadata,
+        }
+    }
+
+    /// Whether any limit is set (without one, a collection deletes nothing).
+    pub fn is_set(&self) -> bool {
+        self.max_size.is_some() || self.unused_for.is_some()
+    }
 }
 
 /// A Redis shared by several replicas: one lock per fetch, so N replicas fetch a cold artifact
@@ -612,6 +674,8 @@ impl Default for Config {
             },
             audit: AuditConfig::default(),
             storage: agora_storage::StorageConfig::default(),
+            index: agora_index::IndexConfig::default(),
+            retention: RetentionConfig::default(),
             redis: RedisConfig {
                 url: None,
                 lock_ttl: Duration::from_secs(30),
@@ -873,6 +937,7 @@ impl Config {
             *url = url.as_deref().map(agora_secret::redact);
         }
         shown.storage = shown.storage.redacted();
+        shown.index = shown.index.redacted();
         shown.storage.s3.endpoint = agora_secret::redact(&shown.storage.s3.endpoint);
         // Not secrets (hashes of 256-bit random tokens), but nobody needs them on a screen.
         for t in &mut shown.auth.tokens {

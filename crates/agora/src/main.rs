@@ -8,6 +8,7 @@ mod config;
 mod doctor;
 mod healthcheck;
 mod migrate;
+mod ops;
 mod progress;
 mod token_cmd;
 
@@ -59,6 +60,61 @@ enum Command {
     Export {
         /// The directory to write (created if missing).
         dir: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List cached modules (matching PATTERN, GOPRIVATE-style), or one module's versions.
+    Ls {
+        /// A module path or pattern (`github.com/org`, `*.corp.example`).
+        pattern: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Totals of the cache: modules, versions, artifacts and bytes by kind and origin.
+    Stats {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Maintain the metadata index.
+    Index {
+        #[command(subcommand)]
+        command: ops::IndexCommand,
+    },
+    /// Quarantine MODULE@VERSION: answered 410 Gone with the reason, left out of lists and
+    /// @latest, its artifacts kept aside; --lift restores it. Audited.
+    Quarantine {
+        /// MODULE@VERSION.
+        target: String,
+        /// Why (shown to clients).
+        #[arg(long, required_unless_present = "lift")]
+        reason: Option<String>,
+        /// Lift the quarantine instead.
+        #[arg(long, conflicts_with = "reason")]
+        lift: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Delete MODULE[@VERSION]'s artifacts from storage (a secret leaked in a private module).
+    /// The next request fetches whatever the source has then. Audited.
+    Rm {
+        /// MODULE or MODULE@VERSION.
+        target: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Show what retention ([retention]) would delete, and the bytes it would free; --apply
+    /// deletes it.
+    Gc {
+        #[arg(long)]
+        apply: bool,
+        /// One JSON object per line for each artifact.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -190,6 +246,42 @@ fn main() {
         } => import_athens(&args),
         Command::Import { dir, config } => config.load().and_then(|c| import(&c, &dir)),
         Command::Export { dir, config } => config.load().and_then(|c| export(&c, &dir)),
+        Command::Ls {
+            pattern,
+            json,
+            config,
+        } => config
+            .load()
+            .and_then(|c| runtime()?.block_on(ops::ls(&c, pattern.as_deref(), json))),
+        Command::Stats { json, config } => config
+            .load()
+            .and_then(|c| runtime()?.block_on(ops::stats(&c, json))),
+        Command::Index {
+            command: ops::IndexCommand::Rebuild { hash, config },
+        } => config.load().and_then(|c| {
+            let storage = open_storage(&c)?;
+            runtime()?.block_on(ops::rebuild(&c, &storage, hash))
+        }),
+        Command::Quarantine {
+            target,
+            reason,
+            lift,
+            config,
+        } => config
+            .load()
+            .and_then(|c| quarantine(&c, &target, reason.as_deref(), lift)),
+        Command::Rm { target, config } => config.load().and_then(|c| remove(&c, &target)),
+        Command::Gc {
+            apply,
+            json,
+            config,
+        } => config.load().and_then(|c| {
+            let app = app::build(&c, open_storage(&c)?)?;
+            runtime()?.block_on(async {
+                app.proxy.attach_index(ops::open_index(&c).await?);
+                ops::gc(&c, &app.proxy, apply, json).await
+            })
+        }),
         Command::Token {
             command,
             file,
@@ -276,6 +368,77 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// `agora quarantine MODULE@VERSION --reason TEXT | --lift`.
+fn quarantine(config: &Config, target: &str, reason: Option<&str>, lift: bool) -> Result<()> {
+    let (module, version) = ops::parse_target(target, true)?;
+    let version = version.expect("parse_target requires it");
+    let app = app::build(config, open_storage(config)?)?;
+    let audit = app::access(config)?.guard.audit().clone();
+    runtime()?.block_on(async {
+        app.proxy.attach_index(ops::open_index(config).await?);
+        if lift {
+            let result = app.proxy.lift(&module, &version).await;
+            let said = match &result {
+                Ok(Some(_)) => "ok".to_owned(),
+                Ok(None) => "was not quarantined".to_owned(),
+                Err(e) => format!("error: {e}"),
+            };
+            ops::audit_admin(&audit, "lift", &module, Some(&version), None, &said);
+            match result? {
+                Some(_) => println!("{module}@{version}: quarantine lifted"),
+                None => println!("{module}@{version}: was not quarantined"),
+            }
+            return Ok(());
+        }
+        let reason = reason
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .context("--reason: say why")?;
+        let result = app
+            .proxy
+            .quarantine(&module, &version, reason, &ops::cli_actor())
+            .await;
+        let said = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("error: {e}"),
+        };
+        ops::audit_admin(
+            &audit,
+            "quarantine",
+            &module,
+            Some(&version),
+            Some(reason),
+            &said,
+        );
+        result?;
+        println!(
+            "{module}@{version}: quarantined ({reason}); running servers refuse it within {}",
+            humantime::format_duration(config.index.sync_interval)
+        );
+        Ok(())
+    })
+}
+
+/// `agora rm MODULE[@VERSION]`.
+fn remove(config: &Config, target: &str) -> Result<()> {
+    let (module, version) = ops::parse_target(target, false)?;
+    let app = app::build(config, open_storage(config)?)?;
+    let audit = app::access(config)?.guard.audit().clone();
+    runtime()?.block_on(async {
+        app.proxy.attach_index(ops::open_index(config).await?);
+        let result = app.proxy.remove(&module, version.as_deref()).await;
+        let said = match &result {
+            Ok(keys) => format!("{} objects deleted", keys.len()),
+            Err(e) => format!("error: {e}"),
+        };
+        ops::audit_admin(&audit, "remove", &module, version.as_deref(), None, &said);
+        for key in result? {
+            println!("deleted {}", key.path());
+        }
+        Ok(())
+    })
 }
 
 fn import(config: &Config, dir: &std::path::Path) -> Result<()> {
@@ -368,6 +531,14 @@ async fn run(
 ) -> Result<()> {
     let storage = app.storage.clone();
     check_remote_storage(&storage).await?;
+    let index = ops::open_index(&config).await?;
+    app.proxy.attach_index(index.clone());
+    app.proxy
+        .sync_index()
+        .await
+        .context("reading quarantines from the metadata index")?;
+    ops::spawn_background(&config, app.proxy.clone());
+    let proxy = app.proxy.clone();
     let tokens = access.tokens.clone();
     let audit = access.guard.audit().clone();
     let router = agora_server::router(AppState {
@@ -445,6 +616,10 @@ async fn run(
         }
     };
     tokio::try_join!(http, https).context("server failed")?;
+    if let Err(err) = proxy.sync_index().await {
+        tracing::warn!(error = %err, "writing the last hits to the index failed");
+    }
+    index.close().await.ok();
     tracing::info!("agora stopped");
     Ok(())
 }

@@ -99,6 +99,9 @@ pub enum CoreError {
     /// Refused by a filter rule or the validation webhook; the reason names the rule.
     #[error("{subject}: {reason}")]
     Blocked { subject: Subject, reason: String },
+    /// Quarantined by an operator (`agora quarantine`): not served, not listed, kept aside.
+    #[error("{subject}: quarantined: {reason}")]
+    Quarantined { subject: Subject, reason: String },
     /// Allowed, but younger than the minimum release age of the filter rule deciding it: served
     /// from `allowed_from` on.
     #[error(
@@ -174,6 +177,7 @@ impl CoreError {
             | CoreError::NotCached(subject)
             | CoreError::Forbidden { subject, .. }
             | CoreError::Blocked { subject, .. }
+            | CoreError::Quarantined { subject, .. }
             | CoreError::TooNew { subject, .. }
             | CoreError::Unavailable { subject, .. }
             | CoreError::Redirect { subject, .. }

@@ -42,6 +42,11 @@ struct LockWaitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerificationLabels {
     result: &'static str,
 }
@@ -60,6 +65,10 @@ pub struct Metrics {
     lock_waits: Family<LockWaitLabels, Counter>,
     lock_errors: Counter,
     verifications: Family<VerificationLabels, Counter>,
+    stored_bytes: Family<KindLabels, Gauge>,
+    stored_artifacts: Family<KindLabels, Gauge>,
+    evictions: Family<KindLabels, Counter>,
+    evicted_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -142,6 +151,30 @@ impl Metrics {
              ok, mismatch, not_found, security (the database misbehaved) or unavailable",
             verifications.clone(),
         );
+        let stored_bytes = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "stored_bytes",
+            "Bytes in the store by artifact kind (info, mod, zip), as the index counts them",
+            stored_bytes.clone(),
+        );
+        let stored_artifacts = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "stored_artifacts",
+            "Artifacts in the store by kind, as the index counts them",
+            stored_artifacts.clone(),
+        );
+        let evictions = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "evictions",
+            "Artifacts deleted by retention, by kind",
+            evictions.clone(),
+        );
+        let evicted_bytes = Counter::default();
+        registry.register(
+            "evicted_bytes",
+            "Bytes freed by retention",
+            evicted_bytes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -155,7 +188,28 @@ impl Metrics {
             lock_waits,
             lock_errors,
             verifications,
+            stored_bytes,
+            stored_artifacts,
+            evictions,
+            evicted_bytes,
         }
+    }
+
+    /// What the store holds of one kind (`info`, `mod`, `zip`), from the index.
+    pub fn set_stored(&self, kind: &'static str, artifacts: u64, bytes: u64) {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.stored_artifacts
+            .get_or_create(&KindLabels { kind })
+            .set(clamp(artifacts));
+        self.stored_bytes
+            .get_or_create(&KindLabels { kind })
+            .set(clamp(bytes));
+    }
+
+    /// One artifact deleted by retention.
+    pub fn record_eviction(&self, kind: &'static str, bytes: u64) {
+        self.evictions.get_or_create(&KindLabels { kind }).inc();
+        self.evicted_bytes.inc_by(bytes);
     }
 
     /// One served request. `route` is one of a fixed set (`list`, `info`, `zip`, `sumdb`, ...).

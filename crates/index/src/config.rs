@@ -34,6 +34,10 @@ pub struct IndexConfig {
     /// How long opening the index, or waiting for a free connection, may take.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// How often a server writes the hits it counted and reads the quarantines again (a
+    /// quarantine set elsewhere takes effect within this time).
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
 }
 
 impl Default for IndexConfig {
@@ -42,6 +46,7 @@ impl Default for IndexConfig {
             url: None,
             max_connections: 8,
             connect_timeout: Duration::from_secs(10),
+            sync_interval: Duration::from_secs(5),
         }
     }
 }
@@ -52,6 +57,7 @@ impl fmt::Debug for IndexConfig {
             .field("url", &self.url.as_deref().map(agora_secret::redact))
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
+            .field("sync_interval", &self.sync_interval)
             .finish()
     }
 }

@@ -84,6 +84,7 @@ impl AppError {
                 e @ (CoreError::Forbidden { .. }
                 | CoreError::Blocked { .. }
                 | CoreError::TooNew { .. }) => (StatusCode::FORBIDDEN, format!("forbidden: {e}")),
+                e @ CoreError::Quarantined { .. } => (StatusCode::GONE, format!("gone: {e}")),
                 e @ CoreError::Unavailable { .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                 }

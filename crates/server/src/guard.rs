@@ -18,6 +18,9 @@ use axum::http::{header, HeaderMap};
 use crate::error::{AppError, BearerError};
 use crate::identity::{ClientInfo, TrustedProxies};
 
+/// The token group allowed to use the admin endpoints.
+pub const ADMIN_GROUP: &str = "admin";
+
 /// Authentication, authorization and audit settings. [`Guard::open`] lets everyone in and
 /// audits only private modules (to the main log).
 pub struct Guard {
@@ -150,6 +153,23 @@ impl Guard {
     /// Whether reads of `repository` go to the audit log (it is readable by fewer than all).
     pub fn audited_repository(&self, repository: &str) -> bool {
         self.rules.restricted(repository)
+    }
+
+    /// For the admin endpoints: `who` must hold a token in the `admin` group. Anonymous clients
+    /// are asked for one (401), others refused (403).
+    pub fn require_admin(&self, who: &Principal) -> Result<(), AppError> {
+        match who {
+            Principal::Token(identity) if identity.in_group(ADMIN_GROUP) => Ok(()),
+            Principal::Token(identity) => Err(denied(
+                DenyStatus::Forbidden,
+                format!("{} is not in the {ADMIN_GROUP} group", identity.name),
+            )),
+            Principal::Anonymous => Err(AppError::Denied {
+                status: DenyStatus::Unauthorized,
+                message: format!("administration needs a token in the {ADMIN_GROUP} group"),
+                bearer_error: None,
+            }),
+        }
     }
 
     /// For requests that name no module (checksum-database tiles): the default rule.

@@ -14,10 +14,15 @@
 //!   its peer and [`Transport`].
 //! - [`tls`]: [`ReloadingTls`], the rustls configuration whose certificate is reloaded from its PEM
 //!   files (on demand or by polling) without restarting.
+//! - `feed`: `/index?since=&limit=`, what is cached in index.golang.org's format, filtered by the
+//!   access rules.
+//! - `admin`: `/-/admin/...`, quarantine, lift and removal for the `admin` group, audited.
 //! - [`identity`]: [`ClientInfo`], the client's address and scheme, believing forwarding headers
 //!   only from [`TrustedProxies`].
 
+mod admin;
 pub mod error;
+mod feed;
 pub mod guard;
 pub mod http_cache;
 pub mod identity;

@@ -17,7 +17,7 @@ use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
@@ -60,6 +60,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
+        .route("/index", get(crate::feed::feed))
+        .route("/-/admin/quarantine", post(crate::admin::quarantine))
+        .route("/-/admin/lift", post(crate::admin::lift))
+        .route("/-/admin/remove", post(crate::admin::remove))
+        .route("/-/admin/quarantines", get(crate::admin::quarantines))
         .fallback(goproxy)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {

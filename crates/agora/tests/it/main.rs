@@ -13,6 +13,7 @@ mod filter;
 mod http_features;
 mod migrate;
 mod modes;
+mod operations;
 mod packaging;
 mod private;
 mod private_subdir;

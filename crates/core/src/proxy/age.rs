@@ -176,6 +176,18 @@ impl Proxy {
             Err(err @ CoreError::TooNew { .. }) => err,
             Err(err) => return Err(err),
         };
+        self.latest_from_list(module, refusal, mode).await
+    }
+
+    /// `@latest` when the version it names may not be served (too new, quarantined): the highest
+    /// version of the list, which leaves out what may not be served (releases before
+    /// pre-releases, as the go command picks), or `refusal` when none is left.
+    pub(super) async fn latest_from_list(
+        &self,
+        module: &ModulePath,
+        refusal: CoreError,
+        mode: FetchMode,
+    ) -> Result<Served, CoreError> {
         let list = self.list(module, mode).await?;
         let text = String::from_utf8_lossy(&list.body);
         let best = text

@@ -12,6 +12,7 @@ use agora_upstream::walk;
 use bytes::Bytes;
 
 use super::gate::timed;
+use super::record::Provenance;
 use super::replicas::Turn;
 use super::{is_version, kind_label, FetchMode, Freshness, Hop, Proxy, Served};
 use crate::approve::{Candidate, Rejection};
@@ -273,7 +274,7 @@ impl Proxy {
     pub(super) async fn fetch_info_now(&self, m: &ModulePath, q: &str) -> Outcome {
         let subject = Subject::version(m, q);
         let gate = &self.inner.gate;
-        let (body, version, to_store) = self
+        let (body, version, to_store, from) = self
             .ask(m, |source| async move {
                 let body = timed(gate, source.kind(), "info", source.info(m, q)).await?;
                 let version =
@@ -286,7 +287,7 @@ impl Proxy {
                 } else {
                     source.info_for_version(body.clone(), &version)
                 };
-                Ok((body, version, to_store))
+                Ok((body, version, to_store, Provenance::of(source.as_ref())))
             })
             .await
             .map_err(|e| CoreError::from_source(&subject, e))?;
@@ -295,7 +296,8 @@ impl Proxy {
         if self.inner.approver.is_some() && self.inner.storage.head(&key).await?.is_none() {
             self.approve(m, Candidate::info(m, &version)).await?;
         }
-        let stored = self.store_once(&key, to_store).await?;
+        let info = Some(to_store.clone());
+        let stored = self.store_once(&key, to_store, None, &from, info).await?;
         Ok(if version == q { stored } else { body })
     }
 
@@ -303,22 +305,22 @@ impl Proxy {
     pub(super) async fn fetch_go_mod_now(&self, m: &ModulePath, v: &str) -> Outcome {
         let subject = Subject::version(m, v);
         let gate = &self.inner.gate;
-        let body = self
+        let (body, from) = self
             .ask(m, |source| async move {
                 let body = timed(gate, source.kind(), "mod", source.go_mod(m, v)).await?;
                 validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
                     source_name: source.describe(),
                     reason,
                 })?;
-                Ok(body)
+                Ok((body, Provenance::of(source.as_ref())))
             })
             .await
             .map_err(|e| CoreError::from_source(&subject, e))?;
-        self.verify_sum(m, v, "/go.mod", &agora_gomod::dirhash::hash_go_mod(&body))
-            .await?;
+        let h1 = agora_gomod::dirhash::hash_go_mod(&body);
+        self.verify_sum(m, v, "/go.mod", &h1).await?;
         self.approve(m, Candidate::go_mod(m, v, &body)).await?;
         let key = StorageKey::artifact(m, v, ArtifactKind::Mod);
-        self.store_once(&key, body).await
+        self.store_once(&key, body, Some(h1), &from, None).await
     }
 
     /// `.zip` from the sources into a scratch file, checked (structure, sizes, every entry's
@@ -329,11 +331,12 @@ impl Proxy {
         let scratch = self.inner.storage.scratch_file(&subject.to_string());
         let gate = &self.inner.gate;
         let dest = scratch.path();
-        let (hash, size) = self
+        let (hash, size, from) = self
             .ask(m, |source| async move {
                 let written = timed(gate, source.kind(), "zip", source.zip(m, v, dest)).await?;
+                let from = Provenance::of(source.as_ref());
                 if let Some(h1) = written.h1 {
-                    return Ok((h1, written.size));
+                    return Ok((h1, written.size, from));
                 }
                 let (mc, vc, dc) = (m.clone(), v.to_owned(), dest.to_owned());
                 let checked = tokio::task::spawn_blocking(move || validate::zip(&mc, &vc, &dc))
@@ -345,23 +348,34 @@ impl Proxy {
                     source_name: source.describe(),
                     reason,
                 })?;
-                Ok((hash, written.size))
+                Ok((hash, written.size, from))
             })
             .await
             .map_err(|e| CoreError::from_source(&subject, e))?;
         self.verify_sum(m, v, "", &hash).await?;
-        self.approve(m, Candidate::zip(m, v, hash, Some(size)))
+        self.approve(m, Candidate::zip(m, v, hash.clone(), Some(size)))
             .await?;
         let key = StorageKey::artifact(m, v, ArtifactKind::Zip);
-        if self.inner.storage.put_file_once(&key, &scratch).await? == PutOutcome::AlreadyExists {
-            tracing::debug!(module.path = %m, module.version = %v, "zip stored concurrently by another writer");
+        match self.inner.storage.put_file_once(&key, &scratch).await? {
+            PutOutcome::Created => self.record_stored(&key, size, Some(hash), &from, None),
+            PutOutcome::AlreadyExists => {
+                tracing::debug!(module.path = %m, module.version = %v, "zip stored concurrently by another writer");
+            }
         }
         Ok(Bytes::new())
     }
 
-    /// Stores a write-once artifact; when another writer won the race, answers with its bytes so
-    /// that every client sees the same content.
-    pub(super) async fn store_once(&self, key: &StorageKey, body: Bytes) -> Outcome {
+    /// Stores a write-once artifact and records it in the index (with its `h1:`, where `from`
+    /// says it came from, and the version's `.info` when the caller has it); when another writer
+    /// won the race, answers with its bytes so that every client sees the same content.
+    pub(super) async fn store_once(
+        &self,
+        key: &StorageKey,
+        body: Bytes,
+        h1: Option<String>,
+        from: &Provenance,
+        info: Option<Bytes>,
+    ) -> Outcome {
         match self
             .inner
             .storage
@@ -369,7 +383,10 @@ impl Proxy {
             .await
             .map_err(CoreError::from)?
         {
-            PutOutcome::Created => Ok(body),
+            PutOutcome::Created => {
+                self.record_stored(key, body.len() as u64, h1, from, info);
+                Ok(body)
+            }
             PutOutcome::AlreadyExists => Ok(self
                 .inner
                 .storage

@@ -8,6 +8,8 @@
 //! - [`miss`]: what a miss does under the module's download mode (`sync`, `async`, ...);
 //! - [`absent`]: "not found" answers remembered for a short time;
 //! - [`age`]: the minimum release age of filter rules;
+//! - [`record`]: what the metadata index learns (stored and served artifacts) and quarantines;
+//! - [`retention`]: deleting what the retention plan says may go;
 //! - [`replicas`]: single-flight in this process and turns among replicas sharing a store;
 //! - [`gate`]: concurrency limits and metrics around each fetch from a source.
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agora_gomod::module::{check_path_major, ModulePath};
+use agora_index::Index;
 use agora_storage::{ArtifactKind, Object, Storage, StorageKey};
 use agora_upstream::{ChainEntry, Target, UpstreamClient};
 use bytes::Bytes;
@@ -35,7 +38,11 @@ mod age;
 mod fetch;
 mod gate;
 mod miss;
+mod record;
 mod replicas;
+mod retention;
+
+pub use retention::{Collection, HOT};
 
 use fetch::Outcome;
 use gate::Gate;
@@ -161,6 +168,11 @@ struct Inner {
     checksums: Option<Arc<Checksums>>,
     /// Rate limit of the "lock service unavailable" warning.
     lock_warning: WarnEvery,
+    /// The metadata index: told about every stored artifact and hit. Set once, by the builder or
+    /// [`Proxy::attach_index`] (opening it needs the async runtime, which wiring comes before).
+    index: std::sync::OnceLock<Index>,
+    /// Quarantined versions (a snapshot of the index's).
+    quarantines: record::Quarantines,
 }
 
 /// A [`Proxy`] being built (see [`Proxy::builder`]).
@@ -174,9 +186,17 @@ pub struct ProxyBuilder {
     approver: Option<Arc<dyn Approver>>,
     lock: Option<Arc<dyn FetchLock>>,
     checksums: Option<Arc<Checksums>>,
+    index: Option<Index>,
 }
 
 impl ProxyBuilder {
+    /// The metadata index to record stored and served artifacts in, and to read quarantines
+    /// from (call [`Proxy::sync_index`] once before serving, then every few seconds).
+    pub fn index(mut self, index: Index) -> Self {
+        self.index = Some(index);
+        self
+    }
+
     /// An [`Approver`] consulted before each newly fetched artifact is cached.
     pub fn approver(mut self, approver: Arc<dyn Approver>) -> Self {
         self.approver = Some(approver);
@@ -208,6 +228,7 @@ impl ProxyBuilder {
             approver,
             lock,
             checksums,
+            index,
         } = self;
         let hop = |entry: &ChainEntry| Hop {
             entry: entry.clone(),
@@ -238,6 +259,8 @@ impl ProxyBuilder {
                 lock,
                 checksums,
                 lock_warning: WarnEvery::new(Duration::from_secs(30)),
+                index: index.map(std::sync::OnceLock::from).unwrap_or_default(),
+                quarantines: record::Quarantines::default(),
             }),
         }
     }
@@ -277,6 +300,7 @@ impl Proxy {
             approver: None,
             lock: None,
             checksums: None,
+            index: None,
         }
     }
 
@@ -326,6 +350,7 @@ impl Proxy {
             .policy
             .filter()
             .filter_list(module.as_str(), &served.body);
+        let allowed = self.drop_quarantined(module, allowed);
         served.body = self.drop_young(module, allowed, mode).await;
         Ok(served)
     }
@@ -336,13 +361,20 @@ impl Proxy {
         let served = self
             .mutable(StorageKey::Latest(module.clone()), mode)
             .await?;
-        if !self.inner.policy.filter().is_open() {
-            let version = validate::info(module, None, &served.body)
-                .map_err(|e| CoreError::Internal(format!("cached @latest: {e}")))?;
-            self.check_allowed(module, &version)?;
-            return self.latest_old_enough(module, served, mode).await;
+        if self.inner.policy.filter().is_open()
+            && self.inner.quarantines.versions(module).is_empty()
+        {
+            return Ok(served);
         }
-        Ok(served)
+        let version = validate::info(module, None, &served.body)
+            .map_err(|e| CoreError::Internal(format!("cached @latest: {e}")))?;
+        match self.check_allowed(module, &version) {
+            Ok(()) => self.latest_old_enough(module, served, mode).await,
+            Err(refusal @ CoreError::Quarantined { .. }) => {
+                self.latest_from_list(module, refusal, mode).await
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// The key of `.mod` or `.zip` of `module@version`, once the version is one such files exist
@@ -370,8 +402,9 @@ impl Proxy {
             })
     }
 
-    /// Filter rules: may `module@version` be fetched and served?
+    /// Filter rules and quarantines: may `module@version` be fetched and served?
     fn check_allowed(&self, module: &ModulePath, version: &str) -> Result<(), CoreError> {
+        self.check_quarantine(module, version)?;
         self.inner
             .policy
             .filter()
@@ -433,6 +466,7 @@ impl Proxy {
         let key = self.version_key(module, version, ArtifactKind::Zip)?;
         self.check_age(module, version, None, mode).await?;
         if let Some(obj) = self.inner.storage.get(&key).await? {
+            self.record_served(&key, &obj.info);
             self.inner.gate.metrics.record_cache("zip", "hit");
             return Ok((obj, Freshness::Hit));
         }
@@ -477,10 +511,13 @@ impl Proxy {
             .get_bytes(key)
             .await
             .map_err(CoreError::from)?
-            .map(|(body, info)| Served {
-                body,
-                freshness: Freshness::Hit,
-                last_modified: Some(info.last_modified),
+            .map(|(body, info)| {
+                self.record_served(key, &info);
+                Served {
+                    body,
+                    freshness: Freshness::Hit,
+                    last_modified: Some(info.last_modified),
+                }
             });
         self.inner.gate.metrics.record_cache(
             kind_label(key),
