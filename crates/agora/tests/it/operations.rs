@@ -480,6 +480,10 @@ sync_interval = "200ms"
 
 [auth]
 tokens_file = {tokens:?}
+
+[retention]
+unused_for = "1s"
+keep_recent = "0s"
 "#,
         endpoint = s3.endpoint(),
         region = s3.region(),
@@ -495,7 +499,7 @@ tokens_file = {tokens:?}
     let b = replica("b");
 
     assert_eq!(get(&a, &artifact_path(GREET, "v1.0.0", "zip")).0, 200);
-    assert_eq!(get(&a, &artifact_path(GREET, "v1.1.0", "info")).0, 200);
+    assert_eq!(get(&a, &artifact_path(GREET, "v1.1.0", "zip")).0, 200);
     // B feeds what A stored: one index.
     eventually(10, "A's versions in B's feed", || {
         get(&b, "/index").1.lines().count() == 2
@@ -521,4 +525,15 @@ tokens_file = {tokens:?}
     assert_eq!(stats["quarantined"], 1, "{out}");
     assert_eq!(stats["versions"], 2, "{out}");
     assert!(!out.contains(s3.secret_access_key()), "no secret in output");
+
+    // Collected through A: the unused zip leaves the bucket (the quarantined one stays), and B
+    // fetches it again on the next request.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (ok, out) = ops(&tmp.path().join("a"), &["gc", "--apply"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("deleted 1 artifacts"), "{out}");
+    assert!(out.contains("v1.1.0.zip") && !out.contains("v1.0.0.zip"), "{out}");
+    let zip11 = artifact_path(GREET, "v1.1.0", "zip");
+    assert_eq!(get(&b, &zip11).0, 200);
+    assert_eq!(up.count(&zip11), 2);
 }
