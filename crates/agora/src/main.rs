@@ -541,10 +541,17 @@ async fn run(
     let proxy = app.proxy.clone();
     let tokens = access.tokens.clone();
     let audit = access.guard.audit().clone();
+    let ui = agora_server::ui::UiSettings::new(
+        config.routing.direct_patterns(),
+        app.checksums.as_ref().map(|_| config.sumdb.name.clone()),
+        !tokens.is_empty() || access.guard.restricts(),
+        String::new(),
+    );
     let router = agora_server::router(AppState {
         proxy: app.proxy,
         sumdb: Arc::new(app.sumdb),
         guard: access.guard,
+        ui: Arc::new(ui),
     });
     // Without a tokens file a reload is a no-op; watching costs nothing then.
     tokens.clone().spawn_watch(config.auth.reload_interval);

@@ -44,7 +44,10 @@ pub use filter::{Action, Blocked, Filter, FilterRule, VersionConstraint};
 pub use lock::{FetchLock, LockError, LockGuard, LockHolder, RedisLock, RedisLockOptions};
 pub use metrics::Metrics;
 pub use policy::{DownloadMode, Policy, Route};
-pub use proxy::{Collection, FetchMode, Freshness, Proxy, ProxyBuilder, ProxyOptions, Served, HOT};
+pub use proxy::{
+    Collection, FetchMode, Freshness, License, Overview, Proxy, ProxyBuilder, ProxyOptions, Served,
+    VersionView, HOT,
+};
 pub use source::{ProxySource, Source, SourceError, SourceKind, ZipWritten};
 pub use sumdb::{Checksums, SumdbAnswer, SumdbEndpoint, SumdbPath, SumdbProxy};
 pub use vcs_source::VcsSource;

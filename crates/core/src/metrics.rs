@@ -195,6 +195,23 @@ impl Metrics {
         }
     }
 
+    /// Cache answers for module artifacts, lists and `@latest` so far: (from the cache: hits and
+    /// stale answers, from a source: misses), for the status page's hit ratio.
+    pub fn cache_answers(&self) -> (u64, u64) {
+        let count = |kind, result| {
+            self.cache
+                .get_or_create(&CacheLabels { kind, result })
+                .get()
+        };
+        let mut cached = 0;
+        let mut fetched = 0;
+        for kind in ["info", "mod", "zip", "list", "latest"] {
+            cached += count(kind, "hit") + count(kind, "stale");
+            fetched += count(kind, "miss");
+        }
+        (cached, fetched)
+    }
+
     /// What the store holds of one kind (`info`, `mod`, `zip`), from the index.
     pub fn set_stored(&self, kind: &'static str, artifacts: u64, bytes: u64) {
         let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);

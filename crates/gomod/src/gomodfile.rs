@@ -30,6 +30,8 @@ pub struct GoMod {
     /// the `go` command); malformed directives are skipped, as the `go` command skips them in
     /// dependencies.
     pub retract: Vec<Retraction>,
+    /// The `require` directives (path, version), in file order.
+    pub require: Vec<(String, String)>,
 }
 
 /// A retracted version or inclusive range of versions (`retract v1.0.1` or
@@ -123,6 +125,7 @@ impl GoMod {
                 };
                 module::check_path_major(&version, path_major)
                     .map_err(|e| fail(format!("require {path}: {e}")))?;
+                self.require.push((path.into_owned(), version));
             }
             b"retract" => {
                 // Errors in a dependency's retractions are ignored, as are extra tokens.
@@ -147,6 +150,55 @@ impl GoMod {
             .as_deref()
             .is_some_and(|v| go_lang_at_least(v, "1", "24"))
     }
+}
+
+/// The deprecation message of a go.mod: the paragraph beginning with `Deprecated:` in the
+/// comments just before the `module` directive or after it on its line, as x/mod
+/// `modfile.File.Module.Deprecated` reads it (the text after `Deprecated:`, trimmed).
+pub fn deprecation(data: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(data);
+    let mut before: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(c) = t.strip_prefix("//") {
+            before.push(c.trim());
+            continue;
+        }
+        if t.is_empty() {
+            before.clear();
+            continue;
+        }
+        let is_module = t
+            .strip_prefix("module")
+            .is_some_and(|rest| rest.starts_with([' ', '\t', '(']));
+        if !is_module {
+            before.clear();
+            continue;
+        }
+        let mut comments = before.clone();
+        if let Some((_, suffix)) = t.split_once("//") {
+            comments.push(suffix.trim());
+        }
+        // Paragraphs are separated by empty comment lines.
+        let mut paragraph: Vec<&str> = Vec::new();
+        let mut found: Option<String> = None;
+        for c in comments.iter().chain(std::iter::once(&"")) {
+            if c.is_empty() {
+                if let Some(first) = paragraph.first() {
+                    if let Some(rest) = first.strip_prefix("Deprecated:") {
+                        let mut msg = vec![rest.trim()];
+                        msg.extend(&paragraph[1..]);
+                        found = Some(msg.join(" ").trim().to_owned());
+                    }
+                }
+                paragraph.clear();
+            } else {
+                paragraph.push(c);
+            }
+        }
+        return found;
+    }
+    None
 }
 
 /// `retract v` or `retract [lo, hi]`; `None` for anything else.
@@ -1078,5 +1130,32 @@ mod tests {
                 String::from_utf8_lossy(src)
             );
         }
+    }
+
+    #[test]
+    fn requirements_and_deprecation() {
+        let data = b"// Deprecated: use example.com/new instead.\n// It will not be updated.\nmodule example.com/old\n\ngo 1.21\n\nrequire (\n\texample.com/a v1.2.3\n\texample.com/b/v2 v2.0.0 // indirect\n)\nrequire example.com/c v0.1.0\n";
+        let m = GoMod::parse(data).unwrap();
+        assert_eq!(
+            m.require,
+            vec![
+                ("example.com/a".to_owned(), "v1.2.3".to_owned()),
+                ("example.com/b/v2".to_owned(), "v2.0.0".to_owned()),
+                ("example.com/c".to_owned(), "v0.1.0".to_owned()),
+            ]
+        );
+        assert_eq!(
+            deprecation(data).as_deref(),
+            Some("use example.com/new instead. It will not be updated.")
+        );
+        assert_eq!(
+            deprecation(b"module example.com/m // Deprecated: gone\n").as_deref(),
+            Some("gone")
+        );
+        assert_eq!(
+            deprecation(b"// Deprecated: not attached\n\nmodule example.com/m\n"),
+            None
+        );
+        assert_eq!(deprecation(b"// A comment.\nmodule example.com/m\n"), None);
     }
 }

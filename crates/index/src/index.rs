@@ -502,6 +502,58 @@ impl Index {
         Ok(out)
     }
 
+    /// Modules whose path contains `text` (ASCII case-insensitively), those beginning with it
+    /// first, then in path order; at most `limit`. Each with its number of versions, its latest
+    /// (the highest release, else the highest version) and when a version was last stored. For
+    /// the web UI's search: one pass over the versions table, not over every artifact.
+    pub async fn search(&self, text: &str, limit: usize) -> Result<Vec<SearchHit>, IndexError> {
+        let needle = text.trim().to_ascii_lowercase();
+        let escaped: String = needle
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let anywhere = format!("%{escaped}%");
+        let starting = format!("{escaped}%");
+        let limit = to_i64(limit.min(1000) as u64);
+        let err = IndexError::query("search");
+        let rows: Vec<(String, i64, i64)> = on_db!(self.db(), pool => {
+            sqlx::query_as(
+                "SELECT module, COUNT(*), MAX(first_stored) FROM versions \
+                 WHERE LOWER(module) LIKE $1 ESCAPE '\\' GROUP BY module \
+                 ORDER BY CASE WHEN LOWER(module) LIKE $2 ESCAPE '\\' THEN 0 ELSE 1 END, module \
+                 LIMIT $3",
+            )
+            .bind(anywhere.as_str())
+            .bind(starting.as_str())
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(err)?
+        });
+        let mut hits = Vec::with_capacity(rows.len());
+        for (module, versions, last) in rows {
+            let err = IndexError::query("search");
+            let listed: Vec<(String,)> = on_db!(self.db(), pool => {
+                sqlx::query_as("SELECT version FROM versions WHERE module = $1")
+                    .bind(module.as_str())
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?
+            });
+            let latest = latest_of(listed.iter().map(|(v,)| v.as_str()));
+            hits.push(SearchHit {
+                module: parse_module(module)?,
+                versions: to_u64(versions),
+                latest,
+                last_stored: from_nanos(last),
+            });
+        }
+        Ok(hits)
+    }
+
     /// Totals: modules, versions, artifacts and bytes by kind and by origin, serves, quarantines.
     pub async fn stats(&self) -> Result<Stats, IndexError> {
         let err = || IndexError::query("stats");
@@ -849,6 +901,20 @@ fn literal_prefix(patterns: &str) -> String {
         });
     }
     common.unwrap_or("").to_owned()
+}
+
+/// The go command's choice among versions without a query: the highest release, else the highest
+/// pre-release or pseudo-version.
+pub fn latest_of<'a>(versions: impl Iterator<Item = &'a str>) -> Option<String> {
+    let release = |v: &str| agora_gomod::semver::prerelease(v).is_none_or(str::is_empty);
+    versions
+        .filter(|v| agora_gomod::semver::is_valid(v))
+        .max_by(|a, b| {
+            release(a)
+                .cmp(&release(b))
+                .then(agora_gomod::semver::compare(a, b))
+        })
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -34,10 +34,10 @@ pub mod served;
 pub use config::IndexConfig;
 pub use db::Backend;
 pub use error::IndexError;
-pub use index::{FlushReport, Index, MAX_FEED_LIMIT};
+pub use index::{latest_of, FlushReport, Index, MAX_FEED_LIMIT};
 pub use model::{
     ArtifactRecord, ArtifactRow, FeedEntry, ModuleQuery, ModuleRow, Origin, OriginKind,
-    OriginTotals, Quarantine, Stats, Totals, VersionRow,
+    OriginTotals, Quarantine, SearchHit, Stats, Totals, VersionRow,
 };
 pub use rebuild::{RebuildOptions, RebuildReport};
 pub use retention::{EvictReason, Eviction, Plan, PlanSummary, RetentionPolicy};

@@ -213,6 +213,17 @@ pub struct ModuleRow {
     pub served_count: u64,
 }
 
+/// A module found by [`Index::search`](crate::Index::search).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchHit {
+    pub module: ModulePath,
+    pub versions: u64,
+    /// The highest release, else the highest version, of those stored.
+    pub latest: Option<String>,
+    /// When a version of it was last stored.
+    pub last_stored: SystemTime,
+}
+
 /// One entry of the feed (`/index?since=`): a module version, first stored at `timestamp`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedEntry {

@@ -66,6 +66,7 @@ contract!(
     remove_and_forget,
     quarantine_and_lift,
     modules_are_listed_by_pattern_and_paged,
+    search_finds_substrings_prefixes_first,
     retention_evicts_zips_least_recently_used_first_within_budget,
     retention_by_age_and_never_served_order,
     retention_keeps_patterns_and_quarantines_and_metadata_only_when_asked,
@@ -594,6 +595,49 @@ async fn modules_are_listed_by_pattern_and_paged(env: Env) {
         (a.last_stored, a.last_served, a.served_count),
         (t(2), Some(t(9)), 1)
     );
+}
+
+async fn search_finds_substrings_prefixes_first(env: Env) {
+    let index = &env.index;
+    version(index, "github.com/acme/widgets", "v1.0.0", 10, 100).await;
+    version(index, "github.com/acme/widgets", "v1.2.0", 10, 300).await;
+    version(index, "github.com/acme/widgets", "v2.0.0-rc.1", 10, 400).await;
+    version(index, "widgets.example/core", "v0.1.0", 10, 200).await;
+    version(
+        index,
+        "github.com/other/thing",
+        "v0.0.0-20240101000000-abcdefabcdef",
+        10,
+        50,
+    )
+    .await;
+    version(index, "github.com/x/under_score", "v1.0.0", 10, 60).await;
+
+    let hits = index.search("Widgets", 10).await.unwrap();
+    let found: Vec<(&str, u64, Option<&str>)> = hits
+        .iter()
+        .map(|h| (h.module.as_str(), h.versions, h.latest.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("widgets.example/core", 1, Some("v0.1.0")),
+            ("github.com/acme/widgets", 3, Some("v1.2.0")),
+        ],
+        "prefix matches first, then path order; latest is the highest release"
+    );
+    assert_eq!(hits[1].last_stored, t(400));
+    let thing = index.search("other/thing", 10).await.unwrap();
+    assert_eq!(
+        thing[0].latest.as_deref(),
+        Some("v0.0.0-20240101000000-abcdefabcdef")
+    );
+    // LIKE's wildcards are literal characters here.
+    assert_eq!(index.search("r_s", 10).await.unwrap().len(), 1);
+    assert!(index.search("%", 10).await.unwrap().is_empty());
+    assert!(index.search("r%s", 10).await.unwrap().is_empty());
+    assert!(index.search("_x_", 10).await.unwrap().is_empty());
+    assert_eq!(index.search("", 2).await.unwrap().len(), 2, "limit");
 }
 
 fn names(plan: &Plan) -> Vec<String> {

@@ -105,15 +105,15 @@ fn push_line(out: &mut String, entry: &FeedEntry) {
     out.push('\n');
 }
 
-/// The access rules for one client, remembered per module for one answer.
-struct Readable<'a> {
+/// The access rules for one client, remembered per module for one answer (the feed, the UI).
+pub(crate) struct Readable<'a> {
     state: &'a AppState,
     who: &'a Principal,
     seen: HashMap<String, bool>,
 }
 
 impl<'a> Readable<'a> {
-    fn new(state: &'a AppState, who: &'a Principal) -> Self {
+    pub(crate) fn new(state: &'a AppState, who: &'a Principal) -> Self {
         Readable {
             state,
             who,
@@ -121,7 +121,7 @@ impl<'a> Readable<'a> {
         }
     }
 
-    async fn check(&mut self, module: &ModulePath) -> bool {
+    pub(crate) async fn check(&mut self, module: &ModulePath) -> bool {
         if let Some(ok) = self.seen.get(module.as_str()) {
             return *ok;
         }

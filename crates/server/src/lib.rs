@@ -16,6 +16,7 @@
 //!   files (on demand or by polling) without restarting.
 //! - `feed`: `/index?since=&limit=`, what is cached in index.golang.org's format, filtered by the
 //!   access rules.
+//! - [`ui`]: the web UI (home, search, module pages, status, admin actions).
 //! - `admin`: `/-/admin/...`, quarantine, lift and removal for the `admin` group, audited.
 //! - [`identity`]: [`ClientInfo`], the client's address and scheme, believing forwarding headers
 //!   only from [`TrustedProxies`].
@@ -30,6 +31,7 @@ pub mod request;
 pub mod routes;
 pub mod serve;
 pub mod tls;
+pub mod ui;
 
 pub use guard::Guard;
 pub use identity::{ClientInfo, TrustedProxies, TrustedProxyError};

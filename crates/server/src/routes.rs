@@ -36,6 +36,8 @@ pub struct AppState {
     pub proxy: Proxy,
     pub sumdb: Arc<SumdbProxy>,
     pub guard: Arc<Guard>,
+    /// What the web UI's pages say about this agora.
+    pub ui: Arc<crate::ui::UiSettings>,
 }
 
 impl AppState {
@@ -45,6 +47,12 @@ impl AppState {
             proxy,
             sumdb,
             guard: Arc::new(Guard::open()),
+            ui: Arc::new(crate::ui::UiSettings::new(
+                Vec::new(),
+                None,
+                false,
+                String::new(),
+            )),
         }
     }
 }
@@ -65,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/admin/lift", post(crate::admin::lift))
         .route("/-/admin/remove", post(crate::admin::remove))
         .route("/-/admin/quarantines", get(crate::admin::quarantines))
+        .merge(crate::ui::routes())
         .fallback(goproxy)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
@@ -143,6 +152,9 @@ struct Trace {
 async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, _body) = req.into_parts();
+    if let Some(page) = crate::ui::module_page(&state, &parts).await {
+        return page;
+    }
     let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
     let client = state.guard.client(&parts.extensions, headers);
     let mut trace = Trace {

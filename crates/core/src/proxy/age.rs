@@ -24,7 +24,7 @@ use crate::policy::Route;
 const LIST_CONCURRENCY: usize = 8;
 
 impl Proxy {
-    fn min_age(&self, module: &ModulePath, version: &str) -> Option<MinAge> {
+    pub(super) fn min_age(&self, module: &ModulePath, version: &str) -> Option<MinAge> {
         if self.inner.policy.route(module) == Route::Direct {
             return None;
         }
@@ -203,6 +203,20 @@ impl Proxy {
             None => Err(refusal),
         }
     }
+}
+
+/// The time a pseudo-version carries.
+pub(super) fn pseudo_time(version: &str) -> Option<SystemTime> {
+    if !pseudo::is_pseudo_version(version) {
+        return None;
+    }
+    let t = pseudo::pseudo_version_parsed_time(version).ok()?;
+    Some(unix_time(t.to_unix()))
+}
+
+/// The `Time` of an `.info` body.
+pub(super) fn info_time(body: &[u8]) -> Option<SystemTime> {
+    version_and_time(body).map(|(_, t)| t)
 }
 
 fn unix_time(secs: i64) -> SystemTime {

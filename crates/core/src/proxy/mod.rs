@@ -10,6 +10,7 @@
 //! - [`age`]: the minimum release age of filter rules;
 //! - [`record`]: what the metadata index learns (stored and served artifacts) and quarantines;
 //! - [`retention`]: deleting what the retention plan says may go;
+//! - [`overview`]: what is known of one module, for people (the web UI);
 //! - [`replicas`]: single-flight in this process and turns among replicas sharing a store;
 //! - [`gate`]: concurrency limits and metrics around each fetch from a source.
 
@@ -38,10 +39,12 @@ mod age;
 mod fetch;
 mod gate;
 mod miss;
+mod overview;
 mod record;
 mod replicas;
 mod retention;
 
+pub use overview::{License, Overview, VersionView};
 pub use retention::{Collection, HOT};
 
 use fetch::Outcome;
