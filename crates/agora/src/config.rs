@@ -60,26 +60,72 @@ pub struct Config {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
-    /// Keep the store within this size (`"200GiB"`), by evicting the least recently used zips.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Keep the store within this size (`"200GiB"`), by evicting the least recently used zips;
+    /// empty: no budget.
+    #[serde(with = "opt_size")]
     pub max_size: Option<bytesize::ByteSize>,
-    /// Evict zips not served for this long (`"90d"`).
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    /// Evict zips not served for this long (`"90d"`); empty: never for age.
+    #[serde(with = "opt_duration")]
     pub unused_for: Option<Duration>,
-    /// Module patterns kept forever; unset: the private modules (`routing` patterns), whose
-    /// tags may be gone from git.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep: Option<Vec<String>>,
+    /// Module patterns kept forever.
+    pub keep: Vec<String>,
+    /// Keep the private modules (`routing` patterns) forever too: their tags may be gone from git.
+    pub keep_private: bool,
     /// Also evict `.info` and `.mod` of versions unused for `unused_for`.
     pub metadata: bool,
     /// Never delete what was used (stored or served) this recently (default 15m): nothing in
     /// use disappears under a client.
     #[serde(with = "humantime_serde")]
     pub keep_recent: Duration,
-    /// How often a server collects in the background (one replica at a time); unset: only
+    /// How often a server collects in the background (one replica at a time); empty: only
     /// `agora gc --apply` collects.
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "opt_duration")]
     pub interval: Option<Duration>,
+}
+
+/// `""` ⇔ `None`, else a duration (`"90d"`): optional durations that keep an `AGORA_*` name.
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        let text = v.map(|d| humantime::format_duration(d).to_string());
+        s.serialize_str(text.as_deref().unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        humantime::parse_duration(s)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
+    }
+}
+
+/// `""` ⇔ `None`, else a size (`"200GiB"`, `"500 MB"`, bytes).
+mod opt_size {
+    use bytesize::ByteSize;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<ByteSize>, s: S) -> Result<S::Ok, S::Error> {
+        let text = v.map(|b| b.display().iec().to_string());
+        s.serialize_str(text.as_deref().unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
+        let s = String::deserialize(d)?;
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse::<ByteSize>()
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
+    }
 }
 
 impl Default for RetentionConfig {
@@ -87,7 +133,8 @@ impl Default for RetentionConfig {
         RetentionConfig {
             max_size: None,
             unused_for: None,
-            keep: None,
+            keep: Vec::new(),
+            keep_private: true,
             metadata: false,
             keep_recent: agora_core::HOT,
             interval: None,
@@ -98,7 +145,10 @@ impl Default for RetentionConfig {
 impl RetentionConfig {
     /// The policy to plan with; `private` are the private module patterns (kept by default).
     pub fn policy(&self, private: &[String]) -> agora_index::RetentionPolicy {
-        let keep = self.keep.clone().unwrap_or_else(|| private.to_vec());
+        let mut keep = self.keep.clone();
+        if self.keep_private {
+            keep.extend(private.iter().cloned());
+        }
         agora_index::RetentionPolicy {
             max_size: self.max_size.map(|b| b.as_u64()),
             unused_for: self.unused_for,
@@ -1251,5 +1301,48 @@ mod tests {
             shown.contains("https://***@proxy.corp.example,https://goproxy.cn|direct"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn index_and_retention_settings_have_environment_names() {
+        let env: BTreeMap<String, String> = [
+            (
+                "AGORA_INDEX_URL",
+                "postgres://agora:pw@db.corp.example/agora",
+            ),
+            ("AGORA_RETENTION_MAX_SIZE", "10GiB"),
+            ("AGORA_RETENTION_UNUSED_FOR", "30d"),
+            ("AGORA_RETENTION_INTERVAL", "1h"),
+            ("AGORA_RETENTION_KEEP", "github.com/corp,golang.org/x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = load(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.index.url.as_deref(),
+            Some("postgres://agora:pw@db.corp.example/agora")
+        );
+        assert_eq!(c.retention.max_size, Some(bytesize::ByteSize::gib(10)));
+        assert_eq!(
+            c.retention.unused_for,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(c.retention.interval, Some(Duration::from_secs(3600)));
+        let policy = c.retention.policy(&["gitlab.corp.example".to_owned()]);
+        assert_eq!(
+            policy.keep,
+            ["github.com/corp", "golang.org/x", "gitlab.corp.example"]
+        );
+        assert_eq!(policy.max_size, Some(10 << 30));
+        let shown = c.to_redacted_toml().unwrap();
+        assert!(!shown.contains(":pw@"), "{shown}");
+        // Unset stays unset.
+        let c = load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!((c.index.url, c.retention.max_size), (None, None));
+        assert!(!c.retention.is_set());
+        let bad: BTreeMap<String, String> =
+            [("AGORA_RETENTION_MAX_SIZE".to_owned(), "lots".to_owned())].into();
+        assert!(load(None, &bad, &Overrides::default()).is_err());
     }
 }

@@ -26,7 +26,9 @@ pub const SQLITE_FILE: &str = "index.sqlite3";
 pub struct IndexConfig {
     /// Unset: SQLite at `<data_dir>/_agora/index.sqlite3`, created on first start.
     /// `sqlite://PATH` (relative paths are under the data directory) or
-    /// `postgres://[user[:password]@]host[:port]/database[?sslmode=...]`.
+    /// `postgres://[user[:password]@]host[:port]/database[?sslmode=...]`. Empty means unset (so
+    /// the key always shows, and `AGORA_INDEX_URL` exists).
+    #[serde(with = "empty_is_none")]
     pub url: Option<String>,
     /// Connections kept open to the database (PostgreSQL; SQLite uses at most 4: it has one
     /// writer at a time anyway).
@@ -38,6 +40,20 @@ pub struct IndexConfig {
     /// quarantine set elsewhere takes effect within this time).
     #[serde(with = "humantime_serde")]
     pub sync_interval: Duration,
+}
+
+/// `""` ⇔ `None`.
+mod empty_is_none {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_deref().unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok((!s.trim().is_empty()).then_some(s))
+    }
 }
 
 impl Default for IndexConfig {

@@ -24,3 +24,4 @@ mod sha256;
 mod sumdb;
 mod toolchain;
 mod upstream_chain;
+mod web_ui;

@@ -174,19 +174,22 @@ impl Proxy {
             return None;
         }
         let (zip, _) = self.inner.storage.get_bytes(&key).await.ok()??;
-        tokio::task::spawn_blocking(move || license_of(&zip))
+        let root = format!("{module}@{version}/");
+        tokio::task::spawn_blocking(move || license_of(&zip, &root))
             .await
             .ok()
             .flatten()
     }
 }
 
-/// The license file at the root of a module zip, and what it is.
-fn license_of(zip: &[u8]) -> Option<License> {
+/// The license file at the root of a module zip (whose entries begin with `root`,
+/// `module@version/`), and what it is.
+fn license_of(zip: &[u8], root: &str) -> Option<License> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).ok()?;
-    let names: Vec<String> = archive.file_names().map(str::to_owned).collect();
+    let mut names: Vec<String> = archive.file_names().map(str::to_owned).collect();
+    names.sort();
     let name = names.iter().find(|n| {
-        let Some((_, rest)) = n.split_once('/') else {
+        let Some(rest) = n.strip_prefix(root) else {
             return false;
         };
         let upper = rest.to_ascii_uppercase();
@@ -203,7 +206,7 @@ fn license_of(zip: &[u8]) -> Option<License> {
         .read_to_string(&mut text)
         .ok()?;
     Some(License {
-        file: name.split_once('/').map(|(_, r)| r.to_owned())?,
+        file: name.strip_prefix(root)?.to_owned(),
         kind: classify(&text),
     })
 }
@@ -281,7 +284,7 @@ mod tests {
             w.finish().unwrap();
         }
         assert_eq!(
-            license_of(buf.get_ref()),
+            license_of(buf.get_ref(), "example.com/m@v1.0.0/"),
             Some(License {
                 file: "LICENSE.md".into(),
                 kind: "MIT"

@@ -194,13 +194,31 @@ fn origin(state: &AppState, extensions: &http::Extensions, headers: &HeaderMap) 
     format!("{scheme}://{host}{}", state.ui.base)
 }
 
-async fn home(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+/// `/`; `/?login` asks for credentials first. The challenge comes from the root path so that
+/// browsers send the credentials with every later request to this agora, not only below
+/// the path that asked for them.
+async fn home(
+    State(state): State<AppState>,
+    Query(q): Query<HomeQuery>,
+    request: axum::extract::Request,
+) -> Response {
     let (parts, _) = request.into_parts();
     let Some(v) = viewer(&state, &parts.extensions, &parts.headers) else {
         return challenge();
     };
+    if q.login.is_some() {
+        return match v.who {
+            Principal::Anonymous => challenge(),
+            Principal::Token(_) => Redirect::to(&format!("{}/", state.ui.base)).into_response(),
+        };
+    }
     let origin = origin(&state, &parts.extensions, &parts.headers);
     html(StatusCode::OK, pages::home(&state.ui, &v, &origin))
+}
+
+#[derive(Deserialize)]
+struct HomeQuery {
+    login: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -293,17 +311,9 @@ async fn search_json(
         .into_response()
 }
 
-/// `/-/login`: asks the browser for credentials, then goes home.
-async fn login(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    let (parts, _) = request.into_parts();
-    match viewer(&state, &parts.extensions, &parts.headers) {
-        None
-        | Some(Viewer {
-            who: Principal::Anonymous,
-            ..
-        }) => challenge(),
-        Some(_) => Redirect::to(&format!("{}/", state.ui.base)).into_response(),
-    }
+/// `/-/login`: see [`home`].
+async fn login(State(state): State<AppState>) -> Response {
+    Redirect::to(&format!("{}/?login", state.ui.base)).into_response()
 }
 
 /// A module's page, for a GET of `/<module path>`; `None` when the path is not one (the

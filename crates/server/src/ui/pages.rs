@@ -53,7 +53,7 @@ fn layout(ui: &UiSettings, viewer: Option<&Viewer>, title: &str, body: Markup) -
                         }
                         @match viewer.map(|v| &v.who) {
                             Some(Principal::Token(id)) => span.muted { "Signed in as " (id.name) },
-                            _ => a href={ (base) "/-/login" } { "Sign in" },
+                            _ => a href={ (base) "/?login" } { "Sign in" },
                         }
                     }
                 }
@@ -77,11 +77,16 @@ fn search_form(ui: &UiSettings, q: &str) -> Markup {
 
 pub(crate) fn home(ui: &UiSettings, viewer: &Viewer, origin: &str) -> String {
     let private = ui.private.join(",");
-    let host = origin
+    // .netrc names a machine without its port.
+    let authority = origin
         .split("://")
         .nth(1)
         .and_then(|h| h.split('/').next())
         .unwrap_or("agora.example");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.split(':').next().unwrap_or(authority),
+    };
     let body = html! {
         h1 { "agora at " (origin) }
         p { "A Go module proxy: public modules through its upstream chain, private modules straight from git, every download cached and checked." }
@@ -354,7 +359,7 @@ pub(crate) fn not_found(ui: &UiSettings, viewer: &Viewer) -> String {
         h1 { "Not found" }
         p { "Nothing is cached under this path, or it is not a module path." }
         @if matches!(viewer.who, Principal::Anonymous) {
-            p { "Some modules are only visible once you " a href={ (ui.base) "/-/login" } { "sign in" } "." }
+            p { "Some modules are only visible once you " a href={ (ui.base) "/?login" } { "sign in" } "." }
         }
         (search_form(ui, ""))
     };
