@@ -12,6 +12,7 @@
 //! - [`serve`]: the connection loop (hyper), plain HTTP or HTTPS: header and send timeouts against
 //!   slow clients, graceful shutdown; [`ServeOptions`] holds its limits. Marks each request with
 //!   its peer and [`Transport`].
+//! - [`prefix`]: [`with_path_prefix`], the whole application under a path prefix (`/go`).
 //! - [`tls`]: [`ReloadingTls`], the rustls configuration whose certificate is reloaded from its PEM
 //!   files (on demand or by polling) without restarting.
 //! - `feed`: `/index?since=&limit=`, what is cached in index.golang.org's format, filtered by the
@@ -26,6 +27,7 @@ mod feed;
 pub mod guard;
 pub mod http_cache;
 pub mod identity;
+pub mod prefix;
 pub mod request;
 pub mod routes;
 pub mod serve;
@@ -33,6 +35,7 @@ pub mod tls;
 
 pub use guard::Guard;
 pub use identity::{ClientInfo, TrustedProxies, TrustedProxyError};
+pub use prefix::{with_path_prefix, PathPrefix, PathPrefixError};
 pub use routes::{router, AppState};
 pub use serve::{serve, serve_tls, serve_with, CancellationToken, ServeOptions, Transport};
 pub use tls::{ReloadingTls, TlsError, TlsFiles};
