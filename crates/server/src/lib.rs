@@ -12,6 +12,8 @@
 //! - [`serve`]: the connection loop (hyper), plain HTTP or HTTPS: header and send timeouts against
 //!   slow clients, graceful shutdown; [`ServeOptions`] holds its limits. Marks each request with
 //!   its peer and [`Transport`].
+//! - [`listen`]: what it listens on: [`ListenAddr`] (`IP:PORT` or `unix:/path`), [`Listener`],
+//!   and the Unix socket file's life ([`bind_unix`]).
 //! - [`prefix`]: [`with_path_prefix`], the whole application under a path prefix (`/go`).
 //! - [`tls`]: [`ReloadingTls`], the rustls configuration whose certificate is reloaded from its PEM
 //!   files (on demand or by polling) without restarting.
@@ -27,6 +29,7 @@ mod feed;
 pub mod guard;
 pub mod http_cache;
 pub mod identity;
+pub mod listen;
 pub mod prefix;
 pub mod request;
 pub mod routes;
@@ -35,7 +38,12 @@ pub mod tls;
 
 pub use guard::Guard;
 pub use identity::{ClientInfo, TrustedProxies, TrustedProxyError};
+#[cfg(unix)]
+pub use listen::{bind_unix, UnixSocketFile};
+pub use listen::{ListenAddr, ListenAddrError, Listener};
 pub use prefix::{with_path_prefix, PathPrefix, PathPrefixError};
 pub use routes::{router, AppState};
-pub use serve::{serve, serve_tls, serve_with, CancellationToken, ServeOptions, Transport};
+pub use serve::{
+    serve, serve_tls, serve_with, CancellationToken, ServeOptions, Transport, UNIX_PEER,
+};
 pub use tls::{ReloadingTls, TlsError, TlsFiles};
