@@ -25,6 +25,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -287,16 +288,35 @@ impl ConnContext {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let app = self.app.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(remote));
-            req.extensions_mut().insert(Transport { secure });
-            app.clone().oneshot(req)
+        let asked = Arc::new(AtomicBool::new(false));
+        let service = hyper::service::service_fn({
+            let asked = asked.clone();
+            move |mut req: http::Request<Incoming>| {
+                asked.store(true, Ordering::Relaxed);
+                req.extensions_mut().insert(ConnectInfo(remote));
+                req.extensions_mut().insert(Transport { secure });
+                app.clone().oneshot(req)
+            }
         });
         let conn = self
             .builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();
-        if let Err(err) = watcher.watch(conn).await {
+        let mut conn = std::pin::pin!(watcher.watch(conn));
+        // hyper's header timeout starts with the first byte of a request head: before it, while
+        // the protocol (HTTP/1 or 2) is being recognised, a client that sends nothing at all
+        // would hold the connection forever.
+        let result = tokio::select! {
+            result = &mut conn => result,
+            () = tokio::time::sleep(self.header_timeout) => {
+                if !asked.load(Ordering::Relaxed) {
+                    tracing::debug!(client.addr = %remote, "no request within the header timeout");
+                    return;
+                }
+                conn.await
+            }
+        };
+        if let Err(err) = result {
             // Header timeouts, resets, clients that went away: routine, not failures of agora.
             tracing::debug!(client.addr = %remote, error = %err, "connection closed with an error");
         }

@@ -590,11 +590,11 @@ async fn oversized_request_heads_get_431_and_large_bodies_stream_whole() {
     drop(server);
 }
 
-/// A Unix socket gets the TCP listener's treatment: the peer is loopback (`UNIX_PEER`), shutdown
-/// returns.
+/// A Unix socket gets the TCP listener's treatment: the peer is loopback (`UNIX_PEER`), a client
+/// that sends nothing is dropped after the header timeout, shutdown returns.
 #[cfg(unix)]
 #[tokio::test]
-async fn a_unix_socket_is_served_with_the_same_peer_and_shutdown() {
+async fn a_unix_socket_is_served_with_the_same_peer_timeouts_and_shutdown() {
     use axum::extract::ConnectInfo;
     use tokio::net::UnixStream;
 
@@ -632,6 +632,15 @@ async fn a_unix_socket_is_served_with_the_same_peer_and_shutdown() {
         resp.ends_with(&agora_server::UNIX_PEER.to_string()),
         "{resp}"
     );
+
+    let started = Instant::now();
+    let mut idle = UnixStream::connect(&path).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("an idle client is dropped");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
 
     tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task)
