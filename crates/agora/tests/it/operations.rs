@@ -532,7 +532,10 @@ keep_recent = "0s"
     let (ok, out) = ops(&tmp.path().join("a"), &["gc", "--apply"]);
     assert!(ok, "{out}");
     assert!(out.contains("deleted 1 artifacts"), "{out}");
-    assert!(out.contains("v1.1.0.zip") && !out.contains("v1.0.0.zip"), "{out}");
+    assert!(
+        out.contains("v1.1.0.zip") && !out.contains("v1.0.0.zip"),
+        "{out}"
+    );
     let zip11 = artifact_path(GREET, "v1.1.0", "zip");
     assert_eq!(get(&b, &zip11).0, 200);
     assert_eq!(up.count(&zip11), 2);
