@@ -462,10 +462,8 @@ const UNMAPPED: &[(&str, &[&str], &str, &str)] = &[
     ("PprofPort", &["ATHENS_PPROF_PORT"], ":3001", "agora has no profiling endpoint"),
     ("RobotsFile", &["ATHENS_ROBOTS_FILE"], "robots.txt", "agora serves no robots.txt"),
     ("HomeTemplatePath", &["ATHENS_HOME_TEMPLATE_PATH"], "/var/lib/athens/home.html", "agora has no home page template"),
-    ("UnixSocket", &["ATHENS_UNIX_SOCKET"], "", "agora listens on TCP only (listen, tls.listen)"),
     ("ForceSSL", &["PROXY_FORCE_SSL"], "false", "agora does not redirect HTTP to HTTPS; serve HTTPS only (listen = \"\", [tls]) or redirect at the load balancer"),
     ("ValidatorHook", &["ATHENS_PROXY_VALIDATOR"], "", "agora's validation webhook sends another request body (module, version, kind, go_mod or zip_hash); adapt the hook, then set validation.url"),
-    ("PathPrefix", &["ATHENS_PATH_PREFIX"], "", "agora serves at the root path; strip the prefix in a reverse proxy"),
     ("NETRCPath", &["ATHENS_NETRC_PATH"], "", "git reads ~/.netrc of agora's user: install the file there (or use [[git.credentials]] with password_file)"),
     ("HGRCPath", &["ATHENS_HGRC_PATH"], "", "agora fetches from git repositories only, not Mercurial"),
     ("TraceExporter", &["ATHENS_TRACE_EXPORTER"], "", "agora exports no traces; use its logs and /metrics"),
@@ -584,6 +582,47 @@ impl Translator<'_> {
                 );
                 self.set("listen", addr);
             }
+        }
+        self.unix_socket()?;
+        self.path_prefix()
+    }
+
+    /// `UnixSocket`: the plain listener becomes that socket (agora serves HTTPS on TCP only).
+    fn unix_socket(&mut self) -> Result<()> {
+        let Some(socket) = self
+            .athens
+            .text("UnixSocket", &["ATHENS_UNIX_SOCKET"])?
+            .filter(|s| !s.value.is_empty())
+        else {
+            return Ok(());
+        };
+        let listen = format!("{}{}", agora_server::listen::UNIX_SCHEME, socket.value);
+        if self.out.get("tls").is_some() {
+            self.unmapped(
+                socket.from,
+                "agora serves HTTPS (TLSCertFile, TLSKeyFile) on TCP only, not on a Unix socket",
+            );
+        } else if let Err(e) = listen.parse::<agora_server::ListenAddr>() {
+            self.unmapped(socket.from, format!("{e}; listening on TCP"));
+        } else {
+            self.set("listen", listen);
+        }
+        Ok(())
+    }
+
+    /// `PathPrefix` (`/athens`): the same in agora, without a trailing `/`.
+    fn path_prefix(&mut self) -> Result<()> {
+        let Some(prefix) = self
+            .athens
+            .text("PathPrefix", &["ATHENS_PATH_PREFIX"])?
+            .filter(|p| !p.value.is_empty())
+        else {
+            return Ok(());
+        };
+        let trimmed = prefix.value.trim_end_matches('/');
+        match agora_server::PathPrefix::new(trimmed) {
+            Ok(p) => self.set("server.path_prefix", p.to_string()),
+            Err(e) => self.unmapped(prefix.from, format!("{e}; serving at the root path")),
         }
         Ok(())
     }
@@ -2035,12 +2074,49 @@ mod tests {
     }
 
     #[test]
+    fn unix_socket_and_path_prefix_carry_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("athens.toml");
+        std::fs::write(
+            &path,
+            "UnixSocket = \"/run/athens/athens.sock\"\nPathPrefix = \"/athens/\"\n",
+        )
+        .unwrap();
+        let (t, c) = translate_and_load(&path, &env(&[]));
+        assert_eq!(c.listen.as_deref(), Some("unix:/run/athens/athens.sock"));
+        assert_eq!(c.server.path_prefix.as_deref(), Some("/athens"));
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+
+        std::fs::write(
+            &path,
+            "TLSCertFile = \"/c.pem\"\nTLSKeyFile = \"/k.pem\"\nUnixSocket = \"/run/a.sock\"\n",
+        )
+        .unwrap();
+        let (t, c) = translate_and_load(&path, &env(&[("ATHENS_PATH_PREFIX", "/a//b")]));
+        assert!(c.listen.is_none() && c.tls.listen.is_some());
+        assert_eq!(c.server.path_prefix, None);
+        let lines: Vec<String> = t.notes.iter().map(ToString::to_string).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("UnixSocket: agora serves HTTPS")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("ATHENS_PATH_PREFIX: invalid path prefix")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
     fn unmappable_settings_are_named_one_line_each() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("athens.toml");
         std::fs::write(
             &path,
-            "StorageType = \"mongo\"\nPathPrefix = \"/athens\"\nValidatorHook = \"http://v\"\n\
+            "StorageType = \"mongo\"\nPathPrefix = \"athens\"\nValidatorHook = \"http://v\"\n\
              NetworkMode = \"offline\"\nColour = \"red\"\nSumDBs = [\"https://sum.corp.example\", \"https://b.example\"]\n\
              [Storage.Mongo]\nURL = \"mongodb://u:mongo-pw@db\"\n",
         )
@@ -2050,7 +2126,7 @@ mod tests {
         let has = |s: &str| lines.iter().any(|l| l.contains(s));
         for want in [
             "not mapped: StorageType: agora cannot store modules in MongoDB",
-            "not mapped: PathPrefix:",
+            "not mapped: PathPrefix: invalid path prefix",
             "not mapped: ValidatorHook:",
             "not mapped: NetworkMode:",
             "not mapped: Colour: not an Athens setting",

@@ -20,7 +20,8 @@ use toml::Value;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Plain-HTTP address to listen on (`0.0.0.0:3000`); empty when only HTTPS is served.
+    /// Plain-HTTP address to listen on (`0.0.0.0:3000`), or a Unix socket for a reverse proxy on
+    /// this machine (`unix:/run/agora/agora.sock`); empty when only HTTPS is served.
     #[serde(with = "unset_if_empty")]
     pub listen: Option<String>,
     /// Local data directory (created with its parents on start).
@@ -357,7 +358,12 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub keep_alive: bool,
     /// Load balancers (IPs or CIDRs) whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed.
+    /// A client on a Unix socket is `127.0.0.1`.
     pub trusted_proxies: Vec<String>,
+    /// Serve everything under this path (`/go`: `GOPROXY=https://host/go`), behind an ingress
+    /// shared with other services; other paths answer 404. Empty = at the root.
+    #[serde(with = "unset_if_empty")]
+    pub path_prefix: Option<String>,
 }
 
 /// What a cache miss does for modules matching `pattern`.
@@ -694,6 +700,7 @@ impl Default for Config {
                 shutdown_timeout: serve.shutdown_timeout,
                 keep_alive: serve.keep_alive,
                 trusted_proxies: Vec::new(),
+                path_prefix: None,
             },
             download: Vec::new(),
             tls: TlsConfig {
@@ -860,10 +867,16 @@ impl Config {
     fn validate(&self) -> Result<()> {
         if let Some(listen) = &self.listen {
             listen
-                .parse::<std::net::SocketAddr>()
-                .with_context(|| format!("invalid listen address {listen:?}"))?;
+                .parse::<agora_server::ListenAddr>()
+                .context("listen")?;
         }
         if let Some(listen) = &self.tls.listen {
+            if listen.starts_with(agora_server::listen::UNIX_SCHEME) {
+                bail!(
+                    "tls.listen = {listen:?}: HTTPS is not served on a Unix socket; set \
+                     listen = {listen:?} instead (the reverse proxy in front terminates TLS)"
+                );
+            }
             listen
                 .parse::<std::net::SocketAddr>()
                 .with_context(|| format!("invalid tls.listen address {listen:?}"))?;
@@ -873,6 +886,9 @@ impl Config {
         }
         if self.listen.is_none() && self.tls.listen.is_none() {
             bail!("nothing to listen on: set listen, tls.listen or both");
+        }
+        if let Some(prefix) = &self.server.path_prefix {
+            agora_server::PathPrefix::new(prefix).context("server.path_prefix")?;
         }
         self.filter.to_filter()?;
         if self.redis.url.is_some() && self.redis.lock_ttl >= self.limits.queue_timeout {
@@ -1274,6 +1290,77 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("upstream.proxy"), "{err:#}");
+    }
+
+    #[test]
+    fn path_prefix_is_checked_at_load() {
+        let with = |value: &str| {
+            load(
+                None,
+                &env(&[("AGORA_SERVER_PATH_PREFIX", value)]),
+                &Overrides::default(),
+            )
+        };
+        assert_eq!(with("").unwrap().server.path_prefix, None, "empty = unset");
+        assert_eq!(
+            with("/go").unwrap().server.path_prefix.as_deref(),
+            Some("/go")
+        );
+        assert_eq!(
+            with("/proxy/go").unwrap().server.path_prefix.as_deref(),
+            Some("/proxy/go")
+        );
+        for (bad, why) in [
+            ("go", "start with"),
+            ("/", "at least one"),
+            ("/go/", "end with"),
+            ("/proxy//go", "//"),
+            ("/proxy/../go", ".."),
+            ("/./go", ".."),
+            ("/go@v1", "@"),
+            ("/g%20o", "may only"),
+        ] {
+            let err = format!("{:#}", with(bad).unwrap_err());
+            assert!(
+                err.contains("server.path_prefix") && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+        let file = write("[server]\npath_prefix = \"/go/\"\n");
+        let err = load(Some(file.path()), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("end with"), "{err:#}");
+    }
+
+    #[test]
+    fn listen_takes_a_unix_socket_but_tls_listen_does_not() {
+        let c = load(
+            None,
+            &env(&[("AGORA_LISTEN", "unix:/run/agora/agora.sock")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.listen.as_deref(), Some("unix:/run/agora/agora.sock"));
+        let err = load(
+            None,
+            &env(&[("AGORA_LISTEN", "unix:agora.sock")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("absolute path"), "{err:#}");
+        let err = load(
+            None,
+            &env(&[
+                ("AGORA_TLS_LISTEN", "unix:/run/agora/tls.sock"),
+                ("AGORA_TLS_CERT_FILE", "/c.pem"),
+                ("AGORA_TLS_KEY_FILE", "/k.pem"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not served on a Unix socket"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -139,8 +139,9 @@ enum Command {
     /// Exit 0 when the agora on this machine answers /readyz with 200 (container and service
     /// health checks; plain HTTP only).
     Healthcheck {
-        /// The URL to ask (default: /readyz on the configured listen address, via loopback when
-        /// it listens on every address).
+        /// The URL to ask (default: /readyz, under server.path_prefix, on the configured listen
+        /// address, via loopback when it listens on every address). A Unix socket is written
+        /// http://unix:/run/agora/agora.sock:/readyz.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
         #[command(flatten)]
@@ -193,7 +194,7 @@ struct ConfigArgs {
     /// TOML configuration file.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address to listen on, e.g. 0.0.0.0:3000.
+    /// Address to listen on, e.g. 0.0.0.0:3000, or a Unix socket: unix:/run/agora/agora.sock.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
     /// Data directory (created if missing).
@@ -545,38 +546,49 @@ async fn run(
         config.routing.direct_patterns(),
         app.checksums.as_ref().map(|_| config.sumdb.name.clone()),
         !tokens.is_empty() || access.guard.restricts(),
-        String::new(),
+        config.server.path_prefix.clone().unwrap_or_default(),
     );
-    let router = agora_server::router(AppState {
+    let mut router = agora_server::router(AppState {
         proxy: app.proxy,
         sumdb: Arc::new(app.sumdb),
         guard: access.guard,
         ui: Arc::new(ui),
     });
+    if let Some(prefix) = &config.server.path_prefix {
+        // `validate` checked it.
+        let prefix = agora_server::PathPrefix::new(prefix)?;
+        router = agora_server::with_path_prefix(router, prefix);
+    }
     // Without a tokens file a reload is a no-op; watching costs nothing then.
     tokens.clone().spawn_watch(config.auth.reload_interval);
     if let Some(tls) = &tls {
         tls.clone().spawn_watch(config.tls.reload_interval);
     }
 
-    let plain = bind(config.listen.as_deref()).await?;
-    let secure = bind(config.tls.listen.as_deref()).await?;
+    let plain = bind(config.listen.as_deref(), "http").await?;
+    let secure = bind(config.tls.listen.as_deref(), "https").await?;
     tracing::info!(
-        listen = %plain.as_ref().map(|l| l.1.to_string()).unwrap_or_default(),
-        tls_listen = %secure.as_ref().map(|l| l.1.to_string()).unwrap_or_default(),
+        listen = %plain.as_ref().map(|l| l.url.as_str()).unwrap_or_default(),
+        tls_listen = %secure.as_ref().map(|l| l.url.as_str()).unwrap_or_default(),
+        path_prefix = %config.server.path_prefix.as_deref().unwrap_or_default(),
         data_dir = %storage.backend(),
         upstream = %agora_secret::redact(&config.upstream.proxy),
         tokens = tokens.len(),
         "agora started"
     );
-    // Stable, machine-readable readiness lines (tests and scripts wait for the first).
-    if let Some((_, addr)) = &plain {
-        println!("agora: listening on http://{addr}");
-    }
-    if let Some((_, addr)) = &secure {
-        println!("agora: listening on https://{addr}");
+    // Stable, machine-readable readiness lines (tests and scripts wait for the first):
+    // `http://ADDR`, `https://ADDR` or `unix:/PATH`.
+    for bound in [&plain, &secure].into_iter().flatten() {
+        println!("agora: listening on {}", bound.url);
     }
     std::io::stdout().flush().ok();
+    // Kept until the end of this function: dropping it removes the socket file.
+    let (plain, _socket_file) = match plain {
+        Some(b) => (Some(b.listener), b.socket_file),
+        None => (None, None),
+    };
+    // `validate` refuses a Unix socket for tls.listen: there is no socket file to keep.
+    let secure = secure.map(|b| b.listener);
 
     let opts = agora_server::ServeOptions {
         header_timeout: config.server.header_timeout,
@@ -595,7 +607,7 @@ async fn run(
     tokio::spawn(reload_on_hangup(tls.clone(), tokens, audit));
     let http = async {
         match plain {
-            Some((listener, _)) => {
+            Some(listener) => {
                 agora_server::serve_with(
                     listener,
                     router.clone(),
@@ -609,7 +621,7 @@ async fn run(
     };
     let https = async {
         match (secure, tls) {
-            (Some((listener, _)), Some(tls)) => {
+            (Some(listener), Some(tls)) => {
                 agora_server::serve_tls(
                     listener,
                     router.clone(),
@@ -657,17 +669,50 @@ async fn check_remote_storage(storage: &Storage) -> Result<()> {
     Ok(())
 }
 
-async fn bind(
-    addr: Option<&str>,
-) -> Result<Option<(tokio::net::TcpListener, std::net::SocketAddr)>> {
+/// A listener and how the readiness line names it.
+struct Bound {
+    listener: agora_server::Listener,
+    /// `http://127.0.0.1:3000` (the port actually bound), `unix:/run/agora/agora.sock`.
+    url: String,
+    /// A Unix socket's file, removed when this is dropped.
+    #[cfg(unix)]
+    socket_file: Option<agora_server::UnixSocketFile>,
+    #[cfg(not(unix))]
+    socket_file: Option<()>,
+}
+
+/// Binds `addr` (validated at load) for `scheme` (`http` or `https`).
+async fn bind(addr: Option<&str>, scheme: &str) -> Result<Option<Bound>> {
     let Some(addr) = addr else {
         return Ok(None);
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    Ok(Some((listener, local)))
+    match addr.parse::<agora_server::ListenAddr>()? {
+        agora_server::ListenAddr::Tcp(sock) => {
+            let listener = tokio::net::TcpListener::bind(sock)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let local = listener.local_addr()?;
+            Ok(Some(Bound {
+                listener: listener.into(),
+                url: format!("{scheme}://{local}"),
+                socket_file: None,
+            }))
+        }
+        #[cfg(unix)]
+        agora_server::ListenAddr::Unix(path) => {
+            let (listener, file) = agora_server::bind_unix(&path)
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            Ok(Some(Bound {
+                listener: listener.into(),
+                url: addr.to_owned(),
+                socket_file: Some(file),
+            }))
+        }
+        #[cfg(not(unix))]
+        agora_server::ListenAddr::Unix(_) => {
+            anyhow::bail!("cannot listen on {addr}: Unix sockets need a Unix system")
+        }
+    }
 }
 
 /// SIGHUP: reload the certificate and the tokens file now, and reopen the audit file (log

@@ -12,6 +12,9 @@
 //! - [`serve`]: the connection loop (hyper), plain HTTP or HTTPS: header and send timeouts against
 //!   slow clients, graceful shutdown; [`ServeOptions`] holds its limits. Marks each request with
 //!   its peer and [`Transport`].
+//! - [`listen`]: what it listens on: [`ListenAddr`] (`IP:PORT` or `unix:/path`), [`Listener`],
+//!   and the Unix socket file's life ([`bind_unix`]).
+//! - [`prefix`]: [`with_path_prefix`], the whole application under a path prefix (`/go`).
 //! - [`tls`]: [`ReloadingTls`], the rustls configuration whose certificate is reloaded from its PEM
 //!   files (on demand or by polling) without restarting.
 //! - `feed`: `/index?since=&limit=`, what is cached in index.golang.org's format, filtered by the
@@ -27,6 +30,8 @@ mod feed;
 pub mod guard;
 pub mod http_cache;
 pub mod identity;
+pub mod listen;
+pub mod prefix;
 pub mod request;
 pub mod routes;
 pub mod serve;
@@ -35,6 +40,12 @@ pub mod ui;
 
 pub use guard::Guard;
 pub use identity::{ClientInfo, TrustedProxies, TrustedProxyError};
+#[cfg(unix)]
+pub use listen::{bind_unix, UnixSocketFile};
+pub use listen::{ListenAddr, ListenAddrError, Listener};
+pub use prefix::{with_path_prefix, PathPrefix, PathPrefixError};
 pub use routes::{router, AppState};
-pub use serve::{serve, serve_tls, serve_with, CancellationToken, ServeOptions, Transport};
+pub use serve::{
+    serve, serve_tls, serve_with, CancellationToken, ServeOptions, Transport, UNIX_PEER,
+};
 pub use tls::{ReloadingTls, TlsError, TlsFiles};

@@ -1,9 +1,12 @@
 //! The connection loop: hyper (HTTP/1.1, and HTTP/2 with prior knowledge or ALPN) over a TCP
-//! listener, in plain HTTP ([`serve_with`]) or HTTPS ([`serve_tls`]), with the timeouts that keep
-//! slow or malicious clients from holding connections forever, and graceful shutdown.
+//! listener or a Unix socket ([`Listener`]), in plain HTTP ([`serve_with`]) or HTTPS
+//! ([`serve_tls`]), with the timeouts that keep slow or malicious clients from holding
+//! connections forever, and graceful shutdown.
 //!
 //! Every request carries two extensions: [`ConnectInfo`]`<SocketAddr>` (the TCP peer) and
-//! [`Transport`] (whether the connection is TLS).
+//! [`Transport`] (whether the connection is TLS). A Unix socket's peer has no address; it is
+//! [`UNIX_PEER`], `127.0.0.1:0`, a loopback client, so a local reverse proxy's forwarding headers
+//! are believed only when `127.0.0.1` is in [`crate::TrustedProxies`].
 //!
 //! - **Header timeout**: a client must send a complete request head within
 //!   [`ServeOptions::header_timeout`], counted from the connection's start or from the end of the
@@ -22,6 +25,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -33,13 +37,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 pub use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::listen::Listener;
 use crate::tls::ReloadingTls;
+
+/// The [`ConnectInfo`] of a connection over a Unix socket, which has no IP address: loopback.
+pub const UNIX_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// Connection-level limits. [`ServeOptions::default`] is what [`serve`] uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +85,7 @@ pub struct Transport {
 /// Serves `app` on `listener` with [`ServeOptions::default`] until `shutdown` completes, then
 /// drains in-flight requests.
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -85,12 +94,12 @@ pub async fn serve(
 
 /// [`serve`] with explicit connection limits: plain HTTP.
 pub async fn serve_with(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     opts: ServeOptions,
 ) -> io::Result<()> {
-    run(listener, app, shutdown, opts, None).await
+    run(listener.into(), app, shutdown, opts, None).await
 }
 
 /// [`serve_with`] over TLS: HTTPS with HTTP/1.1 or HTTP/2 (ALPN), the certificate taken from `tls`
@@ -125,7 +134,7 @@ pub async fn serve_with(
 /// # }
 /// ```
 pub async fn serve_tls(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     opts: ServeOptions,
@@ -134,7 +143,7 @@ pub async fn serve_tls(
     let acceptor = tls.acceptor();
     // The acceptor shares the swappable certificate; holding `tls` would keep its watcher alive.
     drop(tls);
-    run(listener, app, shutdown, opts, Some(acceptor)).await
+    run(listener.into(), app, shutdown, opts, Some(acceptor)).await
 }
 
 /// How much of a response body a connection queues beyond what the socket took (and, for
@@ -145,7 +154,7 @@ pub async fn serve_tls(
 const CONNECTION_BUFFER: usize = 64 << 10;
 
 async fn run(
-    listener: TcpListener,
+    listener: Listener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     opts: ServeOptions,
@@ -179,9 +188,9 @@ async fn run(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => match accepted {
+                Ok(accepted) => accepted,
                 Err(err) => {
                     on_accept_error(err).await;
                     continue;
@@ -190,7 +199,18 @@ async fn run(
             () = &mut shutdown => break,
         };
         // The watcher is taken here, before shutdown can start, so that no connection escapes it.
-        tokio::spawn(conn.clone().serve(stream, remote, graceful.watcher()));
+        let watcher = graceful.watcher();
+        match accepted {
+            Accepted::Tcp(stream, remote) => {
+                // Small answers (info, mod, list) go out at once rather than waiting for more data.
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(conn.clone().serve(stream, remote, watcher));
+            }
+            #[cfg(unix)]
+            Accepted::Unix(stream) => {
+                tokio::spawn(conn.clone().serve(stream, UNIX_PEER, watcher));
+            }
+        }
     }
     drop(listener);
     conn.stop.cancel();
@@ -210,6 +230,21 @@ async fn run(
     Ok(())
 }
 
+/// A connection just accepted.
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+        #[cfg(unix)]
+        Listener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
 /// What every connection of one listener shares.
 struct ConnContext {
     builder: auto::Builder<TokioExecutor>,
@@ -221,10 +256,11 @@ struct ConnContext {
 }
 
 impl ConnContext {
-    async fn serve(self: Arc<Self>, stream: TcpStream, remote: SocketAddr, watcher: Watcher) {
-        // Small answers (info, mod, list) go out at once rather than waiting for more data.
-        let _ = stream.set_nodelay(true);
-        // Under TLS too: a client that stops reading stalls the TCP writes, wherever they come from.
+    async fn serve<S>(self: Arc<Self>, stream: S, remote: SocketAddr, watcher: Watcher)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // Under TLS too: a client that stops reading stalls the writes, wherever they come from.
         let stream = SendTimeout::new(stream, self.send_timeout);
         let Some(acceptor) = &self.tls else {
             return self.http(stream, remote, false, watcher).await;
@@ -252,16 +288,35 @@ impl ConnContext {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let app = self.app.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(remote));
-            req.extensions_mut().insert(Transport { secure });
-            app.clone().oneshot(req)
+        let asked = Arc::new(AtomicBool::new(false));
+        let service = hyper::service::service_fn({
+            let asked = asked.clone();
+            move |mut req: http::Request<Incoming>| {
+                asked.store(true, Ordering::Relaxed);
+                req.extensions_mut().insert(ConnectInfo(remote));
+                req.extensions_mut().insert(Transport { secure });
+                app.clone().oneshot(req)
+            }
         });
         let conn = self
             .builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();
-        if let Err(err) = watcher.watch(conn).await {
+        let mut conn = std::pin::pin!(watcher.watch(conn));
+        // hyper's header timeout starts with the first byte of a request head: before it, while
+        // the protocol (HTTP/1 or 2) is being recognised, a client that sends nothing at all
+        // would hold the connection forever.
+        let result = tokio::select! {
+            result = &mut conn => result,
+            () = tokio::time::sleep(self.header_timeout) => {
+                if !asked.load(Ordering::Relaxed) {
+                    tracing::debug!(client.addr = %remote, "no request within the header timeout");
+                    return;
+                }
+                conn.await
+            }
+        };
+        if let Err(err) = result {
             // Header timeouts, resets, clients that went away: routine, not failures of agora.
             tracing::debug!(client.addr = %remote, error = %err, "connection closed with an error");
         }

@@ -589,3 +589,65 @@ async fn oversized_request_heads_get_431_and_large_bodies_stream_whole() {
     assert!(resp[body_at..] == *zip_bytes(), "zip body differs");
     drop(server);
 }
+
+/// A Unix socket gets the TCP listener's treatment: the peer is loopback (`UNIX_PEER`), a client
+/// that sends nothing is dropped after the header timeout, shutdown returns.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_unix_socket_is_served_with_the_same_peer_timeouts_and_shutdown() {
+    use axum::extract::ConnectInfo;
+    use tokio::net::UnixStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agora.sock");
+    let (listener, file) = agora_server::bind_unix(&path).unwrap();
+    let app = Router::new().route(
+        "/peer",
+        axum::routing::get(
+            |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>| async move { peer.to_string() },
+        ),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve_with(
+        listener,
+        app,
+        async {
+            let _ = rx.await;
+        },
+        ServeOptions {
+            header_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+    ));
+
+    let mut s = UnixStream::connect(&path).await.unwrap();
+    s.write_all(b"GET /peer HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        resp.ends_with(&agora_server::UNIX_PEER.to_string()),
+        "{resp}"
+    );
+
+    let started = Instant::now();
+    let mut idle = UnixStream::connect(&path).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("an idle client is dropped");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("serve_with returns after shutdown")
+        .unwrap()
+        .unwrap();
+    drop(file);
+    assert!(!path.exists());
+}

@@ -1,7 +1,7 @@
 //! [`Agora`]: a running agora process for integration tests.
 //!
-//! agora prints exactly one line, `agora: listening on http://ADDR`, on stdout when it is ready to
-//! serve. [`AgoraBuilder::start`] waits for that line (30 s by default, then panics with agora's
+//! agora prints `agora: listening on http://ADDR` (or `unix:/PATH` for a Unix socket) on stdout
+//! when it is ready to serve. [`AgoraBuilder::start`] waits for that line (30 s by default, then panics with agora's
 //! stderr), so tests never race the listener. stderr goes to a file, readable at any time with
 //! [`Agora::stderr_log`] (e.g. to assert that no credential was logged); the rest of stdout is drained
 //! on a thread (so agora never blocks on a full pipe) and kept for [`Agora::stdout_log`].
@@ -162,7 +162,9 @@ impl AgoraBuilder {
         match ready_rx.recv_timeout(self.ready_timeout) {
             Ok(url) => {
                 assert!(
-                    url.starts_with("http://") || url.starts_with("https://"),
+                    ["http://", "https://", "unix:/"]
+                        .iter()
+                        .any(|scheme| url.starts_with(scheme)),
                     "agora's ready line has no URL: {READY_PREFIX}{url}"
                 );
                 agora.url = url.trim_end_matches('/').to_string();
@@ -213,7 +215,8 @@ impl Agora {
         b.start()
     }
 
-    /// The base URL from agora's ready line, e.g. `http://127.0.0.1:41234` (no trailing slash).
+    /// The base URL from agora's ready line, e.g. `http://127.0.0.1:41234` (no trailing slash), or
+    /// `unix:/PATH` when it listens on a Unix socket.
     pub fn url(&self) -> &str {
         &self.url
     }

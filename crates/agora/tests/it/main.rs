@@ -8,6 +8,7 @@ mod support;
 mod access;
 mod bad_input;
 mod cli;
+mod deployment_shapes;
 mod faults;
 mod filter;
 mod http_features;

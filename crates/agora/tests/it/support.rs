@@ -77,8 +77,13 @@ pub fn builder(data: &Path, upstream: &str) -> AgoraBuilder {
 /// [`builder`] without the shared world (whose fixtures take a while to build): for tests that
 /// bring their own upstream and checksum database (`GOSUMDB` is unset).
 pub fn bare_builder(data: &Path, upstream: &str) -> AgoraBuilder {
+    bare_builder_on("127.0.0.1:0", data, upstream)
+}
+
+/// [`bare_builder`] listening on `listen` (`unix:/PATH`, say) instead of a loopback port.
+pub fn bare_builder_on(listen: &str, data: &Path, upstream: &str) -> AgoraBuilder {
     let mut b = AgoraBuilder::new(agora_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args(["serve", "--listen", listen, "--data"])
         .arg(data)
         .args(["--upstream", upstream]);
     for var in [
