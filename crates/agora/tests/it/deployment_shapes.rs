@@ -39,6 +39,13 @@ fn go_downloads_through_a_path_prefix_and_nothing_answers_outside_it() {
         let (status, body) = get_text(&agora, &format!("/go{path}"));
         assert_eq!(status, 200, "/go{path}: {body}");
     }
+    // The web UI links within the prefix.
+    let (status, home) = get_text(&agora, "/go/");
+    assert_eq!(status, 200, "{home}");
+    assert!(home.contains("href=\"/go/-/assets/style.css\""), "{home}");
+    assert!(home.contains(&format!("GOPROXY={base}")), "{home}");
+    let (status, css) = get_text(&agora, "/go/-/assets/style.css");
+    assert_eq!((status, css.contains("prefers-color-scheme")), (200, true));
     let info = artifact_path(GREET, "v1.1.0", "info");
     let (status, body) = get_text(&agora, &format!("/go{info}"));
     assert_eq!((status, body.contains("v1.1.0")), (200, true), "{body}");
