@@ -548,6 +548,15 @@ async fn run(
         !tokens.is_empty() || access.guard.restricts(),
         config.server.path_prefix.clone().unwrap_or_default(),
     );
+    let ui = if config.retention.is_set() {
+        ui.with_retention(agora_server::ui::RetentionUi {
+            policy: config.retention.policy(&config.routing.direct_patterns()),
+            keep_recent: config.retention.keep_recent,
+            interval: config.retention.interval,
+        })
+    } else {
+        ui
+    };
     let mut router = agora_server::router(AppState {
         proxy: app.proxy,
         sumdb: Arc::new(app.sumdb),

@@ -165,6 +165,56 @@ impl CoreError {
         matches!(self, CoreError::Upstream { source, .. } if matches!(**source, FetchError::Timeout { .. }))
     }
 
+    /// What kind of failure this is, for people grouping failures (the status page), with a
+    /// hint of what to look at; `None` for answers that are not failures of agora or its sources
+    /// (not found, not cached, refused by policy, redirects).
+    pub fn failure_cause(&self) -> Option<(&'static str, &'static str)> {
+        Some(match self {
+            CoreError::Upstream { .. } => (
+                "upstream",
+                "an upstream proxy failed or timed out: check upstream.proxy and the network",
+            ),
+            CoreError::InvalidUpstream { .. } => (
+                "invalid upstream answer",
+                "an upstream sent something the go command would refuse: nothing was cached",
+            ),
+            CoreError::Git { .. } => (
+                "git",
+                "git failed for a private module: run `agora doctor MODULE@VERSION` for the step and a hint",
+            ),
+            CoreError::Forbidden { .. } => (
+                "credentials",
+                "a source refused agora's credentials or certificate: run `agora doctor MODULE` to see which",
+            ),
+            CoreError::Checksum(_) => (
+                "checksum database",
+                "verification failed or could not be done: a mismatch is a security error, check the log",
+            ),
+            CoreError::Unavailable { .. } => (
+                "validation webhook",
+                "the validation webhook did not answer: check validation.url",
+            ),
+            CoreError::Overloaded { .. } => (
+                "overloaded",
+                "fetches queued past limits.queue_timeout: raise limits or add replicas",
+            ),
+            CoreError::Storage(_) => (
+                "storage",
+                "the store failed: check /readyz, disk space or the bucket's credentials",
+            ),
+            CoreError::Internal(_) => ("internal", "a bug or an invariant broken: check the log"),
+            CoreError::NotFound { .. }
+            | CoreError::NotCached(_)
+            | CoreError::Blocked { .. }
+            | CoreError::Quarantined { .. }
+            | CoreError::TooNew { .. }
+            | CoreError::Redirect { .. }
+            | CoreError::FetchingInBackground(_)
+            | CoreError::Disabled(_)
+            | CoreError::Unsupported { .. } => return None,
+        })
+    }
+
     /// Whether the answer is "does not exist" (404).
     pub fn is_not_found(&self) -> bool {
         matches!(self, CoreError::NotFound { .. })

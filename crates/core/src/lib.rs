@@ -24,9 +24,11 @@
 //! - [`validate`]: checks on fetched artifacts before they are stored.
 //! - [`metrics`]: [`Metrics`], the Prometheus registry (bounded label sets, no module paths).
 //! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
+//! - [`failures`]: the last failures answered, grouped by cause for the status page.
 
 pub mod approve;
 pub mod error;
+pub mod failures;
 pub mod filter;
 pub mod lock;
 pub mod metrics;

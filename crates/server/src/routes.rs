@@ -168,6 +168,7 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
         Err(err) => {
             trace.denied = err.denied();
             if let AppError::Core(e) = &err {
+                state.proxy.failures().note(e);
                 match e {
                     CoreError::Storage(_) => state.proxy.metrics().record_storage_error(),
                     // Refused content is audited whatever module it concerns.

@@ -231,7 +231,17 @@ fn pages_are_escaped_guarded_and_carry_a_strict_policy() {
     // Status is for admins.
     assert_eq!(page(agora, "/-/status", None).0, 401);
     assert_eq!(page(agora, "/-/status", Some(&s.dev)).0, 403);
-    assert_eq!(page(agora, "/-/status", Some(&s.admin)).0, 200);
+    let (st, (_, _, status)) = page(agora, "/-/status", Some(&s.admin));
+    let status = http::text(&status);
+    assert_eq!(st, 200, "{status}");
+    for part in [
+        "Recent failures",
+        "Retention",
+        "Replica lock (Redis)",
+        "Quarantined versions",
+    ] {
+        assert!(status.contains(part), "{part}: {status}");
+    }
 
     // Actions: admin, the form's token, and not from another site.
     let (_, (_, _, admin_page)) = page(agora, &format!("/{}", s.app), Some(&s.admin));

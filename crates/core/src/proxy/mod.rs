@@ -176,6 +176,10 @@ struct Inner {
     index: std::sync::OnceLock<Index>,
     /// Quarantined versions (a snapshot of the index's).
     quarantines: record::Quarantines,
+    /// The last failures answered, for the status page.
+    failures: crate::failures::FailureLog,
+    /// When the last collection on this replica ran and what it did.
+    last_collection: std::sync::Mutex<Option<(SystemTime, Collection)>>,
 }
 
 /// A [`Proxy`] being built (see [`Proxy::builder`]).
@@ -264,6 +268,8 @@ impl ProxyBuilder {
                 lock_warning: WarnEvery::new(Duration::from_secs(30)),
                 index: index.map(std::sync::OnceLock::from).unwrap_or_default(),
                 quarantines: record::Quarantines::default(),
+                failures: crate::failures::FailureLog::default(),
+                last_collection: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -337,6 +343,31 @@ impl Proxy {
             .repository(module, network)
             .await
             .map_err(|e| CoreError::from_source(&Subject::Module(module.clone()), e))
+    }
+
+    /// The failures answered lately (see [`crate::failures`]); the server notes each.
+    pub fn failures(&self) -> &crate::failures::FailureLog {
+        &self.inner.failures
+    }
+
+    /// When this replica last collected, and what it did.
+    pub fn last_collection(&self) -> Option<(SystemTime, Collection)> {
+        self.inner
+            .last_collection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the lock shared with other replicas answers: `None` without one.
+    pub async fn lock_health(&self) -> Option<Result<(), String>> {
+        let lock = self.inner.lock.as_ref()?;
+        Some(
+            lock.try_acquire("health")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        )
     }
 
     /// Whether requests can be answered: storage answers and misses can be staged (`/readyz`).

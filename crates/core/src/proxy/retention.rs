@@ -33,6 +33,14 @@ pub struct Collection {
     pub hot: u64,
 }
 
+/// A collection without its list of evictions (kept for the status page).
+fn summary_of(c: &Collection) -> Collection {
+    Collection {
+        evictions: Vec::new(),
+        ..c.clone()
+    }
+}
+
 impl Proxy {
     /// Plans retention under `policy` and, with `apply`, deletes what the plan says except what
     /// was used within `keep_recent`. `None` when another replica is collecting right now.
@@ -99,6 +107,11 @@ impl Proxy {
             .forget(&forget)
             .await
             .map_err(|e| CoreError::Internal(format!("retention: {e}")))?;
+        *self
+            .inner
+            .last_collection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((SystemTime::now(), summary_of(&done)));
         Ok(Some(done))
     }
 }

@@ -54,6 +54,17 @@ pub struct UiSettings {
     pub base: String,
     /// A random key of this process, for the actions' CSRF tokens.
     pub csrf_key: [u8; 32],
+    /// The retention policy, when one is configured (the status page shows it and can run it).
+    pub retention: Option<RetentionUi>,
+}
+
+/// Retention as the status page knows it.
+#[derive(Clone, Debug)]
+pub struct RetentionUi {
+    pub policy: agora_index::RetentionPolicy,
+    pub keep_recent: std::time::Duration,
+    /// The background collection's period, if any.
+    pub interval: Option<std::time::Duration>,
 }
 
 impl UiSettings {
@@ -67,7 +78,14 @@ impl UiSettings {
             auth,
             base,
             csrf_key,
+            retention: None,
         }
+    }
+
+    /// With a retention policy to show and run.
+    pub fn with_retention(mut self, retention: RetentionUi) -> Self {
+        self.retention = Some(retention);
+        self
     }
 
     fn csrf(&self, who: &Principal) -> String {
@@ -97,6 +115,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/-/login", get(login))
         .route("/-/ui/quarantine", post(quarantine))
         .route("/-/ui/lift", post(lift))
+        .route("/-/ui/gc", post(collect))
         .route(
             "/-/assets/style.css",
             get(|| asset(STYLE, "text/css; charset=utf-8")),
@@ -392,7 +411,15 @@ async fn status(State(state): State<AppState>, request: axum::extract::Request) 
         None => Vec::new(),
     };
     let ready = state.proxy.ready().await.map_err(|e| e.to_string());
+    let index_health = match state.proxy.index() {
+        Some(index) => Some(index.stats().await.map(drop).map_err(|e| e.to_string())),
+        None => None,
+    };
     let facts = pages::StatusFacts {
+        index_health,
+        lock: state.proxy.lock_health().await,
+        failures: state.proxy.failures().groups(),
+        last_collection: state.proxy.last_collection(),
         storage: state.proxy.storage().backend().to_string(),
         index: state.proxy.index().map(|i| i.location().to_owned()),
         ready,
@@ -402,6 +429,65 @@ async fn status(State(state): State<AppState>, request: axum::extract::Request) 
         quarantines,
     };
     html(StatusCode::OK, pages::status(&state.ui, &v, &facts))
+}
+
+#[derive(Deserialize)]
+struct CollectForm {
+    csrf: String,
+}
+
+/// `POST /-/ui/gc`: a collection now, under the configured retention policy.
+async fn collect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    Form(form): Form<CollectForm>,
+) -> Response {
+    let as_action = ActionForm {
+        module: String::new(),
+        version: String::new(),
+        reason: String::new(),
+        csrf: form.csrf,
+    };
+    let v = match check_action(&state, &extensions, &headers, &as_action) {
+        Ok(v) => v,
+        Err(Refused::Challenge) => return challenge(),
+        Err(Refused::Forbidden(msg)) => {
+            return html(
+                StatusCode::FORBIDDEN,
+                pages::message(&state.ui, "Forbidden", msg),
+            )
+        }
+    };
+    let Some(r) = &state.ui.retention else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message(&state.ui, "Not done", "No retention limit is configured."),
+        );
+    };
+    let result = state.proxy.collect(&r.policy, r.keep_recent, true).await;
+    let said = match &result {
+        Ok(Some(c)) => format!("{} artifacts deleted, {} bytes freed", c.deleted, c.freed),
+        Ok(None) => "another replica is collecting".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    state.guard.audit().record_admin(&AdminRecord {
+        time: std::time::SystemTime::now(),
+        actor: v.who.name().to_owned(),
+        ip: Some(state.guard.client(&extensions, &headers).ip.to_string()),
+        action: "gc",
+        module: String::new(),
+        version: None,
+        reason: None,
+        result: said.clone(),
+    });
+    match result {
+        Ok(_) => Redirect::to(&format!("{}/-/status", state.ui.base)).into_response(),
+        Err(_) => html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::message(&state.ui, "Not done", &said),
+        ),
+    }
 }
 
 #[derive(Deserialize)]

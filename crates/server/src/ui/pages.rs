@@ -4,7 +4,8 @@
 use std::time::SystemTime;
 
 use agora_access::Principal;
-use agora_core::{Overview, VersionView};
+use agora_core::failures::FailureGroup;
+use agora_core::{Collection, Overview, VersionView};
 use agora_index::{Origin, Quarantine, SearchHit, Stats};
 use maud::{html, Markup, DOCTYPE};
 
@@ -286,6 +287,17 @@ pub(crate) struct StatusFacts {
     pub cache: (u64, u64),
     pub in_flight: usize,
     pub quarantines: Vec<Quarantine>,
+    pub index_health: Option<Result<(), String>>,
+    /// The lock shared with the other replicas (Redis), when configured.
+    pub lock: Option<Result<(), String>>,
+    pub failures: Vec<FailureGroup>,
+    pub last_collection: Option<(SystemTime, Collection)>,
+}
+
+fn health(h: &Result<(), String>) -> Markup {
+    html! {
+        @match h { Ok(()) => span.badge { "ok" }, Err(e) => { span.badge.bad { "failing" } " " (e) } }
+    }
 }
 
 fn bytes(n: u64) -> String {
@@ -315,7 +327,13 @@ pub(crate) fn status(ui: &UiSettings, viewer: &Viewer, f: &StatusFacts) -> Strin
         dl.facts {
             dt { "Storage" } dd { (f.storage) " — "
                 @match &f.ready { Ok(()) => "ready", Err(e) => { span.badge.bad { "not ready" } " " (e) } } }
-            dt { "Index" } dd { @match &f.index { Some(i) => code { (i) }, None => "none" } }
+            dt { "Index" } dd {
+                @match &f.index { Some(i) => code { (i) }, None => "none" }
+                @if let Some(h) = &f.index_health { " " (health(h)) }
+            }
+            dt { "Replica lock (Redis)" } dd {
+                @match &f.lock { Some(h) => (health(h)), None => "not configured: each replica fetches on its own" }
+            }
             dt { "Cache hit ratio" } dd { (ratio) " (" (cached) " from cache, " (fetched) " fetched since start)" }
             dt { "Fetches in flight" } dd { (f.in_flight) }
         }
@@ -335,6 +353,45 @@ pub(crate) fn status(ui: &UiSettings, viewer: &Viewer, f: &StatusFacts) -> Strin
             ul {
                 @for o in &s.by_origin {
                     li { (o.origin.as_str()) @if let Some(u) = &o.upstream { " " code { (u) } } ": " (o.totals.artifacts) " artifacts, " (bytes(o.totals.bytes)) }
+                }
+            }
+        }
+        h2 { "Recent failures" }
+        @if f.failures.is_empty() { p.muted { "None since this replica started." } }
+        @else {
+            div.table-wrap { table {
+                thead { tr { th scope="col" { "Cause" } th scope="col" { "Count" } th scope="col" { "Latest" } th scope="col" { "What to do" } } }
+                tbody {
+                    @for g in &f.failures {
+                        tr {
+                            td { (g.cause) }
+                            td { (g.count) }
+                            td { (ago(g.last.at)) ": " code { (g.last.message) } }
+                            td { (g.hint) }
+                        }
+                    }
+                }
+            } }
+        }
+        h2 { "Retention" }
+        @match &ui.retention {
+            None => p.muted { "No limit configured: the cache keeps everything." },
+            Some(r) => {
+                dl.facts {
+                    dt { "Size budget" } dd { @match r.policy.max_size { Some(b) => (bytes(b)), None => "none" } }
+                    dt { "Unused for" } dd { @match r.policy.unused_for { Some(d) => (humantime::format_duration(d)), None => "never evicted for age" } }
+                    dt { "Kept forever" } dd { @if r.policy.keep.is_empty() { "nothing" } @else { (r.policy.keep.join(", ")) } }
+                    dt { "Background collection" } dd { @match r.interval { Some(d) => { "every " (humantime::format_duration(d)) }, None => "off (agora gc --apply, or the button below)" } }
+                    dt { "Last collection here" } dd {
+                        @match &f.last_collection {
+                            Some((at, c)) => { (ago(*at)) ": " (c.deleted) " artifacts deleted, " (bytes(c.freed)) " freed" @if c.hot > 0 { ", " (c.hot) " kept (in use)" } },
+                            None => "none since this replica started",
+                        }
+                    }
+                }
+                form.inline method="post" action={ (ui.base) "/-/ui/gc" } {
+                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    button type="submit" { "Collect now" }
                 }
             }
         }
