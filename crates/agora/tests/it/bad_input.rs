@@ -47,8 +47,9 @@ fn bad_requests_get_the_right_status_and_write_nothing() {
             "/github.com/agora-fixtures/greet/v2/@v/v1.0.0.zip",
             404,
         ),
+        // The web UI's page of a module nothing is cached of, and its home page.
         ("GET", "/github.com/agora-fixtures/greet", 404),
-        ("GET", "/", 404),
+        ("GET", "/", 200),
         ("GET", "/sumdb/not-configured.example/supported", 404),
         ("GET", "/sumdb/sum.golang.org/lookup/../../x", 400),
         // Oversized paths and other methods.

@@ -29,6 +29,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::error::AppError;
 use crate::routes::AppState;
 
 const STYLE: &str = include_str!("assets/style.css");
@@ -346,6 +347,11 @@ pub(crate) async fn module_page(
         return None;
     }
     if path.contains("/@") || path.starts_with("/sumdb/") || path.starts_with("/cached-only/") {
+        return None;
+    }
+    // Garbage (traversal, encoded slashes, control characters, oversized paths) gets the
+    // protocol's 400/414, whatever it looks like.
+    if let Err(AppError::BadRequest(_) | AppError::UriTooLong) = crate::request::parse(path) {
         return None;
     }
     let raw = path.strip_prefix('/')?;
