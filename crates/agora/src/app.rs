@@ -219,15 +219,26 @@ pub fn build(config: &Config, storage: Storage) -> Result<App> {
             not_found: config.cache.not_found,
         },
     );
+    let mut shared_lock: Option<Arc<dyn agora_core::FetchLock>> = None;
     if let Some(url) = &config.redis.url {
-        let lock = RedisLock::new(RedisLockOptions {
-            url: url.clone(),
-            ttl: config.redis.lock_ttl,
-            poll: config.redis.lock_poll,
-            ..RedisLockOptions::new(String::new())
-        })
-        .context("redis.url")?;
-        proxy = proxy.lock(Arc::new(lock));
+        let lock = Arc::new(
+            RedisLock::new(RedisLockOptions {
+                url: url.clone(),
+                ttl: config.redis.lock_ttl,
+                poll: config.redis.lock_poll,
+                ..RedisLockOptions::new(String::new())
+            })
+            .context("redis.url")?,
+        );
+        shared_lock = Some(lock.clone());
+        proxy = proxy.lock(lock);
+    }
+    if let Some(key) = config.checksum_db.key()? {
+        proxy = proxy.checksum_db(agora_core::ChecksumDb::new(
+            key,
+            storage.clone(),
+            shared_lock,
+        ));
     }
     if let Some(url) = &config.validation.url {
         proxy = proxy.approver(Arc::new(Webhook::new(

@@ -47,6 +47,7 @@ pub struct Config {
     pub validation: ValidationConfig,
     pub audit: AuditConfig,
     pub redis: RedisConfig,
+    pub checksum_db: ChecksumDbConfig,
     /// Where artifacts live: the local data directory (default), S3-compatible storage, GCS or
     /// Azure. Git mirrors and scratch files stay on local disk under `data_dir` in every case.
     pub storage: agora_storage::StorageConfig,
@@ -161,6 +162,49 @@ impl RetentionConfig {
     /// Whether any limit is set (without one, a collection deletes nothing).
     pub fn is_set(&self) -> bool {
         self.max_size.is_some() || self.unused_for.is_some()
+    }
+}
+
+/// `[checksum_db]`: a checksum database of agora's own (`agora sumdb init` makes the key).
+/// Clients then set `GOSUMDB` to its verifier key and drop `GONOSUMDB`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksumDbConfig {
+    /// The database's name (`sum.corp.example`); empty: none.
+    #[serde(with = "unset_if_empty")]
+    pub name: Option<String>,
+    /// The file holding the signer key (`PRIVATE+KEY+...`, mode 0600).
+    #[serde(with = "unset_if_empty")]
+    pub key_file: Option<PathBuf>,
+    /// Or the environment variable holding it.
+    #[serde(with = "unset_if_empty")]
+    pub key_env: Option<String>,
+}
+
+impl ChecksumDbConfig {
+    /// The signer key, read from its file or variable; `None` when no database is configured.
+    pub fn key(&self) -> Result<Option<agora_sumdb::log::LogKey>> {
+        let Some(name) = &self.name else {
+            return Ok(None);
+        };
+        let text = match (&self.key_file, &self.key_env) {
+            (Some(f), _) => std::fs::read_to_string(f)
+                .with_context(|| format!("checksum_db.key_file {}", f.display()))?,
+            (None, Some(var)) => std::env::var(var)
+                .with_context(|| format!("checksum_db.key_env: {var} is not set"))?,
+            (None, None) => {
+                bail!("checksum_db.name is set: set checksum_db.key_file or key_env too")
+            }
+        };
+        let key = agora_sumdb::log::LogKey::parse(&text)
+            .map_err(|e| anyhow::anyhow!("checksum_db key: {e}"))?;
+        if key.name() != name {
+            bail!(
+                "checksum_db.name is {name:?} but the key is for {:?}",
+                key.name()
+            );
+        }
+        Ok(Some(key))
     }
 }
 
@@ -738,6 +782,7 @@ impl Default for Config {
                 lock_ttl: Duration::from_secs(30),
                 lock_poll: Duration::from_millis(200),
             },
+            checksum_db: ChecksumDbConfig::default(),
         }
     }
 }
@@ -865,6 +910,14 @@ fn apply_go_env(config: &mut Config, env: &BTreeMap<String, String>) -> Result<(
 
 impl Config {
     fn validate(&self) -> Result<()> {
+        if let Some(name) = &self.checksum_db.name {
+            if !name.contains('.') || name.contains(['/', ' ', '+']) {
+                bail!("checksum_db.name {name:?}: use a host-like name (sum.corp.example)");
+            }
+            if *name == self.sumdb.name {
+                bail!("checksum_db.name {name:?} is the upstream database's name (sumdb.name)");
+            }
+        }
         if let Some(listen) = &self.listen {
             listen
                 .parse::<agora_server::ListenAddr>()

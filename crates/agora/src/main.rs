@@ -10,6 +10,7 @@ mod healthcheck;
 mod migrate;
 mod ops;
 mod progress;
+mod sumdb_cmd;
 mod token_cmd;
 
 use std::collections::BTreeMap;
@@ -117,6 +118,11 @@ enum Command {
         json: bool,
         #[command(flatten)]
         config: ConfigArgs,
+    },
+    /// agora's own checksum database: create its key, verify or export the log.
+    Sumdb {
+        #[command(subcommand)]
+        command: sumdb_cmd::SumdbCommand,
     },
     /// Issue, list and revoke client tokens (a running server picks changes up by itself).
     Token {
@@ -283,6 +289,21 @@ fn main() {
                 ops::gc(&c, &app.proxy, apply, json).await
             })
         }),
+        Command::Sumdb { command } => match command {
+            sumdb_cmd::SumdbCommand::Init { name, key_file } => sumdb_cmd::init(&name, &key_file),
+            sumdb_cmd::SumdbCommand::Verify { config } => config.load().and_then(|c| {
+                let app = app::build(&c, open_storage(&c)?)?;
+                let ok = runtime()?.block_on(sumdb_cmd::verify(&c, &app))?;
+                if !ok {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }),
+            sumdb_cmd::SumdbCommand::Export { dir, config } => config.load().and_then(|c| {
+                let app = app::build(&c, open_storage(&c)?)?;
+                runtime()?.block_on(sumdb_cmd::export(&app, &dir))
+            }),
+        },
         Command::Token {
             command,
             file,

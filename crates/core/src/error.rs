@@ -50,6 +50,10 @@ impl Subject {
                 name: name.clone(),
                 path: "latest".to_owned(),
             },
+            StorageKey::OwnSumdb { name, path } => Subject::Sumdb {
+                name: name.clone(),
+                path: path.clone(),
+            },
         }
     }
 

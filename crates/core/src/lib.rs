@@ -24,9 +24,12 @@
 //! - [`validate`]: checks on fetched artifacts before they are stored.
 //! - [`metrics`]: [`Metrics`], the Prometheus registry (bounded label sets, no module paths).
 //! - [`error`]: [`CoreError`], which the server maps to HTTP statuses in one place.
+//! - [`checksum_db`]: [`ChecksumDb`], a checksum database of agora's own for the modules it
+//!   serves (private ones included), in sum.golang.org's format.
 //! - [`failures`]: the last failures answered, grouped by cause for the status page.
 
 pub mod approve;
+pub mod checksum_db;
 pub mod error;
 pub mod failures;
 pub mod filter;
@@ -41,6 +44,7 @@ pub mod validate;
 pub mod vcs_source;
 
 pub use approve::{Approver, Candidate, FailMode, Rejection, Webhook};
+pub use checksum_db::ChecksumDb;
 pub use error::{CoreError, Subject};
 pub use filter::{Action, Blocked, Filter, FilterRule, VersionConstraint};
 pub use lock::{FetchLock, LockError, LockGuard, LockHolder, RedisLock, RedisLockOptions};

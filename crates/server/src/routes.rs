@@ -19,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode,
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bytes::Bytes;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
@@ -357,6 +358,12 @@ async fn answer(
             }
             ArtifactKind::Zip => zip(state, method, headers, &module, &version, mode).await,
         },
+        ProxyRequest::SumdbSupported { name } if own_db(state, &name) => {
+            Ok((StatusCode::OK, "").into_response())
+        }
+        ProxyRequest::Sumdb { name, path } if own_db(state, &name) => {
+            own_sumdb(state, headers, path).await
+        }
         ProxyRequest::SumdbSupported { name } => {
             if state.sumdb.supports(&name) {
                 Ok((StatusCode::OK, "").into_response())
@@ -382,6 +389,69 @@ async fn answer(
                 answer.cache_policy,
             ))
         }
+    }
+}
+
+/// Whether `name` is agora's own checksum database.
+fn own_db(state: &AppState, name: &str) -> bool {
+    state
+        .proxy
+        .checksum_db()
+        .is_some_and(|db| db.name() == name)
+}
+
+/// A request to agora's own checksum database: its signed tree head, a lookup (adding the
+/// version first if agora serves it and the log does not have it yet) or a tile of the
+/// published tree.
+async fn own_sumdb(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: SumdbPath,
+) -> Result<Response, AppError> {
+    let db = state.proxy.checksum_db().expect("checked by the caller");
+    let answer = |body: Bytes, content_type: &'static str, policy: CachePolicy| {
+        let served = Served {
+            body,
+            freshness: Freshness::Hit,
+            last_modified: None,
+        };
+        small(headers, served, content_type, policy)
+    };
+    match path {
+        SumdbPath::Latest => {
+            let (_, note) = db.published().await?;
+            Ok(answer(
+                note,
+                agora_storage::layout::SUMDB_TEXT,
+                CachePolicy::Mutable,
+            ))
+        }
+        SumdbPath::Lookup {
+            module, version, ..
+        } => {
+            let module = ModulePath::new(&module)
+                .map_err(|e| AppError::NotFound(format!("invalid module path: {e}")))?;
+            let body = Box::pin(state.proxy.own_lookup(&module, &version)).await?;
+            Ok(answer(
+                body,
+                agora_storage::layout::SUMDB_TEXT,
+                CachePolicy::Mutable,
+            ))
+        }
+        SumdbPath::Tile { rest } => match db.tile(&rest).await? {
+            Some(body) => {
+                let content_type = if rest.contains("/data/") {
+                    agora_storage::layout::SUMDB_TEXT
+                } else {
+                    "application/octet-stream"
+                };
+                Ok(answer(body, content_type, CachePolicy::Immutable))
+            }
+            None => Err(AppError::NotFound(format!(
+                "{rest}: not a tile of {}'s published tree",
+                db.name()
+            ))),
+        },
     }
 }
 

@@ -196,6 +196,11 @@ pub enum StorageKey {
     /// `_agora/sumdb/<name>/latest`: the newest signed tree head of database `name` that agora
     /// verified (every newer one must be consistent with it). Proxy-private, overwritten.
     SumdbLatest { name: String },
+    /// `_agora/checksum-db/<name>/<path>`: agora's own checksum database `name`: its tiles
+    /// (`tile/8/...`), its lookup entries (`lookup/<module>@<version>`) and its signed tree
+    /// head (`latest`). Written by one appender at a time; what lies beyond the published tree
+    /// may be rewritten after a crash, so none of it is write-once or cached in memory.
+    OwnSumdb { name: String, path: String },
 }
 
 impl StorageKey {
@@ -227,6 +232,9 @@ impl StorageKey {
             }),
             StorageKey::SumdbTile { name, path } => format!("sumdb/{name}/{path}"),
             StorageKey::SumdbLatest { name } => format!("{PRIVATE_DIR}/sumdb/{name}/latest"),
+            StorageKey::OwnSumdb { name, path } => {
+                format!("{PRIVATE_DIR}/checksum-db/{name}/{path}")
+            }
         }
     }
 
@@ -241,7 +249,7 @@ impl StorageKey {
                 ArtifactKind::Zip => "application/zip",
             },
             StorageKey::SumdbLatest { .. } => SUMDB_TEXT,
-            StorageKey::SumdbTile { path, .. } => {
+            StorageKey::SumdbTile { path, .. } | StorageKey::OwnSumdb { path, .. } => {
                 // Data tiles are text; hash tiles are binary (as sum.golang.org serves them).
                 if path.contains("/data/") {
                     SUMDB_TEXT
@@ -254,9 +262,10 @@ impl StorageKey {
 
     pub fn cache_policy(&self) -> CachePolicy {
         match self {
-            StorageKey::List(_) | StorageKey::Latest(_) | StorageKey::SumdbLatest { .. } => {
-                CachePolicy::Mutable
-            }
+            StorageKey::List(_)
+            | StorageKey::Latest(_)
+            | StorageKey::SumdbLatest { .. }
+            | StorageKey::OwnSumdb { .. } => CachePolicy::Mutable,
             StorageKey::Artifact { .. } | StorageKey::SumdbTile { .. } => CachePolicy::Immutable,
         }
     }

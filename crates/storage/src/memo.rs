@@ -63,7 +63,10 @@ impl SmallObjects {
         match key {
             StorageKey::Artifact { kind, .. } => *kind != ArtifactKind::Zip,
             StorageKey::SumdbTile { .. } => true,
-            StorageKey::List(_) | StorageKey::Latest(_) | StorageKey::SumdbLatest { .. } => false,
+            StorageKey::List(_)
+            | StorageKey::Latest(_)
+            | StorageKey::SumdbLatest { .. }
+            | StorageKey::OwnSumdb { .. } => false,
         }
     }
 

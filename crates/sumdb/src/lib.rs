@@ -15,11 +15,14 @@
 //! - [`client`]: [`Client`]: lookups proven against the newest verified tree, tree heads proven
 //!   consistent with it (a fork is a [`SumdbError::Security`]), and tiles authenticated before they
 //!   are kept.
+//! - [`log`]: the server side, for a database of agora's own: keys, records, signed tree heads
+//!   and the tiles an append writes.
 //! - [`error`]: [`SumdbError`], why a version could not be verified.
 
 pub mod client;
 pub mod error;
 pub mod gosumdb;
+pub mod log;
 pub mod record;
 pub mod tile;
 pub mod tree;

@@ -15,6 +15,7 @@ mod http_features;
 mod migrate;
 mod modes;
 mod operations;
+mod own_sumdb;
 mod packaging;
 mod private;
 mod private_subdir;

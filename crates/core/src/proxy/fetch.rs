@@ -191,9 +191,11 @@ impl Proxy {
                     ArtifactKind::Mod => this.fetch_go_mod_now(module, version).await,
                     ArtifactKind::Zip => this.fetch_zip_now(module, version).await,
                 },
-                StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => Err(
-                    CoreError::Internal("checksum-database keys are fetched by fetch_tile".into()),
-                ),
+                StorageKey::SumdbTile { .. }
+                | StorageKey::SumdbLatest { .. }
+                | StorageKey::OwnSumdb { .. } => Err(CoreError::Internal(
+                    "checksum-database keys are not fetched by the module pipeline".into(),
+                )),
             }
         };
         let outcome = self.fly(flight_key.clone(), work).await;
@@ -236,7 +238,8 @@ impl Proxy {
             } => storage.head(key).await?.map(|_| Bytes::new()),
             StorageKey::Artifact { .. }
             | StorageKey::SumdbTile { .. }
-            | StorageKey::SumdbLatest { .. } => storage.get_bytes(key).await?.map(|(b, _)| b),
+            | StorageKey::SumdbLatest { .. }
+            | StorageKey::OwnSumdb { .. } => storage.get_bytes(key).await?.map(|(b, _)| b),
         })
     }
 
@@ -318,6 +321,9 @@ impl Proxy {
             .map_err(|e| CoreError::from_source(&subject, e))?;
         let h1 = agora_gomod::dirhash::hash_go_mod(&body);
         self.verify_sum(m, v, "/go.mod", &h1).await?;
+        if let Some(db) = &self.inner.own_db {
+            db.check(m, v, "/go.mod", &h1).await?;
+        }
         self.approve(m, Candidate::go_mod(m, v, &body)).await?;
         let key = StorageKey::artifact(m, v, ArtifactKind::Mod);
         self.store_once(&key, body, Some(h1), &from, None).await
@@ -353,6 +359,9 @@ impl Proxy {
             .await
             .map_err(|e| CoreError::from_source(&subject, e))?;
         self.verify_sum(m, v, "", &hash).await?;
+        if let Some(db) = &self.inner.own_db {
+            db.check(m, v, "", &hash).await?;
+        }
         self.approve(m, Candidate::zip(m, v, hash.clone(), Some(size)))
             .await?;
         let key = StorageKey::artifact(m, v, ArtifactKind::Zip);
@@ -432,8 +441,8 @@ fn flight_key(key: &StorageKey) -> String {
             version,
             kind,
         } => format!("{}:{}@{}", kind.extension(), module.escaped(), version),
-        StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => {
-            format!("tile:{}", key.path())
-        }
+        StorageKey::SumdbTile { .. }
+        | StorageKey::SumdbLatest { .. }
+        | StorageKey::OwnSumdb { .. } => format!("tile:{}", key.path()),
     }
 }

@@ -40,6 +40,7 @@ mod fetch;
 mod gate;
 mod miss;
 mod overview;
+mod own_db;
 mod record;
 mod replicas;
 mod retention;
@@ -178,6 +179,8 @@ struct Inner {
     quarantines: record::Quarantines,
     /// The last failures answered, for the status page.
     failures: crate::failures::FailureLog,
+    /// agora's own checksum database, when configured.
+    own_db: Option<crate::checksum_db::ChecksumDb>,
     /// When the last collection on this replica ran and what it did.
     last_collection: std::sync::Mutex<Option<(SystemTime, Collection)>>,
 }
@@ -194,9 +197,17 @@ pub struct ProxyBuilder {
     lock: Option<Arc<dyn FetchLock>>,
     checksums: Option<Arc<Checksums>>,
     index: Option<Index>,
+    own_db: Option<crate::checksum_db::ChecksumDb>,
 }
 
 impl ProxyBuilder {
+    /// A checksum database of agora's own: every version served is added to it, and bytes that
+    /// differ from its record are refused.
+    pub fn checksum_db(mut self, db: crate::checksum_db::ChecksumDb) -> Self {
+        self.own_db = Some(db);
+        self
+    }
+
     /// The metadata index to record stored and served artifacts in, and to read quarantines
     /// from (call [`Proxy::sync_index`] once before serving, then every few seconds).
     pub fn index(mut self, index: Index) -> Self {
@@ -236,6 +247,7 @@ impl ProxyBuilder {
             lock,
             checksums,
             index,
+            own_db,
         } = self;
         let hop = |entry: &ChainEntry| Hop {
             entry: entry.clone(),
@@ -269,6 +281,7 @@ impl ProxyBuilder {
                 index: index.map(std::sync::OnceLock::from).unwrap_or_default(),
                 quarantines: record::Quarantines::default(),
                 failures: crate::failures::FailureLog::default(),
+                own_db,
                 last_collection: std::sync::Mutex::new(None),
             }),
         }
@@ -310,6 +323,7 @@ impl Proxy {
             lock: None,
             checksums: None,
             index: None,
+            own_db: None,
         }
     }
 
@@ -591,7 +605,9 @@ fn kind_label(key: &StorageKey) -> &'static str {
         StorageKey::List(_) => "list",
         StorageKey::Latest(_) => "latest",
         StorageKey::Artifact { kind, .. } => kind.extension(),
-        StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => "tile",
+        StorageKey::SumdbTile { .. }
+        | StorageKey::SumdbLatest { .. }
+        | StorageKey::OwnSumdb { .. } => "tile",
     }
 }
 
@@ -599,6 +615,8 @@ fn key_module(key: &StorageKey) -> Option<&ModulePath> {
     match key {
         StorageKey::List(m) | StorageKey::Latest(m) => Some(m),
         StorageKey::Artifact { module, .. } => Some(module),
-        StorageKey::SumdbTile { .. } | StorageKey::SumdbLatest { .. } => None,
+        StorageKey::SumdbTile { .. }
+        | StorageKey::SumdbLatest { .. }
+        | StorageKey::OwnSumdb { .. } => None,
     }
 }
