@@ -569,6 +569,10 @@ async fn run(
         !tokens.is_empty() || access.guard.restricts(),
         config.server.path_prefix.clone().unwrap_or_default(),
     );
+    let ui = match app.proxy.checksum_db() {
+        Some(db) => ui.with_own_sumdb(db.verifier_key().to_owned()),
+        None => ui,
+    };
     let ui = if config.retention.is_set() {
         ui.with_retention(agora_server::ui::RetentionUi {
             policy: config.retention.policy(&config.routing.direct_patterns()),

@@ -107,6 +107,12 @@ fn the_go_command_verifies_private_and_public_modules_against_agoras_own_databas
         &[("AGORA_GIT_REFRESH_INTERVAL", "0s".into())],
     );
 
+    // The web UI tells developers the GOSUMDB line.
+    let (_, home) = get(&agora, "/");
+    let home = String::from_utf8_lossy(&home);
+    assert!(home.contains(&format!("GOSUMDB={vkey}")), "{home}");
+    assert!(!home.contains("GONOSUMDB="), "{home}");
+
     // Go 1.27 and Go 1.23, each with an empty module cache.
     let w = world();
     for (client, private, public) in [
@@ -201,6 +207,29 @@ fn the_go_command_verifies_private_and_public_modules_against_agoras_own_databas
     assert!(ok, "{out}");
     assert!(export.join("latest").is_file() && export.join("tile/8/0/000.p/4").is_file());
 
+    // What a replica killed in the middle of an append leaves (tiles and a lookup entry beyond
+    // the published tree) is invisible, the log still verifies, and the next append writes
+    // over it.
+    let own = dir.join(format!("data/_agora/checksum-db/{DB}"));
+    std::fs::write(own.join("tile/8/0/000.p/5"), [0u8; 5 * 32]).unwrap();
+    std::fs::create_dir_all(own.join("tile/8/data")).unwrap();
+    std::fs::write(own.join("tile/8/data/000.p/5"), b"garbage\n\n").unwrap();
+    let stray = own.join(format!(
+        "lookup/{}@v1.2.0-rc.1",
+        agora_gomod::module::escape_path(GREET).unwrap()
+    ));
+    std::fs::write(&stray, b"4").unwrap();
+    assert_eq!(get(&agora, &format!("/sumdb/{DB}/tile/8/0/000.p/5")).0, 404);
+    let (ok, out) = cmd(dir, &["sumdb", "verify"]);
+    assert!(ok && out.contains("tree of 4 records"), "{out}");
+    let go = go_with(go_client(), &vkey);
+    go.mod_download(agora.url(), &format!("{GREET}@v1.2.0-rc.1"))
+        .unwrap_or_else(|e| panic!("after a crashed append: {e}\n{}", agora.stderr_log()));
+    let (_, latest) = get(&agora, &format!("/sumdb/{DB}/latest"));
+    assert_eq!(agora_sumdb::tree::open(&db, &latest).unwrap().n, 5);
+    let (ok, out) = cmd(dir, &["sumdb", "verify"]);
+    assert!(ok && out.contains("tree of 5 records"), "{out}");
+
     // A tag moved after first use: agora computes different bytes, refuses them naming both
     // hashes, and the go command gets no module.
     repo.write("lib.go", "package lib\n\nconst V = 666\n");
@@ -238,7 +267,7 @@ fn the_go_command_verifies_private_and_public_modules_against_agoras_own_databas
     );
 
     // A tampered tile is found.
-    let tile = dir.join(format!("data/_agora/checksum-db/{DB}/tile/8/data/000.p/4"));
+    let tile = own.join("tile/8/data/000.p/5");
     let text = std::fs::read_to_string(&tile).unwrap();
     std::fs::write(&tile, text.replacen("h1:", "h1:X", 1)).unwrap();
     let (ok, out) = cmd(dir, &["sumdb", "verify"]);

@@ -57,6 +57,8 @@ pub struct UiSettings {
     pub csrf_key: [u8; 32],
     /// The retention policy, when one is configured (the status page shows it and can run it).
     pub retention: Option<RetentionUi>,
+    /// The verifier key of agora's own checksum database, when there is one.
+    pub own_sumdb: Option<String>,
 }
 
 /// Retention as the status page knows it.
@@ -80,7 +82,14 @@ impl UiSettings {
             base,
             csrf_key,
             retention: None,
+            own_sumdb: None,
         }
+    }
+
+    /// With agora's own checksum database (clients set `GOSUMDB` to its verifier key).
+    pub fn with_own_sumdb(mut self, verifier_key: String) -> Self {
+        self.own_sumdb = Some(verifier_key);
+        self
     }
 
     /// With a retention policy to show and run.

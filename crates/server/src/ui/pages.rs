@@ -96,11 +96,15 @@ pub(crate) fn home(ui: &UiSettings, viewer: &Viewer, origin: &str) -> String {
         p { "Point the go command at this proxy:" }
         pre { code {
             "go env -w GOPROXY=" (origin) "\n"
-            @if !private.is_empty() {
+            @if let Some(vkey) = &ui.own_sumdb {
+                "go env -w GOSUMDB=" (vkey) "\n"
+            } @else if !private.is_empty() {
                 "go env -w GONOSUMDB=" (private) "\n"
             }
         } }
-        @if !ui.private.is_empty() {
+        @if ui.own_sumdb.is_some() {
+            p { "This agora runs a checksum database of its own: the go command verifies every module, private ones included, against it. Leave " code { "GONOSUMDB" } " unset." }
+        } @else if !ui.private.is_empty() {
             p { "The private patterns are served from git by agora; " code { "GONOSUMDB" } " keeps the go command from asking the public checksum database about them." }
         }
         @if ui.auth {
