@@ -12,27 +12,6 @@ use agora_testkit::{http, Agora, GoClient};
 
 use crate::support::*;
 
-/// `agora token add NAME [-g GROUP]... --file FILE`, returning the secret it printed once.
-fn token_add(file: &Path, name: &str, groups: &[&str]) -> String {
-    let mut cmd = std::process::Command::new(agora_bin());
-    cmd.args(["token", "add", name, "--file"]).arg(file);
-    for g in groups {
-        cmd.args(["--group", g]);
-    }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("agora_"))
-        .unwrap_or_else(|| panic!("no token in {stdout}"))
-        .to_owned()
-}
-
 fn token_cmd(file: &Path, args: &[&str]) -> (bool, String) {
     let mut all: Vec<std::ffi::OsString> = vec!["token".into()];
     all.extend(args.iter().map(Into::into));

@@ -21,18 +21,6 @@ fn start_with(dir: &Path, upstream: &str, text: &str) -> (Agora, PathBuf) {
     (agora, config)
 }
 
-/// Runs `agora ARGS --config CONFIG --data DATA`.
-fn ops(dir: &Path, args: &[&str]) -> (bool, String) {
-    let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-    all.extend([
-        "--config".into(),
-        dir.join("agora.toml").into_os_string(),
-        "--data".into(),
-        dir.join("data").into_os_string(),
-    ]);
-    agora_cmd(all)
-}
-
 fn get(agora: &Agora, path: &str) -> (u16, String) {
     let (s, _, body) = http::get(&format!("{}{path}", agora.url()));
     (s, http::text(&body))
@@ -65,20 +53,6 @@ fn post_json(agora: &Agora, path: &str, token: Option<&str>, body: &str) -> (u16
     (s, http::text(&body))
 }
 
-fn token_add(file: &Path, name: &str, groups: &[&str]) -> String {
-    let mut args: Vec<String> = vec!["token".into(), "add".into(), name.into()];
-    for g in groups {
-        args.extend(["--group".into(), (*g).into()]);
-    }
-    args.extend(["--file".into(), file.display().to_string()]);
-    let (ok, out) = agora_cmd(&args);
-    assert!(ok, "{out}");
-    out.split_whitespace()
-        .find(|w| w.starts_with("agora_"))
-        .unwrap_or_else(|| panic!("no token in {out}"))
-        .to_owned()
-}
-
 const FAST_SYNC: &str = r#"
 [index]
 sync_interval = "200ms"
@@ -100,7 +74,7 @@ fn a_quarantined_version_is_gone_for_the_go_client_until_lifted() {
         .unwrap();
 
     let reason = "CVE-2026-4242: credential stealer in init()";
-    let (ok, out) = ops(
+    let (ok, out) = agora_in(
         dir,
         &["quarantine", &format!("{GREET}@v1.1.0"), "--reason", reason],
     );
@@ -138,7 +112,7 @@ fn a_quarantined_version_is_gone_for_the_go_client_until_lifted() {
         .unwrap();
     assert_eq!(chosen.version.as_deref(), Some("v1.0.0"));
 
-    let (ok, out) = ops(dir, &["quarantine", &format!("{GREET}@v1.1.0"), "--lift"]);
+    let (ok, out) = agora_in(dir, &["quarantine", &format!("{GREET}@v1.1.0"), "--lift"]);
     assert!(ok, "{out}");
     eventually(10, "the lift", || get(&agora, &info).0 == 200);
     fresh
@@ -163,12 +137,12 @@ fn a_quarantined_version_is_gone_for_the_go_client_until_lifted() {
     assert!(admin[1].contains(r#""action":"lift""#), "{}", admin[1]);
 
     // Bad input: a clear refusal, nothing recorded.
-    let (ok, out) = ops(
+    let (ok, out) = agora_in(
         dir,
         &["quarantine", &format!("{GREET}@latest"), "--reason", "x"],
     );
     assert!(!ok && out.contains("not a canonical version"), "{out}");
-    let (ok, out) = ops(dir, &["quarantine", GREET, "--reason", "x"]);
+    let (ok, out) = agora_in(dir, &["quarantine", GREET, "--reason", "x"]);
     assert!(!ok && out.contains("name the version"), "{out}");
 }
 
@@ -226,12 +200,12 @@ fn the_index_lists_what_is_cached_and_feeds_it_in_index_golang_org_format() {
     }
 
     // `agora ls` and `agora stats` read the same index (shared with the running server).
-    let (ok, out) = ops(dir, &["ls", "--json"]);
+    let (ok, out) = agora_in(dir, &["ls", "--json"]);
     assert!(ok, "{out}");
     let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(row["module"], GREET, "{out}");
     assert_eq!(row["versions"], 2, "{out}");
-    let (ok, out) = ops(dir, &["ls", GREET]);
+    let (ok, out) = agora_in(dir, &["ls", GREET]);
     assert!(ok, "{out}");
     let line = out
         .lines()
@@ -241,14 +215,14 @@ fn the_index_lists_what_is_cached_and_feeds_it_in_index_golang_org_format() {
         line.contains("info,mod,zip") && line.contains("upstream"),
         "{line}"
     );
-    let (ok, out) = ops(dir, &["ls", GREET, "--json"]);
+    let (ok, out) = agora_in(dir, &["ls", GREET, "--json"]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let go_sum = go
         .mod_download(agora.url(), &format!("{GREET}@v1.1.0"))
         .unwrap();
     assert_eq!(v["h1"].as_str(), go_sum.sum.as_deref(), "{out}");
-    let (ok, out) = ops(dir, &["stats", "--json"]);
+    let (ok, out) = agora_in(dir, &["stats", "--json"]);
     assert!(ok, "{out}");
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(stats["modules"], 1, "{out}");
@@ -257,7 +231,7 @@ fn the_index_lists_what_is_cached_and_feeds_it_in_index_golang_org_format() {
     assert_eq!(stats["by_origin"][0]["origin"], "upstream", "{out}");
 
     // Rebuilt from storage, the index says the same about what is stored.
-    let (ok, out) = ops(dir, &["index", "rebuild"]);
+    let (ok, out) = agora_in(dir, &["index", "rebuild"]);
     assert!(ok, "{out}");
     assert!(out.contains("6 artifacts"), "{out}");
 
@@ -300,7 +274,7 @@ fn gc_evicts_unused_zips_and_an_evicted_version_is_fetched_again() {
     assert!(stored_zip(dir));
     std::thread::sleep(Duration::from_millis(1500));
 
-    let (ok, out) = ops(dir, &["gc"]);
+    let (ok, out) = agora_in(dir, &["gc"]);
     assert!(ok, "{out}");
     assert!(out.contains("would delete 1 artifacts"), "{out}");
     assert!(
@@ -310,7 +284,7 @@ fn gc_evicts_unused_zips_and_an_evicted_version_is_fetched_again() {
     assert!(!out.contains(".info") && !out.contains(".mod\t"), "{out}");
     assert!(stored_zip(dir), "a dry run deletes nothing");
 
-    let (ok, out) = ops(dir, &["gc", "--apply"]);
+    let (ok, out) = agora_in(dir, &["gc", "--apply"]);
     assert!(ok, "{out}");
     assert!(out.contains("deleted 1 artifacts"), "{out}");
     assert!(!stored_zip(dir), "the zip was deleted");
@@ -320,7 +294,7 @@ fn gc_evicts_unused_zips_and_an_evicted_version_is_fetched_again() {
             .any(|f| f.ends_with("v1.0.0.mod")),
         ".mod stays: module graphs stay resolvable"
     );
-    let (ok, out) = ops(dir, &["gc"]);
+    let (ok, out) = agora_in(dir, &["gc"]);
     assert!(ok && out.contains("would delete 0 artifacts"), "{out}");
 
     // Fetched again (and verified again) on the next request.
@@ -333,7 +307,7 @@ fn gc_evicts_unused_zips_and_an_evicted_version_is_fetched_again() {
 
     // No limit, no collection.
     std::fs::write(dir.join("agora.toml"), FAST_SYNC).unwrap();
-    let (ok, out) = ops(dir, &["gc"]);
+    let (ok, out) = agora_in(dir, &["gc"]);
     assert!(!ok && out.contains("sets no limit"), "{out}");
 }
 
@@ -519,7 +493,7 @@ keep_recent = "0s"
         get(&b, &zip).0 == 410
     });
     // The index's served counts are shared too.
-    let (ok, out) = ops(&tmp.path().join("a"), &["stats", "--json"]);
+    let (ok, out) = agora_in(&tmp.path().join("a"), &["stats", "--json"]);
     assert!(ok, "{out}");
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(stats["quarantined"], 1, "{out}");
@@ -529,7 +503,7 @@ keep_recent = "0s"
     // Collected through A: the unused zip leaves the bucket (the quarantined one stays), and B
     // fetches it again on the next request.
     std::thread::sleep(Duration::from_millis(1200));
-    let (ok, out) = ops(&tmp.path().join("a"), &["gc", "--apply"]);
+    let (ok, out) = agora_in(&tmp.path().join("a"), &["gc", "--apply"]);
     assert!(ok, "{out}");
     assert!(out.contains("deleted 1 artifacts"), "{out}");
     assert!(

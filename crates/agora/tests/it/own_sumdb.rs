@@ -4,8 +4,6 @@
 //! given the same records in the same order; a tag moved in git after first use is refused
 //! naming both hashes; `agora sumdb verify` accepts the log and finds a tampered tile.
 
-use std::path::Path;
-
 use agora_testkit::fixtures::GREET;
 use agora_testkit::{http, Agora, GitHost, GoClient, HttpsGitServer, SumdbServer};
 
@@ -13,17 +11,6 @@ use crate::support::*;
 
 const H: &str = "git.corp.test";
 const DB: &str = "sum.agora.test";
-
-fn cmd(dir: &Path, args: &[&str]) -> (bool, String) {
-    let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-    all.extend([
-        "--config".into(),
-        dir.join("agora.toml").into_os_string(),
-        "--data".into(),
-        dir.join("data").into_os_string(),
-    ]);
-    agora_cmd(all)
-}
 
 /// The go command with agora's database as its only checksum database.
 fn go_with(client: GoClient, vkey: &str) -> GoClient {
@@ -196,14 +183,14 @@ fn the_go_command_verifies_private_and_public_modules_against_agoras_own_databas
     assert_eq!(get(&agora, &format!("/sumdb/{DB}/tile/8/0/000.p/5")).0, 404);
 
     // The log verifies, and can be exported for an auditor.
-    let (ok, out) = cmd(dir, &["sumdb", "verify"]);
+    let (ok, out) = agora_in(dir, &["sumdb", "verify"]);
     assert!(ok, "{out}");
     assert!(
         out.contains("tree of 4 records") && out.contains(", 0 differ"),
         "{out}"
     );
     let export = dir.join("export");
-    let (ok, out) = cmd(dir, &["sumdb", "export", export.to_str().unwrap()]);
+    let (ok, out) = agora_in(dir, &["sumdb", "export", export.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(export.join("latest").is_file() && export.join("tile/8/0/000.p/4").is_file());
 
@@ -220,14 +207,14 @@ fn the_go_command_verifies_private_and_public_modules_against_agoras_own_databas
     ));
     std::fs::write(&stray, b"4").unwrap();
     assert_eq!(get(&agora, &format!("/sumdb/{DB}/tile/8/0/000.p/5")).0, 404);
-    let (ok, out) = cmd(dir, &["sumdb", "verify"]);
+    let (ok, out) = agora_in(dir, &["sumdb", "verify"]);
     assert!(ok && out.contains("tree of 4 records"), "{out}");
     let go = go_with(go_client(), &vkey);
     go.mod_download(agora.url(), &format!("{GREET}@v1.2.0-rc.1"))
         .unwrap_or_else(|e| panic!("after a crashed append: {e}\n{}", agora.stderr_log()));
     let (_, latest) = get(&agora, &format!("/sumdb/{DB}/latest"));
     assert_eq!(agora_sumdb::tree::open(&db, &latest).unwrap().n, 5);
-    let (ok, out) = cmd(dir, &["sumdb", "verify"]);
+    let (ok, out) = agora_in(dir, &["sumdb", "verify"]);
     assert!(ok && out.contains("tree of 5 records"), "{out}");
 
     // A tag moved after first use: agora computes different bytes, refuses them naming both
@@ -235,7 +222,7 @@ fn the_go_command_verifies_private_and_public_modules_against_agoras_own_databas
     repo.write("lib.go", "package lib\n\nconst V = 666\n");
     let moved = repo.commit("moved");
     repo.git(["tag", "-f", "v1.0.0", moved.as_str()]);
-    let (ok, out) = cmd(dir, &["rm", &format!("{lib}@v1.0.0")]);
+    let (ok, out) = agora_in(dir, &["rm", &format!("{lib}@v1.0.0")]);
     assert!(ok, "{out}");
     let (s, body) = get(&agora, &artifact_path(&lib, "v1.0.0", "zip"));
     let body = String::from_utf8_lossy(&body).into_owned();
@@ -270,7 +257,7 @@ fn the_go_command_verifies_private_and_public_modules_against_agoras_own_databas
     let tile = own.join("tile/8/data/000.p/5");
     let text = std::fs::read_to_string(&tile).unwrap();
     std::fs::write(&tile, text.replacen("h1:", "h1:X", 1)).unwrap();
-    let (ok, out) = cmd(dir, &["sumdb", "verify"]);
+    let (ok, out) = agora_in(dir, &["sumdb", "verify"]);
     assert!(!ok, "{out}");
     assert!(out.contains("FAILED"), "{out}");
     drop(srv);

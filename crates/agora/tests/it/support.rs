@@ -246,3 +246,37 @@ pub fn private_agora(
     }
     b.start()
 }
+
+/// `agora token add NAME [--group GROUP]... --file FILE`: the secret it printed once.
+pub fn token_add(file: &Path, name: &str, groups: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(agora_bin());
+    cmd.args(["token", "add", name, "--file"]).arg(file);
+    for g in groups {
+        cmd.args(["--group", g]);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("agora_"))
+        .unwrap_or_else(|| panic!("no token in {stdout}"))
+        .to_owned()
+}
+
+/// `agora ARGS --config DIR/agora.toml --data DIR/data`: a command on the same configuration
+/// and data as a server started from `DIR`.
+pub fn agora_in(dir: &Path, args: &[&str]) -> (bool, String) {
+    let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    all.extend([
+        "--config".into(),
+        dir.join("agora.toml").into_os_string(),
+        "--data".into(),
+        dir.join("data").into_os_string(),
+    ]);
+    agora_cmd(all)
+}

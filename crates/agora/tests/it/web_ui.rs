@@ -32,20 +32,6 @@ struct Setup {
     secret: String,
 }
 
-fn token_add(file: &Path, name: &str, groups: &[&str]) -> String {
-    let mut args: Vec<String> = vec!["token".into(), "add".into(), name.into()];
-    for g in groups {
-        args.extend(["--group".into(), (*g).into()]);
-    }
-    args.extend(["--file".into(), file.display().to_string()]);
-    let (ok, out) = agora_cmd(&args);
-    assert!(ok, "{out}");
-    out.split_whitespace()
-        .find(|w| w.starts_with("agora_"))
-        .unwrap_or_else(|| panic!("no token in {out}"))
-        .to_owned()
-}
-
 /// A private module `app` (two versions, requiring greet, deprecated with a hostile message, MIT
 /// licensed) and a protected one `secret` (readable by `payments`, hidden from others), both from
 /// git over HTTPS; greet from the upstream. All cached before the test looks.

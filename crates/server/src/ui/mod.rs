@@ -155,6 +155,18 @@ pub(crate) struct Viewer {
     pub csrf: String,
 }
 
+/// Every page's viewer; wrong credentials are asked for again.
+impl axum::extract::FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        viewer(state, &parts.extensions, &parts.headers).ok_or_else(challenge)
+    }
+}
+
 /// The viewer, or `None` for credentials that are wrong (the caller asks again: the browser
 /// shows its login prompt).
 fn viewer(state: &AppState, extensions: &http::Extensions, headers: &HeaderMap) -> Option<Viewer> {
@@ -228,20 +240,18 @@ fn origin(state: &AppState, extensions: &http::Extensions, headers: &HeaderMap) 
 /// the path that asked for them.
 async fn home(
     State(state): State<AppState>,
+    v: Viewer,
     Query(q): Query<HomeQuery>,
-    request: axum::extract::Request,
+    headers: HeaderMap,
+    extensions: http::Extensions,
 ) -> Response {
-    let (parts, _) = request.into_parts();
-    let Some(v) = viewer(&state, &parts.extensions, &parts.headers) else {
-        return challenge();
-    };
     if q.login.is_some() {
         return match v.who {
             Principal::Anonymous => challenge(),
             Principal::Token(_) => Redirect::to(&format!("{}/", state.ui.base)).into_response(),
         };
     }
-    let origin = origin(&state, &parts.extensions, &parts.headers);
+    let origin = origin(&state, &extensions, &headers);
     html(StatusCode::OK, pages::home(&state.ui, &v, &origin))
 }
 
@@ -291,13 +301,9 @@ async fn visible_hits(
 
 async fn search(
     State(state): State<AppState>,
+    v: Viewer,
     Query(q): Query<SearchQuery>,
-    request: axum::extract::Request,
 ) -> Response {
-    let (parts, _) = request.into_parts();
-    let Some(v) = viewer(&state, &parts.extensions, &parts.headers) else {
-        return challenge();
-    };
     let q = q.q.chars().take(200).collect::<String>();
     match visible_hits(&state, &v.who, &q).await {
         Ok(hits) => html(StatusCode::OK, pages::search(&state.ui, &v, &q, &hits)),
@@ -307,13 +313,9 @@ async fn search(
 
 async fn search_json(
     State(state): State<AppState>,
+    v: Viewer,
     Query(q): Query<SearchQuery>,
-    request: axum::extract::Request,
 ) -> Response {
-    let (parts, _) = request.into_parts();
-    let Some(v) = viewer(&state, &parts.extensions, &parts.headers) else {
-        return challenge();
-    };
     let q = q.q.chars().take(200).collect::<String>();
     let hits = match visible_hits(&state, &v.who, &q).await {
         Ok(h) => h,
@@ -399,11 +401,7 @@ pub(crate) async fn module_page(
     ))
 }
 
-async fn status(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    let (parts, _) = request.into_parts();
-    let Some(v) = viewer(&state, &parts.extensions, &parts.headers) else {
-        return challenge();
-    };
+async fn status(State(state): State<AppState>, v: Viewer) -> Response {
     if matches!(v.who, Principal::Anonymous) {
         return challenge();
     }
