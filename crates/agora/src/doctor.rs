@@ -27,8 +27,8 @@ impl Report {
         let _ = writeln!(self.out, "[{}] {:<12} {}", self.step, name, text.as_ref());
     }
 
-    /// Prints the report with a failure verdict and returns false.
-    fn fail(mut self, name: &str, problem: impl AsRef<str>, hint: impl AsRef<str>) -> bool {
+    /// The report with a failure verdict.
+    fn fail(mut self, name: &str, problem: impl AsRef<str>, hint: impl AsRef<str>) -> Verdict {
         self.line(name, format!("FAILED: {}", problem.as_ref()));
         let _ = writeln!(
             self.out,
@@ -37,15 +37,26 @@ impl Report {
             first_line(problem.as_ref()),
             hint.as_ref()
         );
-        print!("{}", self.out);
-        false
+        Verdict {
+            ok: false,
+            report: self.out,
+        }
     }
 
-    fn ok(mut self, verdict: impl AsRef<str>) -> bool {
+    fn ok(mut self, verdict: impl AsRef<str>) -> Verdict {
         let _ = writeln!(self.out, "verdict: OK: {}", verdict.as_ref());
-        print!("{}", self.out);
-        true
+        Verdict {
+            ok: true,
+            report: self.out,
+        }
     }
+}
+
+/// A finished diagnosis: whether agora can serve the target, and the numbered report.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub ok: bool,
+    pub report: String,
 }
 
 fn first_line(s: &str) -> &str {
@@ -79,15 +90,24 @@ fn host_of(url: &str) -> String {
 
 /// Runs the diagnosis and prints it. Returns whether agora can serve the target.
 pub fn run(config: &Config, target: &str) -> Result<bool> {
-    // Artifacts fetched while diagnosing must not land in the real cache.
-    let app = app::build(config, Storage::memory()?)?;
+    let app = doctor_app(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(diagnose(&app, target)))
+    let verdict = runtime.block_on(diagnose(&app, target));
+    print!("{}", verdict.report);
+    Ok(verdict.ok)
 }
 
-async fn diagnose(app: &app::App, target: &str) -> bool {
+/// The parts a diagnosis uses: the configured ones over a throw-away memory store, since
+/// artifacts fetched while diagnosing must not land in the real cache. Built before the async
+/// runtime starts (wiring may set process environment for git).
+pub fn doctor_app(config: &Config) -> Result<app::App> {
+    app::build(config, Storage::memory()?)
+}
+
+/// Diagnoses `target` (`MODULE[@VERSION]`) with `app` (see [`doctor_app`]).
+pub async fn diagnose(app: &app::App, target: &str) -> Verdict {
     let mut r = Report {
         out: format!("agora doctor {target}\n"),
         step: 0,
@@ -138,7 +158,12 @@ async fn diagnose(app: &app::App, target: &str) -> bool {
     }
 }
 
-async fn diagnose_direct(app: &app::App, mut r: Report, module: &ModulePath, query: &str) -> bool {
+async fn diagnose_direct(
+    app: &app::App,
+    mut r: Report,
+    module: &ModulePath,
+    query: &str,
+) -> Verdict {
     r.line(
         "route",
         "private: straight from git (matches routing.private / GONOPROXY), never sent upstream",

@@ -521,6 +521,7 @@ fn serve(config: Config) -> Result<()> {
     let storage = open_storage(&config)?;
     // Built before the runtime starts: wiring may set process environment for git.
     let app = app::build(&config, storage)?;
+    let doctor_app = Arc::new(doctor::doctor_app(&config)?);
     let access = app::access(&config)?;
     // `validate` made sure that a TLS listener has both files.
     let tls = if let (Some(_), Some(cert_file), Some(key_file)) = (
@@ -542,12 +543,13 @@ fn serve(config: Config) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(config, app, access, tls))
+    runtime.block_on(run(config, app, doctor_app, access, tls))
 }
 
 async fn run(
     config: Config,
     app: app::App,
+    doctor_app: Arc<app::App>,
     access: app::Access,
     tls: Option<Arc<agora_server::ReloadingTls>>,
 ) -> Result<()> {
@@ -569,6 +571,13 @@ async fn run(
         !tokens.is_empty() || access.guard.restricts(),
         config.server.path_prefix.clone().unwrap_or_default(),
     );
+    let ui = ui.with_doctor(agora_server::ui::Doctor(Arc::new(move |target: String| {
+        let app = doctor_app.clone();
+        Box::pin(async move {
+            let v = doctor::diagnose(&app, &target).await;
+            (v.ok, v.report)
+        })
+    })));
     let ui = match app.proxy.checksum_db() {
         Some(db) => ui.with_own_sumdb(db.verifier_key().to_owned()),
         None => ui,

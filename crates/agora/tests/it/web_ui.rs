@@ -278,6 +278,24 @@ fn pages_are_escaped_guarded_and_carry_a_strict_policy() {
         get_text(agora, &artifact_path(&s.app, "v1.0.0", "info")).0,
         410
     );
+
+    // doctor from the status page: the report, each step tried for real.
+    let target = format!("target={}%40v1.1.0&csrf={csrf}", s.app.replace('/', "%2F"));
+    assert_eq!(form_post(agora, "/-/ui/doctor", &s.dev, &target, &[]), 403);
+    let auth = format!("Bearer {}", s.admin);
+    let (st, _, report) = http::request(
+        "POST",
+        &format!("{}/-/ui/doctor", agora.url()),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(target.into_bytes()),
+    );
+    let report = http::text(&report);
+    assert_eq!(st, 200, "{report}");
+    assert!(report.contains("[1] module path") && report.contains("verdict: "), "{report}");
+    assert!(report.contains("[2] route") && report.contains("private"), "{report}");
 }
 
 /// chromedriver on a free loopback port, and a headless chromium session through it.

@@ -59,6 +59,21 @@ pub struct UiSettings {
     pub retention: Option<RetentionUi>,
     /// The verifier key of agora's own checksum database, when there is one.
     pub own_sumdb: Option<String>,
+    /// Runs `agora doctor` for a target, for admins.
+    pub doctor: Option<Doctor>,
+}
+
+/// What `agora doctor` answers: whether agora can serve the target, and the report.
+pub type DoctorAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = (bool, String)> + Send>>;
+
+/// `agora doctor TARGET` as a function.
+#[derive(Clone)]
+pub struct Doctor(pub Arc<dyn Fn(String) -> DoctorAnswer + Send + Sync>);
+
+impl std::fmt::Debug for Doctor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Doctor")
+    }
 }
 
 /// Retention as the status page knows it.
@@ -83,7 +98,14 @@ impl UiSettings {
             csrf_key,
             retention: None,
             own_sumdb: None,
+            doctor: None,
         }
+    }
+
+    /// With `agora doctor` on the status page.
+    pub fn with_doctor(mut self, doctor: Doctor) -> Self {
+        self.doctor = Some(doctor);
+        self
     }
 
     /// With agora's own checksum database (clients set `GOSUMDB` to its verifier key).
@@ -126,6 +148,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/-/ui/quarantine", post(quarantine))
         .route("/-/ui/lift", post(lift))
         .route("/-/ui/gc", post(collect))
+        .route("/-/ui/doctor", post(doctor))
         .route(
             "/-/assets/style.css",
             get(|| asset(STYLE, "text/css; charset=utf-8")),
@@ -501,6 +524,73 @@ async fn collect(
             pages::message(&state.ui, "Not done", &said),
         ),
     }
+}
+
+#[derive(Deserialize)]
+struct DoctorForm {
+    target: String,
+    csrf: String,
+}
+
+/// `POST /-/ui/doctor`: `agora doctor TARGET`, its report shown as a page (audited).
+async fn doctor(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    Form(form): Form<DoctorForm>,
+) -> Response {
+    let as_action = ActionForm {
+        module: String::new(),
+        version: String::new(),
+        reason: String::new(),
+        csrf: form.csrf.clone(),
+    };
+    let v = match check_action(&state, &extensions, &headers, &as_action) {
+        Ok(v) => v,
+        Err(Refused::Challenge) => return challenge(),
+        Err(Refused::Forbidden(msg)) => {
+            return html(
+                StatusCode::FORBIDDEN,
+                pages::message(&state.ui, "Forbidden", msg),
+            )
+        }
+    };
+    let target = form.target.trim().to_owned();
+    let (module, version) = match target.split_once('@') {
+        Some((m, v)) => (m, Some(v.to_owned())),
+        None => (target.as_str(), None),
+    };
+    if target.is_empty() || target.len() > 512 || ModulePath::new(module).is_err() {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message(
+                &state.ui,
+                "Not done",
+                "Name a module path, optionally with @VERSION.",
+            ),
+        );
+    }
+    let Some(Doctor(run)) = state.ui.doctor.clone() else {
+        return html(
+            StatusCode::NOT_FOUND,
+            pages::message(&state.ui, "Not available", "doctor is not available here."),
+        );
+    };
+    let (ok, report) = run(target.clone()).await;
+    state.guard.audit().record_admin(&AdminRecord {
+        time: std::time::SystemTime::now(),
+        actor: v.who.name().to_owned(),
+        ip: Some(state.guard.client(&extensions, &headers).ip.to_string()),
+        action: "doctor",
+        module: module.to_owned(),
+        version,
+        reason: None,
+        result: if ok { "ok".into() } else { "failed".into() },
+    });
+    html(
+        StatusCode::OK,
+        pages::doctor(&state.ui, &v, &target, ok, &report),
+    )
 }
 
 #[derive(Deserialize)]

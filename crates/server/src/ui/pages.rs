@@ -399,6 +399,16 @@ pub(crate) fn status(ui: &UiSettings, viewer: &Viewer, f: &StatusFacts) -> Strin
                 }
             }
         }
+        @if ui.doctor.is_some() {
+            h2 { "Doctor" }
+            p.muted { "How agora would fetch a module, each step tried for real (nothing is cached)." }
+            form.inline method="post" action={ (ui.base) "/-/ui/doctor" } {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                label for="dt" { "Module" }
+                input #dt type="text" name="target" required placeholder="gitlab.corp.example/team/svc@v1.2.3" spellcheck="false";
+                button type="submit" { "Run doctor" }
+            }
+        }
         h2 { "Quarantined versions" }
         @if f.quarantines.is_empty() { p.muted { "None." } }
         @else {
@@ -413,6 +423,23 @@ pub(crate) fn status(ui: &UiSettings, viewer: &Viewer, f: &StatusFacts) -> Strin
         }
     };
     layout(ui, Some(viewer), "Status", body)
+}
+
+pub(crate) fn doctor(
+    ui: &UiSettings,
+    viewer: &Viewer,
+    target: &str,
+    ok: bool,
+    report: &str,
+) -> String {
+    let body = html! {
+        h1 { "Doctor: " (target) }
+        @if ok { div.notice role="status" { span.badge { "OK" } " agora can serve it." } }
+        @else { div.notice.bad role="status" { "It fails: the report names the step and a hint." } }
+        pre { code { (report) } }
+        p { a href={ (ui.base) "/-/status" } { "Back to status" } }
+    };
+    layout(ui, Some(viewer), "Doctor", body)
 }
 
 pub(crate) fn not_found(ui: &UiSettings, viewer: &Viewer) -> String {
