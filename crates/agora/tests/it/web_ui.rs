@@ -294,8 +294,14 @@ fn pages_are_escaped_guarded_and_carry_a_strict_policy() {
     );
     let report = http::text(&report);
     assert_eq!(st, 200, "{report}");
-    assert!(report.contains("[1] module path") && report.contains("verdict: "), "{report}");
-    assert!(report.contains("[2] route") && report.contains("private"), "{report}");
+    assert!(
+        report.contains("[1] module path") && report.contains("verdict: "),
+        "{report}"
+    );
+    assert!(
+        report.contains("[2] route") && report.contains("private"),
+        "{report}"
+    );
 }
 
 /// chromedriver on a free loopback port, and a headless chromium session through it.
