@@ -54,6 +54,8 @@ pub struct ChecksumDb {
 
 struct Inner {
     key: LogKey,
+    /// The database as clients see it (its verifier key), to open the stored tree head.
+    db: agora_sumdb::Database,
     storage: Storage,
     lock: Option<Arc<dyn FetchLock>>,
     local: tokio::sync::Mutex<()>,
@@ -61,9 +63,14 @@ struct Inner {
 
 impl ChecksumDb {
     pub fn new(key: LogKey, storage: Storage, lock: Option<Arc<dyn FetchLock>>) -> Self {
+        let db = agora_sumdb::Database::parse(key.verifier_key())
+            .ok()
+            .flatten()
+            .expect("a verifier key made from a parsed signer key is a GOSUMDB key");
         ChecksumDb {
             inner: Arc::new(Inner {
                 key,
+                db,
                 storage,
                 lock,
                 local: tokio::sync::Mutex::new(()),
@@ -105,11 +112,7 @@ impl ChecksumDb {
     pub async fn published(&self) -> Result<(Tree, Bytes), CoreError> {
         match self.read("latest").await? {
             Some(note) => {
-                let db = agora_sumdb::Database::parse(self.verifier_key())
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| CoreError::Internal("own checksum database key".into()))?;
-                let tree = agora_sumdb::tree::open(&db, &note).map_err(|e| {
+                let tree = agora_sumdb::tree::open(&self.inner.db, &note).map_err(|e| {
                     CoreError::Internal(format!(
                         "the published tree head of {} does not verify with its key: {e}",
                         self.name()

@@ -268,16 +268,7 @@ impl Filter {
         if self.is_open() {
             return body.clone();
         }
-        let text = String::from_utf8_lossy(body);
-        let mut out = String::with_capacity(text.len());
-        for line in text.lines() {
-            let version = line.split_whitespace().next().unwrap_or("");
-            if !version.is_empty() && self.check_version(module, version).is_ok() {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        Bytes::from(out)
+        retain_versions(body, |v| self.check_version(module, v).is_ok())
     }
 
     fn blocked(&self, rule: Option<(usize, &FilterRule)>) -> Blocked {
@@ -303,6 +294,22 @@ impl Filter {
             ),
         }
     }
+}
+
+/// A `/@v/list` body with only the lines whose version `keep` accepts (blank lines dropped).
+/// Every policy that hides versions from lists (filter rules, quarantines, minimum ages) goes
+/// through here.
+pub(crate) fn retain_versions(body: &[u8], mut keep: impl FnMut(&str) -> bool) -> Bytes {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let version = line.split_whitespace().next().unwrap_or("");
+        if !version.is_empty() && keep(version) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Bytes::from(out)
 }
 
 #[cfg(test)]

@@ -25,10 +25,34 @@ pub(crate) struct VersionBody {
     reason: Option<String>,
 }
 
-/// Who is asking, once they are known to be an admin.
-struct Admin {
-    who: Principal,
-    ip: String,
+/// Who is asking, once they are known to be an admin (here and in the web UI's actions).
+pub(crate) struct Admin {
+    pub(crate) who: Principal,
+    pub(crate) ip: String,
+}
+
+impl Admin {
+    /// Writes what this admin did to the audit log.
+    pub(crate) fn audit(
+        &self,
+        state: &AppState,
+        action: &'static str,
+        module: &str,
+        version: Option<&str>,
+        reason: Option<&str>,
+        result: &str,
+    ) {
+        state.guard.audit().record_admin(&AdminRecord {
+            time: SystemTime::now(),
+            actor: self.who.name().to_owned(),
+            ip: Some(self.ip.clone()),
+            action,
+            module: module.to_owned(),
+            version: version.map(str::to_owned),
+            reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
+            result: result.to_owned(),
+        });
+    }
 }
 
 fn admit(
@@ -46,16 +70,14 @@ fn admit(
 }
 
 fn audit(state: &AppState, admin: &Admin, action: &'static str, body: &VersionBody, result: &str) {
-    state.guard.audit().record_admin(&AdminRecord {
-        time: SystemTime::now(),
-        actor: admin.who.name().to_owned(),
-        ip: Some(admin.ip.clone()),
+    admin.audit(
+        state,
         action,
-        module: body.module.clone(),
-        version: body.version.clone(),
-        reason: body.reason.clone(),
-        result: result.to_owned(),
-    });
+        &body.module,
+        body.version.as_deref(),
+        body.reason.as_deref(),
+        result,
+    );
 }
 
 fn module_of(body: &VersionBody) -> Result<ModulePath, AppError> {

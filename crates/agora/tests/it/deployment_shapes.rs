@@ -1,7 +1,6 @@
 //! Deployment shapes: agora under a path prefix behind a shared ingress (`server.path_prefix`),
 //! and on a Unix socket for a reverse proxy on the same machine (`listen = "unix:/PATH"`).
 
-use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -87,27 +86,10 @@ fn go_downloads_through_a_path_prefix_and_nothing_answers_outside_it() {
 
 /// GET over a Unix socket, byte for byte: the status and the body.
 fn unix_get(socket: &Path, path: &str) -> (u16, String) {
-    let mut s = UnixStream::connect(socket)
+    let s = UnixStream::connect(socket)
         .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read the answer");
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    raw_exchange(s, "localhost", "GET", path)
 }
 
 /// Serves over a Unix socket (replacing the socket a crashed agora left behind, with mode 0660),

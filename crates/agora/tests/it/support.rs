@@ -145,15 +145,25 @@ pub fn go_client() -> GoClient {
 /// returns the status code and body.
 pub fn raw_request(base_url: &str, method: &str, path: &str) -> (u16, String) {
     let addr = base_url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).expect("connect to agora");
+    let s = TcpStream::connect(addr).expect("connect to agora");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    raw_exchange(s, addr, method, path)
+}
+
+/// One HTTP/1.1 request written as is on `conn`, and the answer's status and body.
+pub fn raw_exchange<C: Read + Write>(
+    mut conn: C,
+    host: &str,
+    method: &str,
+    path: &str,
+) -> (u16, String) {
     write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read response");
+    conn.read_to_end(&mut resp).expect("read response");
     let text = String::from_utf8_lossy(&resp).into_owned();
     let status = text
         .split_whitespace()

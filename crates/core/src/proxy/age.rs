@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use agora_gomod::module::ModulePath;
 use agora_gomod::pseudo;
-use agora_gomod::semver;
 use agora_storage::{ArtifactKind, StorageKey};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -151,16 +150,7 @@ impl Proxy {
         if young.is_empty() {
             return body;
         }
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                l.split_whitespace()
-                    .next()
-                    .is_some_and(|v| !young.contains(v))
-            })
-            .flat_map(|l| [l, "\n"])
-            .collect();
-        Bytes::from(kept)
+        crate::filter::retain_versions(&body, |v| !young.contains(v))
     }
 
     /// `@latest` when the version it names is too new: the highest version of the list that is
@@ -190,16 +180,9 @@ impl Proxy {
     ) -> Result<Served, CoreError> {
         let list = self.list(module, mode).await?;
         let text = String::from_utf8_lossy(&list.body);
-        let best = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .filter(|v| semver::is_valid(v))
-            .max_by(|a, b| {
-                let release = |v: &str| semver::prerelease(v).is_none_or(str::is_empty);
-                release(a).cmp(&release(b)).then(semver::compare(a, b))
-            });
+        let best = agora_index::latest_of(text.lines().filter_map(|l| l.split_whitespace().next()));
         match best {
-            Some(version) => self.info(module, version, mode).await,
+            Some(version) => self.info(module, &version, mode).await,
             None => Err(refusal),
         }
     }

@@ -79,6 +79,12 @@ impl Quarantines {
         map.get(module.as_str())?.get(version).cloned()
     }
 
+    /// Whether any version of `module` is quarantined (no allocation: asked on every `@latest`).
+    pub(super) fn any(&self, module: &ModulePath) -> bool {
+        let map = self.by_module.read().unwrap_or_else(|e| e.into_inner());
+        map.contains_key(module.as_str())
+    }
+
     /// The quarantined versions of `module` (empty for nearly every module).
     pub(super) fn versions(&self, module: &ModulePath) -> Vec<String> {
         let map = self.by_module.read().unwrap_or_else(|e| e.into_inner());
@@ -233,17 +239,7 @@ impl Proxy {
         if hidden.is_empty() {
             return body;
         }
-        let text = String::from_utf8_lossy(&body);
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                l.split_whitespace()
-                    .next()
-                    .is_some_and(|v| !hidden.iter().any(|h| h == v))
-            })
-            .flat_map(|l| [l, "\n"])
-            .collect();
-        Bytes::from(kept)
+        crate::filter::retain_versions(&body, |v| !hidden.iter().any(|h| h == v))
     }
 
     /// Quarantines `module@version` (stored or not) with `reason`, as `actor`: answered 410 Gone

@@ -19,7 +19,7 @@ mod pages;
 
 use std::sync::Arc;
 
-use agora_access::{AdminRecord, Principal};
+use agora_access::Principal;
 use agora_gomod::module::ModulePath;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -29,6 +29,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::admin::Admin;
 use crate::error::AppError;
 use crate::routes::AppState;
 
@@ -439,7 +440,7 @@ async fn status(State(state): State<AppState>, v: Viewer) -> Response {
         );
     }
     let stats = match state.proxy.index() {
-        Some(index) => index.stats().await.ok(),
+        Some(index) => Some(index.stats().await.map_err(|e| e.to_string())),
         None => None,
     };
     let quarantines = match state.proxy.index() {
@@ -447,19 +448,17 @@ async fn status(State(state): State<AppState>, v: Viewer) -> Response {
         None => Vec::new(),
     };
     let ready = state.proxy.ready().await.map_err(|e| e.to_string());
-    let index_health = match state.proxy.index() {
-        Some(index) => Some(index.stats().await.map(drop).map_err(|e| e.to_string())),
-        None => None,
-    };
     let facts = pages::StatusFacts {
-        index_health,
+        index_health: stats
+            .as_ref()
+            .map(|r| r.as_ref().map(drop).map_err(Clone::clone)),
         lock: state.proxy.lock_health().await,
         failures: state.proxy.failures().groups(),
         last_collection: state.proxy.last_collection(),
         storage: state.proxy.storage().backend().to_string(),
         index: state.proxy.index().map(|i| i.location().to_owned()),
         ready,
-        stats,
+        stats: stats.and_then(Result::ok),
         cache: state.proxy.metrics().cache_answers(),
         in_flight: state.proxy.fetches_in_flight(),
         quarantines,
@@ -479,21 +478,9 @@ async fn collect(
     extensions: http::Extensions,
     Form(form): Form<CollectForm>,
 ) -> Response {
-    let as_action = ActionForm {
-        module: String::new(),
-        version: String::new(),
-        reason: String::new(),
-        csrf: form.csrf,
-    };
-    let v = match check_action(&state, &extensions, &headers, &as_action) {
-        Ok(v) => v,
-        Err(Refused::Challenge) => return challenge(),
-        Err(Refused::Forbidden(msg)) => {
-            return html(
-                StatusCode::FORBIDDEN,
-                pages::message(&state.ui, "Forbidden", msg),
-            )
-        }
+    let admin = match check_action(&state, &extensions, &headers, &form.csrf) {
+        Ok((_, admin)) => admin,
+        Err(r) => return r.page(&state.ui),
     };
     let Some(r) = &state.ui.retention else {
         return html(
@@ -507,16 +494,7 @@ async fn collect(
         Ok(None) => "another replica is collecting".to_owned(),
         Err(e) => format!("error: {e}"),
     };
-    state.guard.audit().record_admin(&AdminRecord {
-        time: std::time::SystemTime::now(),
-        actor: v.who.name().to_owned(),
-        ip: Some(state.guard.client(&extensions, &headers).ip.to_string()),
-        action: "gc",
-        module: String::new(),
-        version: None,
-        reason: None,
-        result: said.clone(),
-    });
+    admin.audit(&state, "gc", "", None, None, &said);
     match result {
         Ok(_) => Redirect::to(&format!("{}/-/status", state.ui.base)).into_response(),
         Err(_) => html(
@@ -539,25 +517,13 @@ async fn doctor(
     extensions: http::Extensions,
     Form(form): Form<DoctorForm>,
 ) -> Response {
-    let as_action = ActionForm {
-        module: String::new(),
-        version: String::new(),
-        reason: String::new(),
-        csrf: form.csrf.clone(),
-    };
-    let v = match check_action(&state, &extensions, &headers, &as_action) {
-        Ok(v) => v,
-        Err(Refused::Challenge) => return challenge(),
-        Err(Refused::Forbidden(msg)) => {
-            return html(
-                StatusCode::FORBIDDEN,
-                pages::message(&state.ui, "Forbidden", msg),
-            )
-        }
+    let (v, admin) = match check_action(&state, &extensions, &headers, &form.csrf) {
+        Ok(found) => found,
+        Err(r) => return r.page(&state.ui),
     };
     let target = form.target.trim().to_owned();
     let (module, version) = match target.split_once('@') {
-        Some((m, v)) => (m, Some(v.to_owned())),
+        Some((m, v)) => (m, Some(v)),
         None => (target.as_str(), None),
     };
     if target.is_empty() || target.len() > 512 || ModulePath::new(module).is_err() {
@@ -577,16 +543,14 @@ async fn doctor(
         );
     };
     let (ok, report) = run(target.clone()).await;
-    state.guard.audit().record_admin(&AdminRecord {
-        time: std::time::SystemTime::now(),
-        actor: v.who.name().to_owned(),
-        ip: Some(state.guard.client(&extensions, &headers).ip.to_string()),
-        action: "doctor",
-        module: module.to_owned(),
+    admin.audit(
+        &state,
+        "doctor",
+        module,
         version,
-        reason: None,
-        result: if ok { "ok".into() } else { "failed".into() },
-    });
+        None,
+        if ok { "ok" } else { "failed" },
+    );
     html(
         StatusCode::OK,
         pages::doctor(&state.ui, &v, &target, ok, &report),
@@ -609,13 +573,25 @@ enum Refused {
     Forbidden(&'static str),
 }
 
-/// Admin, a valid token for this viewer, and not sent from another site.
+impl Refused {
+    fn page(self, ui: &UiSettings) -> Response {
+        match self {
+            Refused::Challenge => challenge(),
+            Refused::Forbidden(msg) => {
+                html(StatusCode::FORBIDDEN, pages::message(ui, "Forbidden", msg))
+            }
+        }
+    }
+}
+
+/// Admin, a valid token for this viewer (`csrf`, from the form), and not sent from another
+/// site: the viewer, and the admin for the audit log.
 fn check_action(
     state: &AppState,
     extensions: &http::Extensions,
     headers: &HeaderMap,
-    form: &ActionForm,
-) -> Result<Viewer, Refused> {
+    csrf: &str,
+) -> Result<(Viewer, Admin), Refused> {
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if fetch_site.is_some_and(|s| s != "same-origin" && s != "none") {
         return Err(Refused::Forbidden(
@@ -629,36 +605,20 @@ fn check_action(
     if !v.admin {
         return Err(Refused::Forbidden("Only the admin group may do this."));
     }
-    if !constant_time_eq(form.csrf.as_bytes(), v.csrf.as_bytes()) {
+    if !constant_time_eq(csrf.as_bytes(), v.csrf.as_bytes()) {
         return Err(Refused::Forbidden(
             "This form has expired; reload the page and try again.",
         ));
     }
-    Ok(v)
+    let admin = Admin {
+        who: v.who.clone(),
+        ip: state.guard.client(extensions, headers).ip.to_string(),
+    };
+    Ok((v, admin))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn audit(
-    state: &AppState,
-    v: &Viewer,
-    ip: String,
-    action: &'static str,
-    form: &ActionForm,
-    result: &str,
-) {
-    state.guard.audit().record_admin(&AdminRecord {
-        time: std::time::SystemTime::now(),
-        actor: v.who.name().to_owned(),
-        ip: Some(ip),
-        action,
-        module: form.module.clone(),
-        version: Some(form.version.clone()),
-        reason: Some(form.reason.clone()).filter(|r| !r.is_empty()),
-        result: result.to_owned(),
-    });
 }
 
 async fn quarantine(
@@ -686,15 +646,9 @@ async fn act(
     form: ActionForm,
     quarantine: bool,
 ) -> Response {
-    let v = match check_action(&state, &extensions, &headers, &form) {
-        Ok(v) => v,
-        Err(Refused::Challenge) => return challenge(),
-        Err(Refused::Forbidden(msg)) => {
-            return html(
-                StatusCode::FORBIDDEN,
-                pages::message(&state.ui, "Forbidden", msg),
-            )
-        }
+    let admin = match check_action(&state, &extensions, &headers, &form.csrf) {
+        Ok((_, admin)) => admin,
+        Err(r) => return r.page(&state.ui),
     };
     let bad = |msg: &str| {
         html(
@@ -712,11 +666,10 @@ async fn act(
     if quarantine && reason.is_empty() {
         return bad("Say why the version is quarantined: clients see the reason.");
     }
-    let ip = state.guard.client(&extensions, &headers).ip.to_string();
     let result = if quarantine {
         state
             .proxy
-            .quarantine(&module, &form.version, reason, v.who.name())
+            .quarantine(&module, &form.version, reason, admin.who.name())
             .await
             .map(drop)
     } else {
@@ -726,12 +679,12 @@ async fn act(
         Ok(()) => "ok".to_owned(),
         Err(e) => format!("error: {e}"),
     };
-    audit(
+    admin.audit(
         &state,
-        &v,
-        ip,
         if quarantine { "quarantine" } else { "lift" },
-        &form,
+        &form.module,
+        Some(&form.version),
+        Some(reason),
         &said,
     );
     match result {
