@@ -42,6 +42,8 @@ pub struct AuditRecord {
     pub cache: Option<&'static str>,
     pub bytes: u64,
     pub duration: Duration,
+    /// The request's trace id, when agora exports traces: the line and the trace find each other.
+    pub trace_id: Option<String>,
 }
 
 /// The line's JSON shape; field order is the order people read in.
@@ -61,6 +63,8 @@ struct Line<'a> {
     cache: Option<&'a str>,
     bytes: u64,
     duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
 }
 
 impl AuditRecord {
@@ -105,6 +109,7 @@ impl AuditRecord {
             cache: self.cache,
             bytes: self.bytes,
             duration_ms: self.duration_ms(),
+            trace_id: self.trace_id.as_deref(),
         };
         let mut text = serde_json::to_string(&line).expect("an audit line always serializes");
         text.push('\n');
@@ -331,6 +336,7 @@ mod tests {
             cache: Some("hit"),
             bytes: 4096,
             duration: Duration::from_micros(1_234_567),
+            trace_id: None,
         }
     }
 
@@ -353,6 +359,12 @@ mod tests {
         assert_eq!(v["bytes"], 4096);
         assert_eq!(v["duration_ms"], 1234.567);
         assert_eq!(v.as_object().unwrap().len(), 13);
+
+        let mut traced = rec(200);
+        traced.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        let v: Value = serde_json::from_str(&traced.to_json_line()).unwrap();
+        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v.as_object().unwrap().len(), 14);
 
         let mut r = rec(404);
         r.version = None;

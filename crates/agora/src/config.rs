@@ -55,6 +55,7 @@ pub struct Config {
     /// database shared by the replicas.
     pub index: agora_index::IndexConfig,
     pub retention: RetentionConfig,
+    pub tracing: TracingConfig,
 }
 
 /// `[retention]`: what may be deleted from the cache, and how often a server collects. Nothing
@@ -363,6 +364,35 @@ pub struct ValidationConfig {
     pub timeout: Duration,
     /// When the webhook cannot answer: `closed` (refuse for now, 503) or `open` (accept).
     pub fail: FailMode,
+}
+
+/// `[tracing]`: OpenTelemetry spans for requests, cache lookups, fetches, git commands and storage
+/// writes, exported over OTLP/HTTP when `otlp_endpoint` is set; off (and free) otherwise.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// The collector's OTLP/HTTP traces URL (`http://otel-collector:4318/v1/traces`); empty: off.
+    #[serde(with = "unset_if_empty")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces kept (0.0 to 1.0) when the caller sent no sampling decision; a request
+    /// with a `traceparent` header follows its caller's decision.
+    pub sample_ratio: f64,
+    /// Longest wait for the collector per export.
+    #[serde(with = "humantime_serde")]
+    pub export_timeout: Duration,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: None,
+            service_name: "agora".into(),
+            sample_ratio: 1.0,
+            export_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// One structured line per request for a private module (who, what, when, result).
@@ -783,6 +813,7 @@ impl Default for Config {
                 lock_poll: Duration::from_millis(200),
             },
             checksum_db: ChecksumDbConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -916,6 +947,20 @@ impl Config {
             }
             if *name == self.sumdb.name {
                 bail!("checksum_db.name {name:?} is the upstream database's name (sumdb.name)");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            bail!(
+                "tracing.sample_ratio = {}: use a share between 0.0 and 1.0",
+                self.tracing.sample_ratio
+            );
+        }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                bail!(
+                    "tracing.otlp_endpoint = {:?}: use an http:// or https:// URL (OTLP over HTTP)",
+                    agora_secret::redact(endpoint)
+                );
             }
         }
         if let Some(listen) = &self.listen {
@@ -1052,7 +1097,11 @@ impl Config {
                 c.password = Some("***".into());
             }
         }
-        for url in [&mut shown.validation.url, &mut shown.redis.url] {
+        for url in [
+            &mut shown.validation.url,
+            &mut shown.redis.url,
+            &mut shown.tracing.otlp_endpoint,
+        ] {
             *url = url.as_deref().map(agora_secret::redact);
         }
         shown.storage = shown.storage.redacted();

@@ -11,6 +11,7 @@ mod migrate;
 mod ops;
 mod progress;
 mod sumdb_cmd;
+mod telemetry;
 mod token_cmd;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use agora_server::AppState;
 use agora_storage::Storage;
-use config::{Config, LogFormat, Overrides};
+use config::{Config, Overrides};
 
 #[derive(Parser)]
 #[command(name = "agora", version, about = "A self-hosted Go module proxy")]
@@ -502,22 +503,8 @@ fn tokens_file(flag: Option<PathBuf>, config: &ConfigArgs) -> Result<PathBuf> {
         .context("no tokens file: pass --file FILE or set auth.tokens_file in the configuration")
 }
 
-fn init_tracing(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn serve(config: Config) -> Result<()> {
-    init_tracing(&config);
+    let telemetry = telemetry::init(&config)?;
     let storage = open_storage(&config)?;
     // Built before the runtime starts: wiring may set process environment for git.
     let app = app::build(&config, storage)?;
@@ -543,7 +530,11 @@ fn serve(config: Config) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(config, app, doctor_app, access, tls))
+    let traced = telemetry.exporting();
+    let result = runtime.block_on(run(config, app, doctor_app, access, tls, traced));
+    // Outside the runtime: the exporter sends its last batch from its own thread.
+    telemetry.shutdown();
+    result
 }
 
 async fn run(
@@ -552,6 +543,7 @@ async fn run(
     doctor_app: Arc<app::App>,
     access: app::Access,
     tls: Option<Arc<agora_server::ReloadingTls>>,
+    traced: bool,
 ) -> Result<()> {
     let storage = app.storage.clone();
     check_remote_storage(&storage).await?;
@@ -601,6 +593,9 @@ async fn run(
         // `validate` checked it.
         let prefix = agora_server::PathPrefix::new(prefix)?;
         router = agora_server::with_path_prefix(router, prefix);
+    }
+    if traced {
+        router = agora_server::trace::with_request_spans(router);
     }
     // Without a tokens file a reload is a no-op; watching costs nothing then.
     tokens.clone().spawn_watch(config.auth.reload_interval);

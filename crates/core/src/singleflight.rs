@@ -49,14 +49,15 @@ where
             } else {
                 let map_ref = Arc::clone(&self.inflight);
                 let k = key.clone();
-                let handle = tokio::spawn(async move {
+                // The work keeps the leader's span: its fetch belongs to the leader's trace.
+                let handle = tokio::spawn(tracing::Instrument::in_current_span(async move {
                     let v = work.await;
                     map_ref
                         .lock()
                         .expect("single-flight map poisoned")
                         .remove(&k);
                     v
-                });
+                }));
                 let inflight = Arc::clone(&self.inflight);
                 let k = key.clone();
                 let flight: Flight<V> = async move {

@@ -15,6 +15,8 @@
 //! - [`listen`]: what it listens on: [`ListenAddr`] (`IP:PORT` or `unix:/path`), [`Listener`],
 //!   and the Unix socket file's life ([`bind_unix`]).
 //! - [`prefix`]: [`with_path_prefix`], the whole application under a path prefix (`/go`).
+//! - [`trace`]: request spans for OpenTelemetry (`with_request_spans`), installed when agora
+//!   exports traces; the trace id in log lines and audit records.
 //! - [`tls`]: [`ReloadingTls`], the rustls configuration whose certificate is reloaded from its PEM
 //!   files (on demand or by polling) without restarting.
 //! - `feed`: `/index?since=&limit=`, what is cached in index.golang.org's format, filtered by the
@@ -36,6 +38,7 @@ pub mod request;
 pub mod routes;
 pub mod serve;
 pub mod tls;
+pub mod trace;
 pub mod ui;
 
 pub use guard::Guard;

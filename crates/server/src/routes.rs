@@ -215,6 +215,7 @@ async fn goproxy(State(state): State<AppState>, req: Request) -> Response {
                 .and_then(|v| ["hit", "miss", "stale"].into_iter().find(|k| *k == v)),
             bytes,
             duration: started.elapsed(),
+            trace_id: crate::trace::current_trace_id(),
         });
     }
     resp

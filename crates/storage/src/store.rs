@@ -346,6 +346,8 @@ impl Storage {
     /// On local disk the bytes are staged in a scratch file under `_agora/tmp` and published by
     /// [`Storage::put_file_once`], so a crash mid-write leaves nothing in the GOPROXY tree
     /// (`object_store` would stage them as `<key>#N` next to the final file).
+    #[tracing::instrument(level = "debug", name = "storage.write", skip_all,
+        fields(storage.key = %key.path(), storage.bytes = bytes.len(), storage.write = "once"))]
     pub async fn put_once(
         &self,
         key: &StorageKey,
@@ -382,6 +384,8 @@ impl Storage {
     }
 
     /// Replaces a mutable object (list, latest) atomically.
+    #[tracing::instrument(level = "debug", name = "storage.write", skip_all,
+        fields(storage.key = %key.path(), storage.bytes = bytes.len(), storage.write = "overwrite"))]
     pub async fn put_overwrite(&self, key: &StorageKey, bytes: Bytes) -> Result<(), StorageError> {
         debug_assert!(!key.is_write_once(), "overwrite of write-once key {key:?}");
         let written = self.overwrite(key, bytes).await;
@@ -450,6 +454,8 @@ impl Storage {
     }
 
     /// Publishes a complete scratch file under a write-once key, atomically.
+    #[tracing::instrument(level = "debug", name = "storage.write", skip_all,
+        fields(storage.key = %key.path(), storage.write = "once"))]
     pub async fn put_file_once(
         &self,
         key: &StorageKey,

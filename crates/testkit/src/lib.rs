@@ -18,6 +18,8 @@
 //!   `127.0.0.1`, with request recording and fault injection.
 //! - [`agora`]: [`Agora`], a handle on a running agora process.
 //! - [`http`]: tiny HTTP helpers for assertions.
+//! - [`otlp`]: [`OtlpReceiver`], an OTLP/HTTP traces endpoint that decodes and keeps the spans
+//!   agora exports.
 //! - [`webhook`]: [`WebhookServer`], a validation webhook that records what it is asked and answers
 //!   as the test says.
 //! - [`redis`]: [`RedisServer`], a private `redis-server` on loopback that can be stopped and
@@ -47,6 +49,7 @@ pub mod git;
 pub mod gitserver;
 pub mod go;
 pub mod http;
+pub mod otlp;
 pub mod postgres;
 pub mod proxy;
 pub mod redis;
@@ -62,6 +65,7 @@ pub use fixtures::{private_matrix, public_modules, PrivateFixtures, PublicFixtur
 pub use git::{GitHost, Repo};
 pub use gitserver::{HttpsGitServer, SshGitServer};
 pub use go::{GoClient, GoError, ListM, ModDownload};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PostgresServer;
 pub use proxy::{Fault, UpstreamProxy};
 pub use redis::RedisServer;

@@ -287,6 +287,11 @@ impl UpstreamClient {
         Ok((status, String::from_utf8_lossy(&text).into_owned()))
     }
 
+    #[tracing::instrument(level = "debug", name = "upstream.request", skip_all, fields(
+        otel.kind = "client",
+        url.full = %redact(url),
+        http.response.status_code = tracing::field::Empty,
+    ))]
     async fn send(&self, url: &str, timeout: Duration) -> Result<reqwest::Response, FetchError> {
         let resp = self
             .http
@@ -296,6 +301,7 @@ impl UpstreamClient {
             .await
             .map_err(|e| transport(url, e))?;
         let status = resp.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         if status == StatusCode::OK {
             return Ok(resp);
         }

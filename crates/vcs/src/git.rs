@@ -74,8 +74,28 @@ impl<'a> Git<'a> {
         cmd
     }
 
+    /// The git subcommand (`fetch`, `ls-remote`, ...): the first argument that is not an option
+    /// or an option's value.
+    fn subcommand(&self) -> &'a str {
+        let mut args = self.args.iter();
+        while let Some(arg) = args.next() {
+            match *arg {
+                "-c" | "-C" => {
+                    args.next();
+                }
+                a if a.starts_with('-') => {}
+                a => return a,
+            }
+        }
+        ""
+    }
+
     /// Runs the command with its stdout streamed into `file` (not held in memory), failing once
     /// more than `limit` bytes arrive. Returns the number of bytes written.
+    #[tracing::instrument(level = "debug", name = "git", skip_all, fields(
+        otel.name = %format!("git {}", self.subcommand()),
+        process.command_line = %self.display(),
+    ))]
     pub(crate) async fn run_to_file(
         &self,
         file: &mut tokio::fs::File,
@@ -148,6 +168,11 @@ impl<'a> Git<'a> {
     }
 
     /// Runs the command with optional stdin and returns its raw output, whatever the exit status.
+    #[tracing::instrument(level = "debug", name = "git", skip_all, fields(
+        otel.name = %format!("git {}", self.subcommand()),
+        process.command_line = %self.display(),
+        process.exit_code = tracing::field::Empty,
+    ))]
     pub(crate) async fn output(&self, stdin: Option<&[u8]>) -> Result<Output, Error> {
         let mut cmd = self.command();
         if stdin.is_some() {
@@ -163,7 +188,11 @@ impl<'a> Git<'a> {
             // cannot deadlock.
             pipe.write_all(input).await.map_err(spawn_err)?;
         }
-        child.wait_with_output().await.map_err(spawn_err)
+        let out = child.wait_with_output().await.map_err(spawn_err)?;
+        if let Some(code) = out.status.code() {
+            tracing::Span::current().record("process.exit_code", code);
+        }
+        Ok(out)
     }
 
     /// Runs the command and returns its stdout; a non-zero exit is an [`Error::Git`].

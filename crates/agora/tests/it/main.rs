@@ -24,6 +24,7 @@ mod secrets;
 mod serving;
 mod sha256;
 mod sumdb;
+mod telemetry;
 mod toolchain;
 mod upstream_chain;
 mod web_ui;

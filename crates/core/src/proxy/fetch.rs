@@ -27,6 +27,8 @@ pub(super) type Outcome = Result<Bytes, CoreError>;
 impl Proxy {
     /// Checks `hash` of `module@version`'s zip (`file` `""`) or go.mod (`"/go.mod"`) against the
     /// checksum database (see [`verify_public`]), counting the outcome.
+    #[tracing::instrument(level = "debug", name = "checksum.verify", skip_all,
+        fields(module.path = %module, module.version = version, file))]
     pub(super) async fn verify_sum(
         &self,
         module: &ModulePath,
@@ -163,6 +165,7 @@ impl Proxy {
     /// copy the caller looked at (`None`: there was none): when another replica replaces it
     /// meanwhile, its answer is served instead of fetching again. The answer is the stored bytes
     /// (for a zip, nothing: the caller streams the stored copy).
+    #[tracing::instrument(level = "debug", name = "fetch", skip_all, fields(storage.key = %key.path()))]
     pub(super) async fn fetch(&self, key: StorageKey, seen: Option<ObjectInfo>) -> Outcome {
         let flight_key = flight_key(&key);
         if let Some(err) = self.inner.absent.get(&flight_key) {

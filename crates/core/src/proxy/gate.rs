@@ -15,7 +15,12 @@ pub(super) struct Gate {
 }
 
 /// Runs one fetch from `source` within the concurrency limit for its kind of source, recording
-/// its duration and outcome.
+/// its duration and outcome. Traced as one span (queueing included), named by source and request.
+#[tracing::instrument(level = "debug", name = "source", skip_all, fields(
+    otel.name = %format!("{} {kind}", kind_of_source.label()),
+    source.kind = kind_of_source.label(),
+    source.request = kind,
+))]
 pub(super) async fn timed<T>(
     gate: &Gate,
     kind_of_source: SourceKind,

@@ -28,7 +28,9 @@ impl Proxy {
                 location: format!("{}/{}", base.trim_end_matches('/'), key.path()),
             }),
             DownloadMode::Async => {
-                tokio::spawn(self.clone().fill(key.clone()));
+                tokio::spawn(tracing::Instrument::in_current_span(
+                    self.clone().fill(key.clone()),
+                ));
                 Err(CoreError::FetchingInBackground(subject))
             }
         }

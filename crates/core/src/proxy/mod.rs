@@ -511,12 +511,9 @@ impl Proxy {
     ) -> Result<(Object, Freshness), CoreError> {
         let key = self.version_key(module, version, ArtifactKind::Zip)?;
         self.check_age(module, version, None, mode).await?;
-        if let Some(obj) = self.inner.storage.get(&key).await? {
-            self.record_served(&key, &obj.info);
-            self.inner.gate.metrics.record_cache("zip", "hit");
+        if let Some(obj) = self.cached_zip(&key).await? {
             return Ok((obj, Freshness::Hit));
         }
-        self.inner.gate.metrics.record_cache("zip", "miss");
         self.on_miss(mode, &key)?;
         Box::pin(self.fetch(key.clone(), None)).await?;
         let obj = self.inner.storage.get(&key).await?.ok_or_else(|| {
@@ -550,6 +547,22 @@ impl Proxy {
             })
     }
 
+    /// A stored zip, opened for streaming.
+    #[tracing::instrument(level = "debug", name = "cache.lookup", skip_all,
+        fields(storage.key = %key.path(), cache.result = tracing::field::Empty))]
+    async fn cached_zip(&self, key: &StorageKey) -> Result<Option<Object>, CoreError> {
+        let found = self.inner.storage.get(key).await?;
+        if let Some(obj) = &found {
+            self.record_served(key, &obj.info);
+        }
+        let result = if found.is_some() { "hit" } else { "miss" };
+        tracing::Span::current().record("cache.result", result);
+        self.inner.gate.metrics.record_cache("zip", result);
+        Ok(found)
+    }
+
+    #[tracing::instrument(level = "debug", name = "cache.lookup", skip_all,
+        fields(storage.key = %key.path(), cache.result = tracing::field::Empty))]
     async fn cached(&self, key: &StorageKey) -> Result<Option<Served>, CoreError> {
         let found = self
             .inner
@@ -565,10 +578,12 @@ impl Proxy {
                     last_modified: Some(info.last_modified),
                 }
             });
-        self.inner.gate.metrics.record_cache(
-            kind_label(key),
-            if found.is_some() { "hit" } else { "miss" },
-        );
+        let result = if found.is_some() { "hit" } else { "miss" };
+        tracing::Span::current().record("cache.result", result);
+        self.inner
+            .gate
+            .metrics
+            .record_cache(kind_label(key), result);
         Ok(found)
     }
 }
