@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::error::CoreError;
+use crate::error::{CoreError, Subject};
 
 /// Failures kept.
 const CAPACITY: usize = 256;
@@ -19,6 +19,9 @@ pub struct Failure {
     pub cause: &'static str,
     pub hint: &'static str,
     pub message: String,
+    /// What `agora doctor` takes to check it again (`module@version` or `module`), when the
+    /// failure was about a module.
+    pub target: Option<String>,
 }
 
 /// Failures of one cause, as the status page shows them.
@@ -51,6 +54,7 @@ impl FailureLog {
             cause,
             hint,
             message: err.to_string(),
+            target: err.subject().and_then(doctor_target),
         });
     }
 
@@ -77,10 +81,18 @@ impl FailureLog {
     }
 }
 
+/// `subject` as `agora doctor` names it; checksum-database paths are not modules.
+fn doctor_target(subject: &Subject) -> Option<String> {
+    match subject {
+        Subject::Module(m) => Some(m.to_string()),
+        Subject::Version { module, version } => Some(format!("{module}@{version}")),
+        Subject::Sumdb { .. } => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Subject;
     use agora_gomod::module::ModulePath;
 
     #[test]
@@ -101,6 +113,8 @@ mod tests {
         assert_eq!(groups.len(), 2);
         assert_eq!((groups[0].cause, groups[0].count), ("git", 2));
         assert!(groups[0].last.message.contains("two"));
+        assert_eq!(groups[0].last.target.as_deref(), Some("example.com/m"));
         assert_eq!(groups[1].cause, "internal");
+        assert_eq!(groups[1].last.target, None);
     }
 }

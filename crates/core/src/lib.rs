@@ -27,12 +27,14 @@
 //! - [`checksum_db`]: [`ChecksumDb`], a checksum database of agora's own for the modules it
 //!   serves (private ones included), in sum.golang.org's format.
 //! - [`failures`]: the last failures answered, grouped by cause for the status page.
+//! - [`health`]: how each source (upstream, git host, checksum database) has been answering.
 
 pub mod approve;
 pub mod checksum_db;
 pub mod error;
 pub mod failures;
 pub mod filter;
+pub mod health;
 pub mod lock;
 pub mod metrics;
 pub mod policy;

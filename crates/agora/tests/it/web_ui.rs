@@ -505,3 +505,91 @@ fn a_browser_searches_follows_requirements_and_an_admin_quarantines() {
     assert!(err.message().contains("410"), "{}", err.message());
     assert!(err.message().contains("CVE-2026-7777"), "{}", err.message());
 }
+
+/// The status page's sources and failures: an upstream that fails and a git host that answers
+/// show as such, and the failure group gets doctor's verdict on its latest failure, checked in
+/// the background once an admin looks.
+#[test]
+fn the_status_page_shows_source_health_and_doctors_verdict_on_failures() {
+    let host = GitHost::new().host(H);
+    let lib = format!("{H}/team/lib");
+    let mut repo = host.repo(&lib);
+    repo.write("go.mod", format!("module {lib}\n\ngo 1.21\n"))
+        .write("lib.go", "package lib\n");
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    let srv = HttpsGitServer::serve(&host, H);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let tokens = dir.join("tokens.toml");
+    let admin = token_add(&tokens, "ops", &["admin"]);
+    let config = gitlab_config(
+        dir,
+        &srv,
+        &[H],
+        &format!("[auth]\ntokens_file = {tokens:?}\n"),
+    );
+    let up = upstream();
+    up.set_path_fault(&format!("/{GREET}/@v/"), agora_testkit::Fault::Status(500));
+    let agora = private_agora(dir, &config, &up.url(), &[]);
+
+    let (s, _) = page(&agora, &artifact_path(GREET, "v1.0.0", "info"), None);
+    assert_eq!(s, 502, "the upstream fails");
+    let (s, _) = page(&agora, &artifact_path(&lib, "v1.0.0", "info"), None);
+    assert_eq!(s, 200, "git answers");
+
+    let status = |agora: &Agora| {
+        let (s, (_, _, body)) = page(agora, "/-/status", Some(&admin));
+        assert_eq!(s, 200);
+        http::text(&body)
+    };
+    let body = status(&agora);
+    let sources = body
+        .split("<h2>Sources</h2>")
+        .nth(1)
+        .and_then(|r| r.split("<h2>").next())
+        .unwrap_or_else(|| panic!("no sources section: {body}"));
+    let row_of = |name: &str| {
+        sources
+            .split("<tr>")
+            .find(|r| r.contains(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {sources}"))
+            .to_owned()
+    };
+    let upstream_row = row_of(&up.url());
+    assert!(upstream_row.contains("failing"), "{upstream_row}");
+    assert!(
+        upstream_row.contains("500"),
+        "the last failure's words: {upstream_row}"
+    );
+    let git_row = row_of(&format!("<code>{H}</code>"));
+    assert!(git_row.contains(">ok<"), "{git_row}");
+    assert!(!git_row.contains(srv.token()), "{git_row}");
+
+    // The upstream failure's group: doctor runs for its latest failure in the background.
+    assert!(body.contains("<td>upstream</td>"), "{body}");
+    assert!(
+        body.contains(&format!("name=\"target\" value=\"{GREET}@v1.0.0\"")),
+        "a doctor button for the failed version: {body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let verdict = loop {
+        let body = status(&agora);
+        if body.contains("still failing") || body.contains("can serve it now") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no verdict: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(verdict.contains("still failing"), "{verdict}");
+    assert!(
+        verdict.contains(&format!("agora doctor {GREET}@v1.0.0")),
+        "the report: {verdict}"
+    );
+    // Doctor ran once for the group, not once per look at the page.
+    let doctor_runs = agora
+        .stderr_log()
+        .matches("running doctor for a failure on the status page")
+        .count();
+    assert_eq!(doctor_runs, 1, "{}", agora.stderr_log());
+}

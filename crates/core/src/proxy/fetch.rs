@@ -253,10 +253,11 @@ impl Proxy {
         let gate = &self.inner.gate;
         let body = self
             .ask(module, |source| async move {
+                let name = source_name(source.as_ref(), module);
                 let body = if is_list {
-                    timed(gate, source.kind(), "list", source.list(module)).await?
+                    timed(gate, source.kind(), &name, "list", source.list(module)).await?
                 } else {
-                    timed(gate, source.kind(), "latest", source.latest(module)).await?
+                    timed(gate, source.kind(), &name, "latest", source.latest(module)).await?
                 };
                 let checked = if is_list {
                     validate::list(&body)
@@ -282,7 +283,8 @@ impl Proxy {
         let gate = &self.inner.gate;
         let (body, version, to_store, from) = self
             .ask(m, |source| async move {
-                let body = timed(gate, source.kind(), "info", source.info(m, q)).await?;
+                let name = source_name(source.as_ref(), m);
+                let body = timed(gate, source.kind(), &name, "info", source.info(m, q)).await?;
                 let version =
                     validate::info(m, Some(q), &body).map_err(|reason| SourceError::Invalid {
                         source_name: source.describe(),
@@ -313,7 +315,8 @@ impl Proxy {
         let gate = &self.inner.gate;
         let (body, from) = self
             .ask(m, |source| async move {
-                let body = timed(gate, source.kind(), "mod", source.go_mod(m, v)).await?;
+                let name = source_name(source.as_ref(), m);
+                let body = timed(gate, source.kind(), &name, "mod", source.go_mod(m, v)).await?;
                 validate::go_mod(m, &body).map_err(|reason| SourceError::Invalid {
                     source_name: source.describe(),
                     reason,
@@ -342,7 +345,9 @@ impl Proxy {
         let dest = scratch.path();
         let (hash, size, from) = self
             .ask(m, |source| async move {
-                let written = timed(gate, source.kind(), "zip", source.zip(m, v, dest)).await?;
+                let name = source_name(source.as_ref(), m);
+                let zip = source.zip(m, v, dest);
+                let written = timed(gate, source.kind(), &name, "zip", zip).await?;
                 let from = Provenance::of(source.as_ref());
                 if let Some(h1) = written.h1 {
                     return Ok((h1, written.size, from));
@@ -427,11 +432,31 @@ impl Proxy {
                 Turn::Stored(body) => return Ok(body),
                 Turn::Fetch(guard) => guard,
             };
-            timed(&this.inner.gate, SourceKind::Upstream, "tile", fetch)
+            let name = match &key {
+                StorageKey::SumdbTile { name, .. } | StorageKey::SumdbLatest { name } => {
+                    name.as_str()
+                }
+                _ => "checksum database",
+            };
+            timed(&this.inner.gate, SourceKind::Upstream, name, "tile", fetch)
                 .await
                 .map_err(|e| CoreError::from_source(&Subject::of_key(&key), e))
         };
         self.fly(flight_key, work).await
+    }
+}
+
+/// A source's name in the health record: an upstream by its (redacted) URL, git by the host of
+/// the module path (one record per GitLab, not per repository).
+fn source_name(source: &dyn Source, module: &ModulePath) -> String {
+    match source.kind() {
+        SourceKind::Upstream => source.describe(),
+        SourceKind::Git => module
+            .as_str()
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 

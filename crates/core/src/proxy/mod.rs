@@ -270,6 +270,8 @@ impl ProxyBuilder {
                     upstream: tokio::sync::Semaphore::new(opts.max_upstream_fetches.max(1)),
                     git: tokio::sync::Semaphore::new(opts.max_git_fetches.max(1)),
                     queue_timeout: opts.queue_timeout,
+                    health: Default::default(),
+                    queued: Default::default(),
                 },
                 absent: absent::Absent::new(opts.not_found),
                 opts,
@@ -342,6 +344,19 @@ impl Proxy {
     /// Keys currently being fetched (for metrics and tests).
     pub fn fetches_in_flight(&self) -> usize {
         self.inner.flights.len()
+    }
+
+    /// Fetches waiting for a slot under `limits` (`upstream_fetches`, `git_fetches`).
+    pub fn fetches_queued(&self) -> usize {
+        self.inner
+            .gate
+            .queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How each source has been answering this process's fetches.
+    pub fn source_health(&self) -> Vec<(String, crate::health::SourceStats)> {
+        self.inner.gate.health.snapshot()
     }
 
     /// The repository `module` is read from, as `host/path` (lowercase, no `.git`), for access

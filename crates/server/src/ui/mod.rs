@@ -16,6 +16,7 @@
 //! act), and are refused when the browser says the request came from another site.
 
 mod pages;
+mod verdicts;
 
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ pub struct UiSettings {
     pub own_sumdb: Option<String>,
     /// Runs `agora doctor` for a target, for admins.
     pub doctor: Option<Doctor>,
+    /// Doctor's verdicts on the recent failures (the status page).
+    pub verdicts: Arc<verdicts::Verdicts>,
 }
 
 /// What `agora doctor` answers: whether agora can serve the target, and the report.
@@ -100,6 +103,7 @@ impl UiSettings {
             retention: None,
             own_sumdb: None,
             doctor: None,
+            verdicts: Default::default(),
         }
     }
 
@@ -448,12 +452,20 @@ async fn status(State(state): State<AppState>, v: Viewer) -> Response {
         None => Vec::new(),
     };
     let ready = state.proxy.ready().await.map_err(|e| e.to_string());
+    let failures = state.proxy.failures().groups();
+    let verdicts = state
+        .ui
+        .verdicts
+        .refresh(&failures, state.ui.doctor.as_ref());
     let facts = pages::StatusFacts {
         index_health: stats
             .as_ref()
             .map(|r| r.as_ref().map(drop).map_err(Clone::clone)),
         lock: state.proxy.lock_health().await,
-        failures: state.proxy.failures().groups(),
+        failures,
+        verdicts,
+        sources: state.proxy.source_health(),
+        queued: state.proxy.fetches_queued(),
         last_collection: state.proxy.last_collection(),
         storage: state.proxy.storage().backend().to_string(),
         index: state.proxy.index().map(|i| i.location().to_owned()),

@@ -1,14 +1,17 @@
 //! The pages' HTML (maud: every interpolated value is escaped). Pure functions from what the
 //! handlers gathered to markup; nothing here reads storage or decides access.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use agora_access::Principal;
 use agora_core::failures::FailureGroup;
+use agora_core::health::SourceStats;
 use agora_core::{Collection, Overview, VersionView};
 use agora_index::{Origin, Quarantine, SearchHit, Stats};
 use maud::{html, Markup, DOCTYPE};
 
+use super::verdicts::Verdict;
 use super::{UiSettings, Viewer};
 
 /// "3 days ago", "just now": for times people scan rather than read.
@@ -295,6 +298,12 @@ pub(crate) struct StatusFacts {
     /// The lock shared with the other replicas (Redis), when configured.
     pub lock: Option<Result<(), String>>,
     pub failures: Vec<FailureGroup>,
+    /// Doctor's verdict on the latest failure of each cause, when there is one.
+    pub verdicts: HashMap<&'static str, Verdict>,
+    /// How each source has been answering (this replica's fetches).
+    pub sources: Vec<(String, SourceStats)>,
+    /// Fetches waiting for a slot.
+    pub queued: usize,
     pub last_collection: Option<(SystemTime, Collection)>,
 }
 
@@ -319,6 +328,34 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// Doctor's verdict on a failure group, or why there is none.
+fn verdict(ui: &UiSettings, viewer: &Viewer, g: &FailureGroup, v: Option<&Verdict>) -> Markup {
+    let Some(target) = &g.last.target else {
+        return html! { span.muted { "not about a module" } };
+    };
+    if ui.doctor.is_none() {
+        return html! { span.muted { "not available" } };
+    }
+    html! {
+        @match v {
+            Some(Verdict::Done { target: checked, at, ok, report }) => {
+                @if *ok { span.badge { "can serve it now" } } @else { span.badge.bad { "still failing" } }
+                " " span.muted { code { (checked) } ", " (ago(*at)) }
+                details { summary { "report" } pre { (report) } }
+            }
+            Some(Verdict::Running { target: checking }) => {
+                span.muted { "checking " code { (checking) } "… (reload)" }
+            }
+            None => span.muted { "not checked yet" },
+        }
+        form.inline method="post" action={ (ui.base) "/-/ui/doctor" } {
+            input type="hidden" name="csrf" value=(viewer.csrf);
+            input type="hidden" name="target" value=(target);
+            button type="submit" { "Run doctor" }
+        }
+    }
+}
+
 pub(crate) fn status(ui: &UiSettings, viewer: &Viewer, f: &StatusFacts) -> String {
     let (cached, fetched) = f.cache;
     let ratio = if cached + fetched == 0 {
@@ -339,7 +376,7 @@ pub(crate) fn status(ui: &UiSettings, viewer: &Viewer, f: &StatusFacts) -> Strin
                 @match &f.lock { Some(h) => (health(h)), None => "not configured: each replica fetches on its own" }
             }
             dt { "Cache hit ratio" } dd { (ratio) " (" (cached) " from cache, " (fetched) " fetched since start)" }
-            dt { "Fetches in flight" } dd { (f.in_flight) }
+            dt { "Fetches in flight" } dd { (f.in_flight) @if f.queued > 0 { ", " (f.queued) " waiting for a slot" } }
         }
         @if let Some(s) = &f.stats {
             h2 { "Stored" }
@@ -360,11 +397,39 @@ pub(crate) fn status(ui: &UiSettings, viewer: &Viewer, f: &StatusFacts) -> Strin
                 }
             }
         }
+        h2 { "Sources" }
+        @if f.sources.is_empty() { p.muted { "No fetch since this replica started." } }
+        @else {
+            div.table-wrap { table {
+                thead { tr {
+                    th scope="col" { "Source" } th scope="col" { "State" } th scope="col" { "Answered" }
+                    th scope="col" { "Failed" } th scope="col" { "Mean time" } th scope="col" { "Last failure" }
+                } }
+                tbody {
+                    @for (name, s) in &f.sources {
+                        tr {
+                            td { span.muted { (s.kind) " " } code { (name) } }
+                            td {
+                                @if s.failing() { span.badge.bad { "failing" } } @else { span.badge { "ok" } }
+                                @if let Some(at) = s.last_answer { " " span.muted { "answered " (ago(at)) } }
+                            }
+                            td { (s.answered) }
+                            td { (s.failed) }
+                            td { @match s.mean_latency() { Some(d) => (format!("{:.0} ms", d.as_secs_f64() * 1000.0)), None => "—" } }
+                            td { @match &s.last_failure { Some((at, m)) => { (ago(*at)) ": " code { (m) } }, None => "none" } }
+                        }
+                    }
+                }
+            } }
+        }
         h2 { "Recent failures" }
         @if f.failures.is_empty() { p.muted { "None since this replica started." } }
         @else {
             div.table-wrap { table {
-                thead { tr { th scope="col" { "Cause" } th scope="col" { "Count" } th scope="col" { "Latest" } th scope="col" { "What to do" } } }
+                thead { tr {
+                    th scope="col" { "Cause" } th scope="col" { "Count" } th scope="col" { "Latest" }
+                    th scope="col" { "What to do" } th scope="col" { "Doctor" }
+                } }
                 tbody {
                     @for g in &f.failures {
                         tr {
@@ -372,6 +437,7 @@ pub(crate) fn status(ui: &UiSettings, viewer: &Viewer, f: &StatusFacts) -> Strin
                             td { (g.count) }
                             td { (ago(g.last.at)) ": " code { (g.last.message) } }
                             td { (g.hint) }
+                            td.verdict { (verdict(ui, viewer, g, f.verdicts.get(g.cause))) }
                         }
                     }
                 }
