@@ -189,6 +189,14 @@ pub(crate) async fn sweep_staging(
 
 /// See [`Storage::verify_write_once`](crate::Storage::verify_write_once); `backend` names the
 /// store in the error.
+///
+/// A failing first put is a store that does not answer (yet): a backend error, which start-up only
+/// logs. Once it succeeded, the store answers, so a later conditional put or copy that fails
+/// (after `object_store`'s retries of transient errors) is a store that cannot do what
+/// write-once publishing needs, like one that overwrites: a configuration error, and agora does
+/// not start. (Ceph RGW 16.2 is one: it answers the `UploadPartCopy` of the conditional copy
+/// with `411 Length Required`, as `object_store` sends it without a `Content-Length`; and it
+/// ignores `If-None-Match` on `CompleteMultipartUpload` anyway.)
 pub(crate) async fn verify_write_once(
     store: &Arc<dyn ObjectStore>,
     backend: &dyn fmt::Display,
@@ -207,6 +215,12 @@ pub(crate) async fn verify_write_once(
             format!("{backend} does not honour conditional writes ({what}); write-once artifacts would not be safe on it"),
         )
     };
+    let failed = |what: &str, e: object_store::Error| {
+        invalid(
+            "storage.backend",
+            format!("{backend} cannot do the conditional writes write-once artifacts need ({what} failed: {e})"),
+        )
+    };
     let result = async {
         create(store, &target, Bytes::from_static(b"first"))
             .await
@@ -214,7 +228,7 @@ pub(crate) async fn verify_write_once(
         match create(store, &target, Bytes::from_static(b"second")).await {
             Err(object_store::Error::AlreadyExists { .. }) => {}
             Ok(_) => return Err(broken("a conditional put overwrote an object")),
-            Err(e) => return Err(err("put", &target, e)),
+            Err(e) => return Err(failed("a conditional put", e)),
         }
         store
             .put(&source, PutPayload::from_static(b"third"))
@@ -223,7 +237,7 @@ pub(crate) async fn verify_write_once(
         match store.copy_if_not_exists(&source, &target).await {
             Err(object_store::Error::AlreadyExists { .. }) => {}
             Ok(()) => return Err(broken("a conditional copy overwrote an object")),
-            Err(e) => return Err(err("copy", &target, e)),
+            Err(e) => return Err(failed("a conditional copy", e)),
         }
         let kept = store
             .get(&target)
