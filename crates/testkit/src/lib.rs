@@ -27,7 +27,10 @@
 //! - [`postgres`]: [`PostgresServer`], a throwaway PostgreSQL cluster on loopback (run as an
 //!   unprivileged user when the tests run as root), a fresh database per test, for the index.
 //! - [`s3`]: [`S3Server`], a private S3-compatible server (moto) on loopback with a bucket per test,
-//!   for the storage contract tests.
+//!   for the storage contract tests; [`S3Service`] is what they need of it.
+//! - [`rgw`]: [`RgwServer`], a private single-node Ceph cluster with its S3 gateway (RGW) on
+//!   loopback, one per test process with a bucket per test: a real S3 server, whose conditional
+//!   `PutObject` is atomic, for the storage contract tests.
 //! - [`sumdb`]: [`SumdbServer`], a checksum database on loopback built from the Go reference
 //!   implementation, with a key of its own and a switch to a forked log.
 //! - [`toolchain`]: [`ToolchainModule`], the installed Go 1.27.3 as the `golang.org/toolchain`
@@ -53,6 +56,7 @@ pub mod otlp;
 pub mod postgres;
 pub mod proxy;
 pub mod redis;
+pub mod rgw;
 pub mod s3;
 pub mod scratch;
 mod server_thread;
@@ -69,7 +73,8 @@ pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PostgresServer;
 pub use proxy::{Fault, UpstreamProxy};
 pub use redis::RedisServer;
-pub use s3::S3Server;
+pub use rgw::RgwServer;
+pub use s3::{S3Server, S3Service};
 pub use sumdb::SumdbServer;
 pub use toolchain::ToolchainModule;
 pub use webhook::{Verdict, WebhookServer};

@@ -53,6 +53,23 @@ def serialized(environ, start_response):
 run_simple(host, port, serialized, threaded=True, request_handler=MotoRequestHandler)
 "#;
 
+/// What the storage tests need of an S3-compatible server, so that one test can run against
+/// moto ([`S3Server`]) and Ceph RGW ([`crate::RgwServer`]) alike. Both also have these as
+/// inherent methods.
+pub trait S3Service: Send + Sync {
+    /// `http://127.0.0.1:PORT` (path-style requests; `allow_http` needed).
+    fn endpoint(&self) -> String;
+    fn region(&self) -> &str;
+    fn access_key_id(&self) -> &str;
+    fn secret_access_key(&self) -> &str;
+    /// A bucket created at start.
+    fn bucket(&self) -> &str;
+    /// Creates a fresh bucket with a unique name and returns the name.
+    fn new_bucket(&self) -> String;
+    /// The server's log so far.
+    fn log(&self) -> String;
+}
+
 /// A running `moto_server`. Killed on drop.
 #[derive(Debug)]
 pub struct S3Server {
@@ -188,6 +205,30 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl S3Service for S3Server {
+    fn endpoint(&self) -> String {
+        S3Server::endpoint(self)
+    }
+    fn region(&self) -> &str {
+        S3Server::region(self)
+    }
+    fn access_key_id(&self) -> &str {
+        S3Server::access_key_id(self)
+    }
+    fn secret_access_key(&self) -> &str {
+        S3Server::secret_access_key(self)
+    }
+    fn bucket(&self) -> &str {
+        S3Server::bucket(self)
+    }
+    fn new_bucket(&self) -> String {
+        S3Server::new_bucket(self)
+    }
+    fn log(&self) -> String {
+        S3Server::log(self)
     }
 }
 
