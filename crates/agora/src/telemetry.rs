@@ -18,9 +18,10 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
+use tracing_subscriber::layer::Filter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
+use tracing_subscriber::{Layer, Registry};
 
 use crate::config::{Config, LogFormat, TracingConfig};
 
@@ -59,8 +60,14 @@ pub fn init(config: &Config) -> Result<Telemetry> {
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // With tracing on, the log layer also takes the request spans (for their trace id), whatever
-    // the log level; with it off there are none.
-    let log_filter = env_filter.or(filter_fn(is_request_span));
+    // the log level; with it off there are none, and the filter is the log filter alone. Each
+    // filter says the most verbose level it takes, so that `debug!` and `trace!` call sites of
+    // all crates stay disabled by one level comparison, as without the exporter.
+    let log_filter: Box<dyn Filter<Registry> + Send + Sync> = if exporting {
+        Box::new(env_filter.or(filter_fn(is_request_span).with_max_level_hint(Level::INFO)))
+    } else {
+        Box::new(env_filter)
+    };
     let log_layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let log_layer = match config.log.format {
         LogFormat::Json => log_layer.json().with_filter(log_filter).boxed(),
@@ -69,7 +76,7 @@ pub fn init(config: &Config) -> Result<Telemetry> {
     let span_layer = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("agora"))
-            .with_filter(filter_fn(is_exported))
+            .with_filter(filter_fn(is_exported).with_max_level_hint(Level::DEBUG))
     });
     if exporting {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -94,10 +101,12 @@ fn is_request_span(meta: &Metadata<'_>) -> bool {
     meta.is_span() && meta.target() == agora_server::trace::REQUEST_TARGET
 }
 
-/// What the exporter takes: agora's spans, and its warnings and errors as span events.
+/// What the exporter takes: agora's spans (`debug` and above), and its warnings and errors as span
+/// events.
 fn is_exported(meta: &Metadata<'_>) -> bool {
+    let level = *meta.level();
     meta.target().starts_with("agora")
-        && (meta.is_span() || (meta.is_event() && *meta.level() <= Level::WARN))
+        && ((meta.is_span() && level <= Level::DEBUG) || (meta.is_event() && level <= Level::WARN))
 }
 
 fn provider(config: &TracingConfig, endpoint: &str) -> Result<SdkTracerProvider> {
