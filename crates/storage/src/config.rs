@@ -105,9 +105,9 @@ impl Default for StorageConfig {
 
 /// `[storage.s3]`: Amazon S3 and S3-compatible stores.
 ///
-/// The store must honour `If-None-Match: *` on `PutObject` and `CompleteMultipartUpload` (AWS
-/// since 2024, MinIO, moto); [`Storage::verify_write_once`](crate::Storage::verify_write_once)
-/// checks it.
+/// The store must honour `If-None-Match: *` on `PutObject`, and on `CompleteMultipartUpload`
+/// unless `large_files = "single_put"` (AWS since 2024, MinIO, moto; Ceph RGW 16.2 only with
+/// `single_put`); [`Storage::verify_write_once`](crate::Storage::verify_write_once) checks it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
@@ -132,6 +132,23 @@ pub struct S3Config {
     pub secret_access_key_file: String,
     /// Environment variable holding the secret access key.
     pub secret_access_key_env: String,
+    /// How files larger than one part (zips over 8 MiB) are published.
+    pub large_files: LargeFiles,
+}
+
+/// How an S3 store receives files larger than one part ([`crate::remote::PART_SIZE`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LargeFiles {
+    /// A multipart upload to a staging key, then a conditional copy to the final key: bounded
+    /// memory, and the store must honour `If-None-Match` on `CompleteMultipartUpload`.
+    #[default]
+    Multipart,
+    /// One conditional `PutObject` whose body is the scratch file mapped into memory (no copy on
+    /// the heap; its pages are the page cache's, counted in RSS while sent). For stores whose
+    /// conditional `PutObject` is atomic but whose multipart completion is not (Ceph RGW 16.2).
+    /// S3 takes up to 5 GiB in one `PutObject`; Go module zips are at most 500 MiB.
+    SinglePut,
 }
 
 /// `[storage.gcs]`: Google Cloud Storage.

@@ -33,7 +33,9 @@ pub mod remote;
 mod scratch;
 pub mod store;
 
-pub use config::{AzureConfig, BackendKind, GcsConfig, S3Config, Secret, StorageConfig};
+pub use config::{
+    AzureConfig, BackendKind, GcsConfig, LargeFiles, S3Config, Secret, StorageConfig,
+};
 pub use error::StorageError;
 pub use layout::{ArtifactKind, CachePolicy, StorageKey, MAX_NAME_BYTES};
 pub use list::Listed;

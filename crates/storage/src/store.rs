@@ -23,7 +23,7 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 
-use crate::config::{BackendKind, StorageConfig};
+use crate::config::{BackendKind, LargeFiles, StorageConfig};
 use crate::error::StorageError;
 use crate::layout;
 use crate::layout::StorageKey;
@@ -67,6 +67,8 @@ struct Inner {
     counter: AtomicU64,
     /// How remote objects were written (see [`crate::remote::WriteStats`]).
     writes: remote::Counters,
+    /// How a remote store receives files larger than a part.
+    large_files: LargeFiles,
     /// Copies of small write-once objects (see [`crate::memo`]).
     small: SmallObjects,
     /// Second-long copies of lists and `@latest` answers (see [`crate::memo`]).
@@ -92,12 +94,13 @@ impl Storage {
                 source,
             })?;
         tracing::info!(storage.backend = %location, "remote storage configured");
-        Ok(Storage::from_parts(
-            store,
-            Backend::Remote(location),
-            scratch,
-            None,
-        ))
+        let mut storage = Storage::from_parts(store, Backend::Remote(location), scratch, None);
+        if config.backend == BackendKind::S3 {
+            Arc::get_mut(&mut storage.inner)
+                .expect("a storage just made is not shared")
+                .large_files = config.s3.large_files;
+        }
+        Ok(storage)
     }
 
     /// Opens (creating it and its parents if needed) a local data directory.
@@ -150,6 +153,7 @@ impl Storage {
                 _scratch_guard: guard,
                 counter: AtomicU64::new(0),
                 writes: Default::default(),
+                large_files: LargeFiles::default(),
                 small: SmallObjects::new(crate::memo::DEFAULT_BUDGET),
                 recent: RecentMutable::new(),
             }),
@@ -183,7 +187,12 @@ impl Storage {
     /// deletes two objects under [`layout::PROBE_PREFIX`]; for `agora doctor` or start-up, not
     /// `/readyz`.
     pub async fn verify_write_once(&self) -> Result<(), StorageError> {
-        remote::verify_write_once(&self.inner.store, &self.inner.backend).await
+        remote::verify_write_once(
+            &self.inner.store,
+            &self.inner.backend,
+            self.inner.large_files,
+        )
+        .await
     }
 
     fn object_path(key: &StorageKey) -> ObjectPath {
@@ -464,8 +473,9 @@ impl Storage {
         if let Backend::Remote(_) = self.inner.backend {
             // Conditional put, or multipart upload + conditional copy (see `crate::remote`).
             let (store, counters) = (&self.inner.store, &self.inner.writes);
-            return remote::publish_file(store, counters, &Self::object_path(key), &file.path)
-                .await;
+            let path = Self::object_path(key);
+            let mode = self.inner.large_files;
+            return remote::publish_file(store, counters, &path, &file.path, mode).await;
         }
         // Make the content durable before it becomes visible under its final name.
         let path = file.path.clone();

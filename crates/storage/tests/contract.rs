@@ -8,19 +8,15 @@
 //! in bounded memory, range reads, replaceable mutable keys, prefix listings that respect path
 //! elements, and errors (not panics, not "not found") when the backend is unusable.
 //!
-//! RGW 16.2 honours `If-None-Match: *` on `PutObject`, atomically: the concurrent-writers check
-//! passes on it. Files larger than a part take another way (a multipart upload to a staging key,
-//! then a conditional copy: a one-part multipart upload of the final key whose part is an
-//! `UploadPartCopy` of the staging object, completed with `If-None-Match: *`; see `remote.rs`),
-//! and RGW 16.2 fails it twice over: it answers `object_store`'s `UploadPartCopy`, sent without a
-//! `Content-Length`, with `411 Length Required`, and it ignores `If-None-Match` on
-//! `CompleteMultipartUpload` (a completion over an existing key replaces it; checked by hand). So
-//! the checks of such files (`conditional_copy` below) do not run on RGW,
-//! `tilde_in_module_paths_is_kept_verbatim` publishes a small zip there, and the write-once self
-//! check ([`Storage::verify_write_once`], which agora runs at start-up) must refuse RGW with a
-//! configuration error naming the conditional copy, which `readiness_and_write_once_self_check`
-//! asserts. Should a later Ceph or `object_store` change that, the check fails and says what to
-//! move.
+//! RGW 16.2 honours `If-None-Match: *` on `PutObject`, atomically, but not on
+//! `CompleteMultipartUpload` (a completion over an existing key replaces it; checked by hand), and
+//! it answers `object_store`'s `UploadPartCopy`, sent without a `Content-Length`, with `411`: the
+//! conditional copy that publishes files larger than a part by default (`large_files =
+//! "multipart"`, see `remote.rs`) cannot work on it, and the write-once self check
+//! ([`Storage::verify_write_once`], which agora runs at start-up) refuses it, pointing to
+//! `large_files = "single_put"` (`rgw_needs_single_put_for_large_files`). So RGW is tested with
+//! `single_put`, where large files are conditional puts too, and every check runs on it,
+//! concurrent writers of large files included.
 //!
 //! GCS and Azure have no emulator on the test machines; `remote.rs`'s unit tests check that their
 //! settings build a client.
@@ -31,8 +27,8 @@ use std::time::Duration;
 use agora_gomod::module::ModulePath;
 use agora_storage::remote::PART_SIZE;
 use agora_storage::{
-    ArtifactKind, BackendKind, Listed, PutOutcome, Secret, Storage, StorageConfig, StorageError,
-    StorageKey,
+    ArtifactKind, BackendKind, LargeFiles, Listed, PutOutcome, Secret, Storage, StorageConfig,
+    StorageError, StorageKey,
 };
 use agora_testkit::{RgwServer, S3Server, S3Service};
 use bytes::Bytes;
@@ -45,9 +41,9 @@ struct Env {
     storage: Storage,
     /// What is behind an S3 storage.
     remote: Option<Remote>,
-    /// Whether the backend can do the conditional copy that publishes files larger than a part
-    /// (every one here but RGW 16.2; see the module docs).
-    conditional_copy: bool,
+    /// Whether files larger than a part are published with one conditional put (RGW, see the
+    /// module docs) rather than a multipart upload and a conditional copy.
+    single_put: bool,
     _dir: TempDir,
 }
 
@@ -86,7 +82,7 @@ fn local() -> Env {
     Env {
         storage,
         remote: None,
-        conditional_copy: true,
+        single_put: false,
         _dir: dir,
     }
 }
@@ -101,7 +97,7 @@ fn memory() -> Env {
     Env {
         storage: Storage::open(&config, dir.path()).unwrap(),
         remote: None,
-        conditional_copy: true,
+        single_put: false,
         _dir: dir,
     }
 }
@@ -140,10 +136,15 @@ fn raw_bucket(server: &dyn S3Service, bucket: &str) -> Arc<dyn object_store::Obj
 fn on_s3(server: Server, prefix: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let bucket = server.new_bucket();
-    let storage = Storage::open(&s3_config(&*server, &bucket, prefix), dir.path()).unwrap();
+    let single_put = matches!(server, Server::Rgw(_));
+    let mut config = s3_config(&*server, &bucket, prefix);
+    if single_put {
+        config.s3.large_files = LargeFiles::SinglePut;
+    }
+    let storage = Storage::open(&config, dir.path()).unwrap();
     Env {
         storage,
-        conditional_copy: matches!(server, Server::Moto(_)),
+        single_put,
         remote: Some(Remote {
             raw: raw_bucket(&*server, &bucket),
             prefix: prefix.to_owned(),
@@ -180,33 +181,27 @@ macro_rules! backend {
     };
 }
 
-/// Each check, once per backend; those of `conditional_copy`, which publish files larger than a
-/// part (a conditional copy on object stores), only where that works (not RGW 16.2, see the
-/// module docs).
+/// Each check, once per backend.
 macro_rules! contract {
-    ([$($check:ident),* $(,)?], conditional_copy: [$($copy:ident),* $(,)?] $(,)?) => {
-        backend!(local, local, [$($check,)* $($copy,)*]);
-        backend!(memory, memory, [$($check,)* $($copy,)*]);
-        backend!(s3, s3, [$($check,)* $($copy,)*]);
-        backend!(s3_prefixed, s3_prefixed, [$($check,)* $($copy,)*]);
+    ($($check:ident),* $(,)?) => {
+        backend!(local, local, [$($check,)*]);
+        backend!(memory, memory, [$($check,)*]);
+        backend!(s3, s3, [$($check,)*]);
+        backend!(s3_prefixed, s3_prefixed, [$($check,)*]);
         backend!(rgw, rgw, [$($check,)*]);
         backend!(rgw_prefixed, rgw_prefixed, [$($check,)*]);
     };
 }
 
 contract!(
-    [
-        get_put_head,
-        list_respects_path_elements,
-        concurrent_put_once_has_one_winner,
-        mutable_keys_are_replaced,
-        tilde_in_module_paths_is_kept_verbatim,
-        readiness_and_write_once_self_check,
-    ],
-    conditional_copy: [
-        large_file_streams_in_parts,
-        concurrent_put_file_once_of_large_files_has_one_winner,
-    ],
+    get_put_head,
+    list_respects_path_elements,
+    concurrent_put_once_has_one_winner,
+    mutable_keys_are_replaced,
+    tilde_in_module_paths_is_kept_verbatim,
+    readiness_and_write_once_self_check,
+    large_file_streams_in_parts,
+    concurrent_put_file_once_of_large_files_has_one_winner,
 );
 
 fn module(p: &str) -> ModulePath {
@@ -363,10 +358,7 @@ async fn list_respects_path_elements(env: Env) {
     .unwrap();
     // Something private exists on every backend (a scratch file on local disk, a probe object).
     let _scratch = fill(s, "in-progress", 1, 10);
-    let verified = s.verify_write_once().await;
-    if env.conditional_copy {
-        verified.unwrap();
-    }
+    s.verify_write_once().await.unwrap();
 
     assert_eq!(
         paths(s, "example.com/a/b").await,
@@ -474,7 +466,14 @@ async fn large_file_streams_in_parts(env: Env) {
         PutOutcome::Created
     );
     let stats = s.write_stats();
-    if env.remote.is_some() {
+    if env.single_put {
+        // One conditional put of the mapped file.
+        assert_eq!(stats.single_puts - before.single_puts, 1, "{stats:?}");
+        assert_eq!(
+            stats.multipart_uploads, before.multipart_uploads,
+            "{stats:?}"
+        );
+    } else if env.remote.is_some() {
         // The multipart path, one part in memory at a time; never the whole file.
         assert_eq!(
             stats.multipart_uploads - before.multipart_uploads,
@@ -529,12 +528,8 @@ async fn tilde_in_module_paths_is_kept_verbatim(env: Env) {
     let k = info("example.com/A~b/c", "v1.0.0");
     let z = zip("example.com/A~b/c", "v1.0.0");
     s.put_once(&k, Bytes::from_static(b"{}")).await.unwrap();
-    // Larger than a part (the staging key and the copy see the name too), where that works.
-    let len = if env.conditional_copy {
-        PART_SIZE as u64 + 1
-    } else {
-        1000
-    };
+    // Larger than a part (the staging key and the copy see the name too).
+    let len = PART_SIZE as u64 + 1;
     let scratch = fill(s, "tilde", 2, len);
     s.put_file_once(&z, &scratch).await.unwrap();
     assert_eq!(&s.get_bytes(&k).await.unwrap().unwrap().0[..], b"{}");
@@ -566,22 +561,7 @@ async fn tilde_in_module_paths_is_kept_verbatim(env: Env) {
 async fn readiness_and_write_once_self_check(env: Env) {
     let s = &env.storage;
     s.check().await.unwrap();
-    let verified = s.verify_write_once().await;
-    if env.conditional_copy {
-        verified.unwrap();
-    } else {
-        // RGW 16.2: conditional puts hold, the conditional copy does not (see the module docs).
-        // The check must catch that as a configuration error: agora refuses to start on it.
-        let e = verified.expect_err(
-            "the write-once self check passed: RGW now does conditional copies, so \
-             concurrent_put_file_once_of_large_files_has_one_winner can run on it (move it to \
-             the checks of every backend) and the README can say so",
-        );
-        assert!(
-            matches!(e, StorageError::Config { .. }) && e.to_string().contains("conditional copy"),
-            "{e}"
-        );
-    }
+    s.verify_write_once().await.unwrap();
     assert!(
         paths(s, "_agora/probe").await.is_empty(),
         "probe objects deleted"
@@ -669,6 +649,29 @@ async fn s3_missing_bucket_is_an_error() {
 #[tokio::test]
 async fn rgw_missing_bucket_is_an_error() {
     missing_bucket_is_an_error(RgwServer::shared()).await
+}
+
+/// RGW 16.2 with the default way of publishing large files: the conditional copy fails (see the
+/// module docs), and the self check refuses the store, naming the setting that works.
+#[tokio::test]
+async fn rgw_needs_single_put_for_large_files() {
+    let server = RgwServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = server.new_bucket();
+    let s = Storage::open(&s3_config(server, &bucket, ""), dir.path()).unwrap();
+    let e = s.verify_write_once().await.expect_err(
+        "the write-once self check passed with large_files = multipart: this Ceph does \
+         conditional copies, and RGW can be tested with the default (update the module docs, \
+         the README and docs/deployment.md)",
+    );
+    assert!(matches!(e, StorageError::Config { .. }), "{e}");
+    let said = e.to_string();
+    assert!(said.contains("conditional copy"), "{said}");
+    assert!(said.contains("large_files = \"single_put\""), "{said}");
+    assert!(
+        paths(&s, "_agora/probe").await.is_empty(),
+        "probe objects deleted"
+    );
 }
 
 /// A missing bucket is an error everywhere it can be seen (S3 answers 404 to a key of a missing

@@ -33,7 +33,6 @@
 //! The binaries come from Debian's `ceph-mon`, `ceph-osd` and `radosgw` packages, installed by
 //! `scripts/setup`, and are looked for in `/usr/bin`.
 
-use std::ffi::{c_int, c_ulong};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -592,22 +591,16 @@ rgw_frontends = beast endpoint=127.0.0.1:{rgw_port}
 /// and errors that do not allocate.
 #[allow(unsafe_code)]
 fn die_with_parent(command: &mut Command) {
-    extern "C" {
-        fn prctl(option: c_int, ...) -> c_int;
-    }
-    const PR_SET_PDEATHSIG: c_int = 1;
-    const SIGKILL: c_ulong = 9;
-    const ESRCH: i32 = 3;
     let parent = std::process::id();
     // SAFETY: the closure only makes async-signal-safe system calls and allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            if prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died before the signal was armed: then none would come.
             if std::os::unix::process::parent_id() != parent {
-                return Err(std::io::Error::from_raw_os_error(ESRCH));
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
@@ -618,16 +611,13 @@ fn die_with_parent(command: &mut Command) {
 /// rest, but asynchronously: this makes them gone by the time `cargo test` returns).
 #[allow(unsafe_code)]
 fn register_atexit() {
-    extern "C" {
-        fn atexit(callback: extern "C" fn()) -> c_int;
-    }
     extern "C" fn at_exit() {
         kill_daemons();
     }
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: `at_exit` is a plain function that lives as long as the program.
     ONCE.call_once(|| unsafe {
-        atexit(at_exit);
+        libc::atexit(at_exit);
     });
 }
 
