@@ -74,8 +74,13 @@ pub fn init(config: &Config) -> Result<Telemetry> {
         LogFormat::Text => log_layer.with_filter(log_filter).boxed(),
     };
     let span_layer = provider.as_ref().map(|p| {
+        // Source locations, thread names and busy/idle times would be work on every span of every
+        // request, for attributes nobody reading a proxy's traces needs.
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("agora"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(filter_fn(is_exported).with_max_level_hint(Level::DEBUG))
     });
     if exporting {
