@@ -39,7 +39,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -138,12 +137,7 @@ impl RgwServer {
     /// # Panics
     /// When RGW refuses.
     pub fn new_bucket(&self) -> String {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "agora-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = crate::s3::unique_bucket_name();
         self.create_bucket(&name);
         name
     }

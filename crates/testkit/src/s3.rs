@@ -152,12 +152,7 @@ impl S3Server {
     /// # Panics
     /// When moto refuses.
     pub fn new_bucket(&self) -> String {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "agora-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = unique_bucket_name();
         self.create_bucket(&name);
         name
     }
@@ -230,6 +225,16 @@ impl S3Service for S3Server {
     fn log(&self) -> String {
         S3Server::log(self)
     }
+}
+
+/// A bucket name no other test uses: the process id and a counter of this process.
+pub(crate) fn unique_bucket_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "agora-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// One HTTP/1.1 request without a body; returns the status code.

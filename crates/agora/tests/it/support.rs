@@ -290,3 +290,16 @@ pub fn agora_in(dir: &Path, args: &[&str]) -> (bool, String) {
     ]);
     agora_cmd(all)
 }
+
+/// A git host `h` with one repository, `h/team/lib`, a module of that path tagged `v1.0.0`
+/// (one commit): the host, the module path and the repository, for tests to add to.
+pub fn team_lib(h: &str) -> (GitHost, String, agora_testkit::Repo) {
+    let host = GitHost::new().host(h);
+    let module = format!("{h}/team/lib");
+    let mut repo = host.repo(&module);
+    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
+        .write("lib.go", "package lib\n");
+    repo.commit("one");
+    repo.tag("v1.0.0");
+    (host, module, repo)
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use agora_testkit::fixtures::GREET;
-use agora_testkit::{http, GitHost, HttpsGitServer, OtlpReceiver, ReceivedSpan};
+use agora_testkit::{http, HttpsGitServer, OtlpReceiver, ReceivedSpan};
 
 use crate::support::*;
 
@@ -49,13 +49,7 @@ fn log_lines(stderr: &str) -> Vec<serde_json::Value> {
 #[test]
 fn requests_are_traced_over_otlp_with_their_fetches_and_the_trace_id_in_logs() {
     let receiver = OtlpReceiver::start();
-    let host = GitHost::new().host(PRIVATE);
-    let module = format!("{PRIVATE}/team/lib");
-    let mut repo = host.repo(&module);
-    repo.write("go.mod", format!("module {module}\n\ngo 1.21\n"))
-        .write("lib.go", "package lib\n");
-    repo.commit("one");
-    repo.tag("v1.0.0");
+    let (host, module, _repo) = team_lib(PRIVATE);
     let srv = HttpsGitServer::serve(&host, PRIVATE);
     let up = upstream();
     let tmp = tempfile::tempdir().unwrap();

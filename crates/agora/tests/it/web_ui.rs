@@ -511,13 +511,7 @@ fn a_browser_searches_follows_requirements_and_an_admin_quarantines() {
 /// the background once an admin looks.
 #[test]
 fn the_status_page_shows_source_health_and_doctors_verdict_on_failures() {
-    let host = GitHost::new().host(H);
-    let lib = format!("{H}/team/lib");
-    let mut repo = host.repo(&lib);
-    repo.write("go.mod", format!("module {lib}\n\ngo 1.21\n"))
-        .write("lib.go", "package lib\n");
-    repo.commit("one");
-    repo.tag("v1.0.0");
+    let (host, lib, _repo) = team_lib(H);
     let srv = HttpsGitServer::serve(&host, H);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
