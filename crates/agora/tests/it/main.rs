@@ -7,6 +7,7 @@ mod support;
 
 mod access;
 mod bad_input;
+mod ceph;
 mod cli;
 mod deployment_shapes;
 mod faults;
