@@ -204,12 +204,12 @@ pub(crate) async fn sweep_staging(
 /// with `411 Length Required`, as `object_store` sends it without a `Content-Length`; and it
 /// ignores `If-None-Match` on `CompleteMultipartUpload` anyway.)
 ///
-/// With `large_files = "single_put"` large files are conditional puts too, so the conditional
-/// copy is not asked for.
+/// `large_files` is the S3 setting (`None` on other backends): with `single_put` large files are
+/// conditional puts too, so the conditional copy is not asked for.
 pub(crate) async fn verify_write_once(
     store: &Arc<dyn ObjectStore>,
     backend: &dyn fmt::Display,
-    large_files: LargeFiles,
+    large_files: Option<LargeFiles>,
 ) -> Result<(), StorageError> {
     let id = unique_name("probe");
     let target = ObjectPath::from(format!("{PROBE_PREFIX}/{id}"));
@@ -240,14 +240,14 @@ pub(crate) async fn verify_write_once(
             Ok(_) => return Err(broken("a conditional put overwrote an object")),
             Err(e) => return Err(failed("a conditional put", e)),
         }
-        if large_files == LargeFiles::Multipart {
+        if large_files != Some(LargeFiles::SinglePut) {
             store
                 .put(&source, PutPayload::from_static(b"third"))
                 .await
                 .map_err(|e| err("put", &source, e))?;
             // The conditional put holds: a store that only fails this can take large files as
             // single puts.
-            let instead = if backend.to_string().starts_with("s3://") {
+            let instead = if large_files.is_some() {
                 "; its conditional put works, so storage.s3.large_files = \"single_put\" would do"
             } else {
                 ""

@@ -67,8 +67,8 @@ struct Inner {
     counter: AtomicU64,
     /// How remote objects were written (see [`crate::remote::WriteStats`]).
     writes: remote::Counters,
-    /// How a remote store receives files larger than a part.
-    large_files: LargeFiles,
+    /// How an S3 store receives files larger than a part; `None` for other backends.
+    large_files: Option<LargeFiles>,
     /// Copies of small write-once objects (see [`crate::memo`]).
     small: SmallObjects,
     /// Second-long copies of lists and `@latest` answers (see [`crate::memo`]).
@@ -94,13 +94,14 @@ impl Storage {
                 source,
             })?;
         tracing::info!(storage.backend = %location, "remote storage configured");
-        let mut storage = Storage::from_parts(store, Backend::Remote(location), scratch, None);
-        if config.backend == BackendKind::S3 {
-            Arc::get_mut(&mut storage.inner)
-                .expect("a storage just made is not shared")
-                .large_files = config.s3.large_files;
-        }
-        Ok(storage)
+        let large_files = (config.backend == BackendKind::S3).then_some(config.s3.large_files);
+        Ok(Storage::from_parts(
+            store,
+            Backend::Remote(location),
+            scratch,
+            None,
+            large_files,
+        ))
     }
 
     /// Opens (creating it and its parents if needed) a local data directory.
@@ -121,6 +122,7 @@ impl Storage {
             Backend::Local(root),
             scratch,
             None,
+            None,
         ))
     }
 
@@ -136,6 +138,7 @@ impl Storage {
             Backend::Memory,
             scratch,
             Some(guard),
+            None,
         ))
     }
 
@@ -144,6 +147,7 @@ impl Storage {
         backend: Backend,
         scratch: PathBuf,
         guard: Option<tempfile_guard::Guard>,
+        large_files: Option<LargeFiles>,
     ) -> Self {
         Storage {
             inner: Arc::new(Inner {
@@ -153,7 +157,7 @@ impl Storage {
                 _scratch_guard: guard,
                 counter: AtomicU64::new(0),
                 writes: Default::default(),
-                large_files: LargeFiles::default(),
+                large_files,
                 small: SmallObjects::new(crate::memo::DEFAULT_BUDGET),
                 recent: RecentMutable::new(),
             }),
@@ -474,7 +478,7 @@ impl Storage {
             // Conditional put, or multipart upload + conditional copy (see `crate::remote`).
             let (store, counters) = (&self.inner.store, &self.inner.writes);
             let path = Self::object_path(key);
-            let mode = self.inner.large_files;
+            let mode = self.inner.large_files.unwrap_or_default();
             return remote::publish_file(store, counters, &path, &file.path, mode).await;
         }
         // Make the content durable before it becomes visible under its final name.
