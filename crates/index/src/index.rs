@@ -791,25 +791,14 @@ impl Index {
         module: &ModulePath,
         version: &str,
     ) -> Result<Option<Quarantine>, IndexError> {
-        let err = IndexError::query("lift");
-        let row: Option<(String, String, i64)> = on_db!(self.db(), pool => {
-            sqlx::query_as(
-                "DELETE FROM quarantines WHERE module = $1 AND version = $2 \
-                 RETURNING reason, actor, since",
-            )
-            .bind(module.as_str())
-            .bind(version)
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?
-        });
-        Ok(row.map(|(reason, actor, since)| Quarantine {
-            module: module.clone(),
-            version: version.to_owned(),
-            reason,
-            actor,
-            since: from_nanos(since),
-        }))
+        self.quarantine_row(
+            "lift",
+            "DELETE FROM quarantines WHERE module = $1 AND version = $2 \
+             RETURNING reason, actor, since",
+            module,
+            version,
+        )
+        .await
     }
 
     /// The quarantine of a version, if any.
@@ -818,16 +807,31 @@ impl Index {
         module: &ModulePath,
         version: &str,
     ) -> Result<Option<Quarantine>, IndexError> {
-        let err = IndexError::query("quarantined");
+        self.quarantine_row(
+            "quarantined",
+            "SELECT reason, actor, since FROM quarantines WHERE module = $1 AND version = $2",
+            module,
+            version,
+        )
+        .await
+    }
+
+    /// The quarantine row `sql` answers (reason, actor, since) for `module@version`, if any.
+    async fn quarantine_row(
+        &self,
+        what: &'static str,
+        sql: &'static str,
+        module: &ModulePath,
+        version: &str,
+    ) -> Result<Option<Quarantine>, IndexError> {
+        let err = IndexError::query(what);
         let row: Option<(String, String, i64)> = on_db!(self.db(), pool => {
-            sqlx::query_as(
-                "SELECT reason, actor, since FROM quarantines WHERE module = $1 AND version = $2",
-            )
-            .bind(module.as_str())
-            .bind(version)
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?
+            sqlx::query_as(sql)
+                .bind(module.as_str())
+                .bind(version)
+                .fetch_optional(pool)
+                .await
+                .map_err(err)?
         });
         Ok(row.map(|(reason, actor, since)| Quarantine {
             module: module.clone(),
