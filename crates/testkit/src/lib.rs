@@ -78,3 +78,12 @@ pub use s3::{S3Server, S3Service};
 pub use sumdb::SumdbServer;
 pub use toolchain::ToolchainModule;
 pub use webhook::{Verdict, WebhookServer};
+
+/// A loopback port that was free when asked (another process may take it before the caller
+/// binds it: servers that must have it retry).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}

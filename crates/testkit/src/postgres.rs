@@ -17,7 +17,7 @@
 //! The binaries are in `$AGORA_TEST_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`
 //! (Debian's `postgresql` package, installed by `scripts/setup`).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +26,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::free_port;
 
 /// How long a starting server may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -134,16 +136,9 @@ impl PostgresServer {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let out = Command::new(self.bin.join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                USER,
-                &name,
-            ])
+        let out = self
+            .client("createdb")
+            .arg(&name)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run createdb: {e}"));
@@ -160,8 +155,8 @@ impl PostgresServer {
     /// # Panics
     /// When psql fails.
     pub fn psql(&self, database: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
+        let out = self
+            .client("psql")
             .args([
                 "-d",
                 database,
@@ -248,21 +243,20 @@ impl PostgresServer {
         Ok(())
     }
 
+    /// A PostgreSQL client program (`psql`, `createdb`, ...) pointed at this server as [`USER`].
+    fn client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER]);
+        cmd
+    }
+
     /// Whether the server accepts connections (`pg_isready`, which also waits out recovery).
     fn ready(&self) -> bool {
         if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_err() {
             return false;
         }
-        Command::new(self.bin.join("pg_isready"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                USER,
-                "-q",
-            ])
+        self.client("pg_isready")
+            .arg("-q")
             .stdin(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -292,13 +286,6 @@ impl Drop for PostgresServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 /// The user to run PostgreSQL as when this process is root: `postgres`, else `nobody`.

@@ -9,12 +9,14 @@
 //! The binary is `$AGORA_TEST_REDIS`, else `redis-server` on `PATH` (installed by `scripts/setup`).
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::free_port;
 
 /// How long a starting server may take to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -180,13 +182,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 /// `$AGORA_TEST_REDIS`, else `redis-server` on `PATH`.

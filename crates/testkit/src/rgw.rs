@@ -35,7 +35,7 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,6 +43,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::free_port;
 
 /// Where the Debian packages put the binaries.
 const BIN_DIR: &str = "/usr/bin";
@@ -104,49 +106,37 @@ impl RgwServer {
         starting();
     }
 
-    /// `http://127.0.0.1:PORT` (path-style requests; `allow_http` needed).
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr())
+    /// The directory that holds the cluster (its `ceph.conf`, data and `log/`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    fn rgw_log_path(&self) -> PathBuf {
+        self.dir.path().join("log/client.rgw.log")
+    }
+}
+
+impl crate::s3::S3Service for RgwServer {
+    fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// The bucket created at start (shared by everyone who asks; tests want
-    /// [`RgwServer::new_bucket`]).
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
-    pub fn access_key_id(&self) -> &'static str {
+    fn access_key_id(&self) -> &str {
         ACCESS_KEY
     }
 
-    pub fn secret_access_key(&self) -> &'static str {
+    fn secret_access_key(&self) -> &str {
         SECRET_KEY
     }
 
-    /// The region S3 requests are signed for.
-    pub fn region(&self) -> &'static str {
-        "us-east-1"
+    /// The bucket created at start (shared by everyone who asks; tests want
+    /// [`S3Service::new_bucket`](crate::S3Service::new_bucket)).
+    fn bucket(&self) -> &str {
+        &self.bucket
     }
 
-    /// Creates a fresh bucket with a unique name and returns the name.
-    ///
-    /// # Panics
-    /// When RGW refuses.
-    pub fn new_bucket(&self) -> String {
-        let name = crate::s3::unique_bucket_name();
-        self.create_bucket(&name);
-        name
-    }
-
-    /// Creates bucket `name` (owned by the S3 user), through the Swift API.
-    ///
-    /// # Panics
-    /// When RGW does not answer `201 Created`.
-    pub fn create_bucket(&self, name: &str) {
+    /// Owned by the S3 user, made through the Swift API (a plain token: no S3 signing here).
+    fn create_bucket(&self, name: &str) {
         let result = swift_token(self.addr()).and_then(|token| {
             request(
                 self.addr(),
@@ -165,42 +155,9 @@ impl RgwServer {
         }
     }
 
-    /// RGW's log so far (a few lines per request).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.rgw_log_path()).unwrap_or_default()
-    }
-
-    /// The directory that holds the cluster (its `ceph.conf`, data and `log/`).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn rgw_log_path(&self) -> PathBuf {
-        self.dir.path().join("log/client.rgw.log")
-    }
-}
-
-impl crate::s3::S3Service for RgwServer {
-    fn endpoint(&self) -> String {
-        RgwServer::endpoint(self)
-    }
-    fn region(&self) -> &str {
-        RgwServer::region(self)
-    }
-    fn access_key_id(&self) -> &str {
-        RgwServer::access_key_id(self)
-    }
-    fn secret_access_key(&self) -> &str {
-        RgwServer::secret_access_key(self)
-    }
-    fn bucket(&self) -> &str {
-        RgwServer::bucket(self)
-    }
-    fn new_bucket(&self) -> String {
-        RgwServer::new_bucket(self)
-    }
+    /// A few lines per request.
     fn log(&self) -> String {
-        RgwServer::log(self)
+        std::fs::read_to_string(self.rgw_log_path()).unwrap_or_default()
     }
 }
 
@@ -701,13 +658,6 @@ fn request(
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
     Ok(Response { status, head })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 /// The last `lines` lines of a file (empty when unreadable).

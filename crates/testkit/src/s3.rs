@@ -20,13 +20,15 @@
 //! made by `scripts/setup`).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::free_port;
 
 /// Where `scripts/setup` installs moto.
 pub const DEFAULT_MOTO: &str = "/opt/agora-test/moto/bin/moto_server";
@@ -53,19 +55,33 @@ def serialized(environ, start_response):
 run_simple(host, port, serialized, threaded=True, request_handler=MotoRequestHandler)
 "#;
 
-/// What the storage tests need of an S3-compatible server, so that one test can run against
-/// moto ([`S3Server`]) and Ceph RGW ([`crate::RgwServer`]) alike. Both also have these as
-/// inherent methods.
+/// What the tests need of an S3-compatible server, so that one test can run against moto
+/// ([`S3Server`]) and Ceph RGW ([`crate::RgwServer`]) alike.
 pub trait S3Service: Send + Sync {
+    fn addr(&self) -> SocketAddr;
     /// `http://127.0.0.1:PORT` (path-style requests; `allow_http` needed).
-    fn endpoint(&self) -> String;
-    fn region(&self) -> &str;
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+    /// The region requests are signed for.
+    fn region(&self) -> &str {
+        "us-east-1"
+    }
     fn access_key_id(&self) -> &str;
     fn secret_access_key(&self) -> &str;
     /// A bucket created at start.
     fn bucket(&self) -> &str;
+    /// Creates bucket `name`.
+    ///
+    /// # Panics
+    /// When the server refuses.
+    fn create_bucket(&self, name: &str);
     /// Creates a fresh bucket with a unique name and returns the name.
-    fn new_bucket(&self) -> String;
+    fn new_bucket(&self) -> String {
+        let name = unique_bucket_name();
+        self.create_bucket(&name);
+        name
+    }
     /// The server's log so far.
     fn log(&self) -> String;
 }
@@ -120,63 +136,6 @@ impl S3Server {
         panic!("moto_server did not start on a free port; last log:\n{last_log}");
     }
 
-    /// `http://127.0.0.1:PORT` (path-style requests; `allow_http` needed).
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr())
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// The bucket created at start.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
-    /// Dummy credentials (moto accepts any).
-    pub fn access_key_id(&self) -> &'static str {
-        "agora-test"
-    }
-
-    pub fn secret_access_key(&self) -> &'static str {
-        "agora-test-secret"
-    }
-
-    pub fn region(&self) -> &'static str {
-        "us-east-1"
-    }
-
-    /// Creates a fresh bucket with a unique name and returns the name.
-    ///
-    /// # Panics
-    /// When moto refuses.
-    pub fn new_bucket(&self) -> String {
-        let name = unique_bucket_name();
-        self.create_bucket(&name);
-        name
-    }
-
-    /// Creates bucket `name`.
-    ///
-    /// # Panics
-    /// When moto does not answer 200.
-    pub fn create_bucket(&self, name: &str) {
-        match request(self.addr(), "PUT", &format!("/{name}")) {
-            Ok(200) => {}
-            other => panic!(
-                "moto on {}: creating bucket {name} answered {other:?}; log:\n{}",
-                self.addr(),
-                self.log()
-            ),
-        }
-    }
-
-    /// The server's log so far (one line per request).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
-    }
-
     /// Waits until moto answers an HTTP request; `Err` carries the log.
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
@@ -204,31 +163,42 @@ impl Drop for S3Server {
 }
 
 impl S3Service for S3Server {
-    fn endpoint(&self) -> String {
-        S3Server::endpoint(self)
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
     }
-    fn region(&self) -> &str {
-        S3Server::region(self)
-    }
+
+    /// Dummy credentials (moto accepts any).
     fn access_key_id(&self) -> &str {
-        S3Server::access_key_id(self)
+        "agora-test"
     }
+
     fn secret_access_key(&self) -> &str {
-        S3Server::secret_access_key(self)
+        "agora-test-secret"
     }
+
     fn bucket(&self) -> &str {
-        S3Server::bucket(self)
+        &self.bucket
     }
-    fn new_bucket(&self) -> String {
-        S3Server::new_bucket(self)
+
+    fn create_bucket(&self, name: &str) {
+        match request(self.addr(), "PUT", &format!("/{name}")) {
+            Ok(200) => {}
+            other => panic!(
+                "moto on {}: creating bucket {name} answered {other:?}; log:\n{}",
+                self.addr(),
+                self.log()
+            ),
+        }
     }
+
+    /// One line per request.
     fn log(&self) -> String {
-        S3Server::log(self)
+        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
     }
 }
 
 /// A bucket name no other test uses: the process id and a counter of this process.
-pub(crate) fn unique_bucket_name() -> String {
+fn unique_bucket_name() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
         "agora-test-{}-{}",
@@ -252,13 +222,6 @@ fn request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<u16> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 /// The Python interpreter of the `moto_server` script: its `#!` line, else `python3` beside it.

@@ -8,21 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agora_storage::remote::PART_SIZE;
-use agora_testkit::{HttpsGitServer, RgwServer};
+use agora_testkit::{HttpsGitServer, RgwServer, S3Service};
 
 use crate::support::*;
 
 const H: &str = "git-ceph.corp.test";
-
-fn storage_section(rgw: &RgwServer, bucket: &str, large_files: &str) -> String {
-    format!(
-        "[storage]\nbackend = \"s3\"\n\n[storage.s3]\nbucket = {bucket:?}\nendpoint = {endpoint:?}\nregion = {region:?}\nallow_http = true\naccess_key_id = {key:?}\nsecret_access_key = {secret:?}\n{large_files}",
-        endpoint = rgw.endpoint(),
-        region = rgw.region(),
-        key = rgw.access_key_id(),
-        secret = rgw.secret_access_key(),
-    )
-}
 
 /// `agora serve` with `config`, expected to exit by itself: its status and stderr.
 fn serve_to_exit(dir: &Path, config: &Path) -> (bool, String) {
@@ -66,7 +56,7 @@ fn agora_serves_from_ceph_rgw_with_single_put_and_refuses_the_default() {
     let dir = tmp.path();
 
     let refused = dir.join("refused.toml");
-    std::fs::write(&refused, storage_section(rgw, &rgw.new_bucket(), "")).unwrap();
+    std::fs::write(&refused, s3_storage_toml(rgw, &rgw.new_bucket())).unwrap();
     let (ok, stderr) = serve_to_exit(dir, &refused);
     assert!(!ok, "{stderr}");
     assert!(
@@ -94,7 +84,10 @@ fn agora_serves_from_ceph_rgw_with_single_put_and_refuses_the_default() {
         dir,
         &srv,
         &[H],
-        &storage_section(rgw, &bucket, "large_files = \"single_put\"\n"),
+        &format!(
+            "{}large_files = \"single_put\"\n",
+            s3_storage_toml(rgw, &bucket)
+        ),
     );
     let agora = private_agora(dir, &config, "off", &[]);
 

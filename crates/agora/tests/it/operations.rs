@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agora_testkit::fixtures::{GREET, MIXED_CASE};
-use agora_testkit::{http, Agora, PostgresServer, S3Server};
+use agora_testkit::{http, Agora, PostgresServer, S3Server, S3Service};
 
 use crate::support::*;
 
@@ -436,18 +436,7 @@ fn two_replicas_over_s3_share_one_postgresql_index() {
     let tokens = tmp.path().join("tokens.toml");
     let admin = token_add(&tokens, "ops", &["admin"]);
     let config = format!(
-        r#"
-[storage]
-backend = "s3"
-
-[storage.s3]
-bucket = "{bucket}"
-endpoint = "{endpoint}"
-region = "{region}"
-allow_http = true
-access_key_id = "{key}"
-secret_access_key = "{secret}"
-
+        r#"{storage}
 [index]
 url = "{db}"
 sync_interval = "200ms"
@@ -459,10 +448,7 @@ tokens_file = {tokens:?}
 unused_for = "1s"
 keep_recent = "0s"
 "#,
-        endpoint = s3.endpoint(),
-        region = s3.region(),
-        key = s3.access_key_id(),
-        secret = s3.secret_access_key(),
+        storage = s3_storage_toml(&s3, &bucket),
     );
     let replica = |name: &str| {
         let d = tmp.path().join(name);

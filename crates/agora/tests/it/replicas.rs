@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_testkit::fixtures::{BIG, GREET};
-use agora_testkit::{http, Agora, Fault, RedisServer, S3Server, UpstreamProxy};
+use agora_testkit::{http, Agora, Fault, RedisServer, S3Server, S3Service, UpstreamProxy};
 
 use crate::support::*;
 
@@ -18,27 +18,8 @@ fn replica_config(dir: &Path, name: &str, s3: &S3Server, bucket: &str, redis: &s
     std::fs::write(
         &config,
         format!(
-            r#"
-[storage]
-backend = "s3"
-
-[storage.s3]
-bucket = "{bucket}"
-endpoint = "{endpoint}"
-region = "{region}"
-allow_http = true
-access_key_id = "{key}"
-secret_access_key = "{secret}"
-
-[redis]
-url = "{redis}"
-lock_ttl = "3s"
-lock_poll = "100ms"
-"#,
-            endpoint = s3.endpoint(),
-            region = s3.region(),
-            key = s3.access_key_id(),
-            secret = s3.secret_access_key(),
+            "{}\n[redis]\nurl = {redis:?}\nlock_ttl = \"3s\"\nlock_poll = \"100ms\"\n",
+            s3_storage_toml(s3, bucket)
         ),
     )
     .unwrap();

@@ -303,3 +303,14 @@ pub fn team_lib(h: &str) -> (GitHost, String, agora_testkit::Repo) {
     repo.tag("v1.0.0");
     (host, module, repo)
 }
+
+/// `[storage]` for `bucket` of an S3 server of the test kit (moto or Ceph RGW).
+pub fn s3_storage_toml(server: &dyn agora_testkit::S3Service, bucket: &str) -> String {
+    format!(
+        "[storage]\nbackend = \"s3\"\n\n[storage.s3]\nbucket = {bucket:?}\nendpoint = {endpoint:?}\nregion = {region:?}\nallow_http = true\naccess_key_id = {key:?}\nsecret_access_key = {secret:?}\n",
+        endpoint = server.endpoint(),
+        region = server.region(),
+        key = server.access_key_id(),
+        secret = server.secret_access_key(),
+    )
+}

@@ -7,13 +7,12 @@
 //! With `UI_SCREENSHOTS=DIR` the browser test saves the main pages as PNGs there (the
 //! README's pictures come from `docs/ui`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agora_testkit::fixtures::GREET;
-use agora_testkit::{http, Agora, GitHost, HttpsGitServer};
+use agora_testkit::{free_port, http, Agora, GitHost, HttpsGitServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::support::*;
@@ -308,14 +307,6 @@ fn pages_are_escaped_guarded_and_carry_a_strict_policy() {
 struct Browser {
     driver: Child,
     client: Client,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Browser {

@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::free_port;
 use crate::go::GoClient;
 
 /// The default host alias: `gitlab-ssh.corp.example` (resolved only through the ssh config).
@@ -446,11 +447,4 @@ fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
 }
